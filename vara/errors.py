@@ -1,0 +1,37 @@
+"""Errors a user sees: each message names the input and says what to do.
+
+The CLI prints ``VaraError`` messages as one line (no traceback); everything else is a bug.
+"""
+
+from __future__ import annotations
+
+
+class VaraError(Exception):
+    """Base class: the message is complete and user-facing."""
+
+
+class InputError(VaraError):
+    """A file, manifest or argument the user gave is missing or malformed."""
+
+
+class VideoError(InputError):
+    """A video cannot be opened or decoded."""
+
+
+class ConfigError(VaraError):
+    """A strategy, prompt or label-set file is invalid."""
+
+
+class EndpointError(VaraError):
+    """A model server is unreachable, rejected a request, or gave an unusable reply."""
+
+
+class StructuredOutputError(VaraError):
+    """A model answer failed schema validation after the allowed re-asks.
+
+    ``raw`` keeps every answer text so nothing the model said is lost.
+    """
+
+    def __init__(self, message: str, raw: tuple[str, ...] = ()):
+        super().__init__(message)
+        self.raw = raw

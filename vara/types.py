@@ -1,0 +1,333 @@
+"""Data that crosses module boundaries: frozen dataclasses with ``to_dict``/``from_dict``.
+
+Units live in names: ``_s`` seconds, ``_idx`` frame index. Frames are RGB uint8 (T, H, W, 3).
+Sequences are tuples so instances stay immutable; ``to_dict`` yields JSON-ready values and
+``from_dict(to_dict(x)) == x`` for every type here (FrameBatch compares pixels too).
+"""
+
+from __future__ import annotations
+
+import base64
+import dataclasses
+import types
+import typing
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+import numpy as np
+
+__all__ = [
+    "Label",
+    "LabelSet",
+    "Clip",
+    "VideoInfo",
+    "SamplerSpec",
+    "FrameBatch",
+    "Caption",
+    "ClassScores",
+    "Evidence",
+    "PromptRef",
+    "Prediction",
+    "TimelineEvent",
+    "Timeline",
+    "Failure",
+]
+
+
+class _Record:
+    """Generic, type-hint driven (de)serialisation for the dataclasses below."""
+
+    def to_dict(self) -> dict[str, Any]:
+        return {f.name: _dump(getattr(self, f.name)) for f in dataclasses.fields(self)}
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]):
+        hints = typing.get_type_hints(cls)
+        names = {f.name for f in dataclasses.fields(cls)}
+        unknown = set(data) - names
+        if unknown:
+            raise ValueError(f"{cls.__name__}.from_dict: unknown keys {sorted(unknown)}")
+        return cls(**{k: _load(hints[k], v) for k, v in data.items()})
+
+
+def _dump(value: Any) -> Any:
+    if isinstance(value, _Record):
+        return value.to_dict()
+    if isinstance(value, (tuple, list)):
+        return [_dump(v) for v in value]
+    if isinstance(value, dict):
+        return {k: _dump(v) for k, v in value.items()}
+    if isinstance(value, np.generic):
+        return value.item()
+    return value
+
+
+def _load(hint: Any, value: Any) -> Any:
+    if value is None:
+        return None
+    origin = typing.get_origin(hint)
+    args = typing.get_args(hint)
+    if origin in (typing.Union, types.UnionType):
+        inner = [a for a in args if a is not type(None)]
+        return _load(inner[0], value) if len(inner) == 1 else value
+    if origin is tuple:
+        item = args[0] if args else Any
+        if len(args) == 2 and args[1] is Ellipsis:
+            return tuple(_load(item, v) for v in value)
+        return tuple(_load(a, v) for a, v in zip(args, value, strict=True))
+    if origin is dict:
+        return {k: _load(args[1], v) for k, v in value.items()}
+    if isinstance(hint, type) and issubclass(hint, _Record):
+        return hint.from_dict(value)
+    return value
+
+
+@dataclass(frozen=True)
+class Label(_Record):
+    name: str
+    description: str
+    synonyms: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class LabelSet(_Record):
+    """A closed set of activity labels plus the domain rules a prompt states and a validator checks.
+
+    ``exclusive`` lists groups of labels that cannot be present in the same window
+    (e.g. ventilation and suction); ``rules`` are the same facts in words, for prompts.
+    """
+
+    name: str
+    labels: tuple[Label, ...]
+    multi_label: bool
+    rules: tuple[str, ...] = ()
+    exclusive: tuple[tuple[str, ...], ...] = ()
+    description: str = ""
+
+    def __post_init__(self) -> None:
+        names = [lab.name for lab in self.labels]
+        if not names:
+            raise ValueError(f"label set {self.name!r} has no labels")
+        dupes = sorted({n for n in names if names.count(n) > 1})
+        if dupes:
+            raise ValueError(f"label set {self.name!r} repeats labels {dupes}")
+        for group in self.exclusive:
+            missing = [g for g in group if g not in names]
+            if missing:
+                raise ValueError(
+                    f"label set {self.name!r}: exclusive group {list(group)} names unknown "
+                    f"labels {missing}; known: {names}"
+                )
+
+    @property
+    def names(self) -> tuple[str, ...]:
+        return tuple(lab.name for lab in self.labels)
+
+
+@dataclass(frozen=True)
+class Clip(_Record):
+    """A time window of one video. ``labels`` is ground truth (eval only), None when unknown."""
+
+    clip_id: str
+    video: str
+    start_s: float
+    end_s: float
+    labels: tuple[str, ...] | None = None
+
+    def __post_init__(self) -> None:
+        if not self.end_s > self.start_s >= 0:
+            raise ValueError(
+                f"clip {self.clip_id!r}: need 0 <= start_s < end_s, got {self.start_s}, {self.end_s}"
+            )
+
+    @property
+    def duration_s(self) -> float:
+        return self.end_s - self.start_s
+
+
+@dataclass(frozen=True)
+class VideoInfo(_Record):
+    """What ``tools.video.probe`` reads from a container. Width/height are after rotation."""
+
+    path: str
+    fps: float
+    frame_count: int
+    duration_s: float
+    width: int
+    height: int
+    rotation_deg: int = 0
+    codec: str = ""
+
+
+@dataclass(frozen=True)
+class SamplerSpec(_Record):
+    """How frames are picked inside a window.
+
+    Either ``n_frames`` uniformly spread over the window, or ``fps`` frames per second bounded
+    by ``min_frames``/``max_frames``. ``max_side`` resizes so the longer side is at most that
+    many pixels, keeping aspect (None keeps the decoded size).
+    """
+
+    n_frames: int | None = 8
+    fps: float | None = None
+    min_frames: int = 1
+    max_frames: int = 64
+    max_side: int | None = 448
+
+    def __post_init__(self) -> None:
+        if (self.n_frames is None) == (self.fps is None):
+            raise ValueError("SamplerSpec: give exactly one of n_frames or fps")
+        if self.n_frames is not None and self.n_frames < 1:
+            raise ValueError(f"SamplerSpec: n_frames must be >= 1, got {self.n_frames}")
+        if self.fps is not None and self.fps <= 0:
+            raise ValueError(f"SamplerSpec: fps must be > 0, got {self.fps}")
+        if not 1 <= self.min_frames <= self.max_frames:
+            raise ValueError(
+                f"SamplerSpec: need 1 <= min_frames <= max_frames, got "
+                f"{self.min_frames}, {self.max_frames}"
+            )
+        if self.max_side is not None and self.max_side < 16:
+            raise ValueError(f"SamplerSpec: max_side must be >= 16 or None, got {self.max_side}")
+
+
+@dataclass(frozen=True, eq=False)
+class FrameBatch(_Record):
+    """Frames of one clip: RGB uint8 (T, H, W, 3) with their exact indices and timestamps."""
+
+    clip: Clip
+    frames: np.ndarray
+    frame_idx: tuple[int, ...]
+    timestamps_s: tuple[float, ...]
+    sampler: SamplerSpec
+
+    def __post_init__(self) -> None:
+        f = self.frames
+        if f.dtype != np.uint8 or f.ndim != 4 or f.shape[-1] != 3:
+            raise ValueError(f"FrameBatch: frames must be uint8 (T,H,W,3), got {f.dtype} {f.shape}")
+        if not len(self.frame_idx) == len(self.timestamps_s) == f.shape[0]:
+            raise ValueError("FrameBatch: frames, frame_idx and timestamps_s differ in length")
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, FrameBatch):
+            return NotImplemented
+        return (
+            self.clip == other.clip
+            and self.frame_idx == other.frame_idx
+            and self.timestamps_s == other.timestamps_s
+            and self.sampler == other.sampler
+            and np.array_equal(self.frames, other.frames)
+        )
+
+    __hash__ = None  # type: ignore[assignment]
+
+    def to_dict(self) -> dict[str, Any]:
+        out = super().to_dict()
+        arr = np.ascontiguousarray(self.frames)
+        out["frames"] = {"shape": list(arr.shape), "b64": base64.b64encode(arr.tobytes()).decode()}
+        return out
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> FrameBatch:
+        data = dict(data)
+        raw = data.pop("frames")
+        frames = np.frombuffer(base64.b64decode(raw["b64"]), dtype=np.uint8)
+        return cls(
+            clip=Clip.from_dict(data["clip"]),
+            frames=frames.reshape(raw["shape"]).copy(),
+            frame_idx=tuple(data["frame_idx"]),
+            timestamps_s=tuple(data["timestamps_s"]),
+            sampler=SamplerSpec.from_dict(data["sampler"]),
+        )
+
+
+@dataclass(frozen=True)
+class Caption(_Record):
+    clip_id: str
+    text: str
+    frame_idx: tuple[int, ...]
+    timestamps_s: tuple[float, ...]
+    model: str
+    prompt_id: str
+    prompt_hash: str
+    latency_s: float
+
+
+@dataclass(frozen=True)
+class ClassScores(_Record):
+    labels: tuple[str, ...]
+    probs: tuple[float, ...]
+    thresholds: tuple[float, ...]
+    adapter_id: str = ""
+
+
+@dataclass(frozen=True)
+class Evidence(_Record):
+    """One thing a prediction rests on: ``ref`` is e.g. ``caption:1`` or ``t=2.40s``."""
+
+    source: Literal["caption", "classifier", "frame", "vlm"]
+    ref: str
+    text: str
+
+
+@dataclass(frozen=True)
+class PromptRef(_Record):
+    """Provenance of a rendered prompt: id, version and the template file's content hash."""
+
+    id: str
+    version: int
+    sha256: str
+
+
+@dataclass(frozen=True)
+class Prediction(_Record):
+    """Labels for one window with what they rest on and where they came from.
+
+    ``attempts`` counts model answers needed (2 = one re-ask); ``raw`` is the accepted
+    answer's raw text; ``models`` maps a role (``vlm``, ``llm``) to a model id.
+    """
+
+    clip_id: str
+    video: str
+    start_s: float
+    end_s: float
+    labels: tuple[str, ...]
+    evidence: tuple[Evidence, ...]
+    explanation: str
+    strategy: str
+    prompts: tuple[PromptRef, ...]
+    models: dict[str, str]
+    raw: str
+    attempts: int = 1
+    scores: ClassScores | None = None
+    captions: tuple[Caption, ...] = ()
+    latency_s: float = 0.0
+
+
+@dataclass(frozen=True)
+class TimelineEvent(_Record):
+    label: str
+    start_s: float
+    end_s: float
+    score: float | None = None
+    n_windows: int = 1
+
+
+@dataclass(frozen=True)
+class Timeline(_Record):
+    video: str
+    duration_s: float
+    events: tuple[TimelineEvent, ...] = field(default_factory=tuple)
+
+
+@dataclass(frozen=True)
+class Failure(_Record):
+    """Something that did not finish, kept so a run reports it instead of dying on it.
+
+    ``item`` names the input (a video path or a clip id); ``stage`` where it failed;
+    ``error`` the one-line message; ``raw`` any model text worth keeping.
+    """
+
+    item: str
+    stage: str
+    error: str
+    raw: str = ""
