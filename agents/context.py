@@ -1,0 +1,62 @@
+"""Run-scoped context injected into every node through ``Runtime[Context]``: the strategy,
+label set, prompt templates, models, and the frame store."""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass
+
+from vara.config import StrategyConfig
+from vara.prompts.loader import PromptTemplate
+from vara.tools import video
+from vara.tools.chat import ChatModel
+from vara.types import Clip, FrameBatch, LabelSet, PromptRef, SamplerSpec
+
+__all__ = ["Context", "FrameStore"]
+
+
+class FrameStore:
+    """Frames of the windows in flight, keyed by clip id.
+
+    The runner decodes a video in one pass and ``put``s each window's batch; nodes ``get``
+    it by clip; the runner ``drop``s it when the window is done, so memory holds only the
+    windows in flight. A window nobody put (e.g. a graph invoked directly) is read on demand.
+    """
+
+    def __init__(self, sampler: SamplerSpec):
+        self._sampler = sampler
+        self._batches: dict[str, FrameBatch] = {}
+        self._lock = threading.Lock()
+
+    def put(self, batch: FrameBatch) -> None:
+        with self._lock:
+            self._batches[batch.clip.clip_id] = batch
+
+    def get(self, clip: Clip) -> FrameBatch:
+        with self._lock:
+            batch = self._batches.get(clip.clip_id)
+        if batch is None:
+            batch = next(iter(video.iter_frame_batches(clip.video, [clip], self._sampler)))
+            self.put(batch)
+        return batch
+
+    def drop(self, clip_id: str) -> None:
+        with self._lock:
+            self._batches.pop(clip_id, None)
+
+    def __len__(self) -> int:
+        return len(self._batches)
+
+
+@dataclass(frozen=True, eq=False)
+class Context:
+    strategy: StrategyConfig
+    labelset: LabelSet
+    prompts: dict[str, PromptTemplate]  # role (caption, answer, reask) -> template
+    vlm: ChatModel
+    llm: ChatModel  # writes the structured answer from captions; the VLM when none is set
+    frames: FrameStore
+
+    @property
+    def prompt_refs(self) -> tuple[PromptRef, ...]:
+        return tuple(p.ref for _, p in sorted(self.prompts.items()))

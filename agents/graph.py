@@ -1,0 +1,75 @@
+"""Graph builders and their registry: a strategy YAML's ``graph`` key names one of GRAPHS.
+
+Every graph works on one window (``WindowInput``) and ends in a ``Prediction`` or raises
+``StructuredOutputError`` after the allowed re-asks.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from langgraph.graph import END, START, StateGraph
+from langgraph.graph.state import CompiledStateGraph
+
+from vara.agents import nodes
+from vara.agents.context import Context
+from vara.agents.state import WindowInput, WindowState
+from vara.errors import ConfigError
+
+__all__ = ["GRAPHS", "build_caption_reason", "build_direct", "get_graph"]
+
+
+def _answer_loop(g: StateGraph, first: str) -> None:
+    """answer -> validate -> finalize | answer (re-ask) | give_up, entered from ``first``."""
+    g.add_node("validate", nodes.validate)
+    g.add_node("finalize", nodes.finalize)
+    g.add_node("give_up", nodes.give_up)
+    g.add_edge(first, "answer")
+    g.add_edge("answer", "validate")
+    g.add_conditional_edges(
+        "validate",
+        nodes.route_after_validate,
+        {"finalize": "finalize", "answer": "answer", "give_up": "give_up"},
+    )
+    g.add_edge("finalize", END)
+    g.add_edge("give_up", END)
+
+
+def build_caption_reason() -> CompiledStateGraph:
+    """sample -> caption (VLM) -> answer (LLM over captions) -> validate -> ..."""
+    g = StateGraph(WindowState, context_schema=Context, input_schema=WindowInput)
+    g.add_node("sample", nodes.sample)
+    g.add_node("caption", nodes.caption)
+    g.add_node("answer", nodes.answer_from_captions)
+    g.add_edge(START, "sample")
+    g.add_edge("sample", "caption")
+    _answer_loop(g, "caption")
+    return g.compile(name="caption-reason")
+
+
+def build_direct() -> CompiledStateGraph:
+    """sample -> answer (VLM over frames) -> validate -> ..."""
+    g = StateGraph(WindowState, context_schema=Context, input_schema=WindowInput)
+    g.add_node("sample", nodes.sample)
+    g.add_node("answer", nodes.answer_from_frames)
+    g.add_edge(START, "sample")
+    _answer_loop(g, "sample")
+    return g.compile(name="direct")
+
+
+GRAPHS: dict[str, Callable[[], CompiledStateGraph]] = {
+    "caption-reason": build_caption_reason,
+    "direct": build_direct,
+}
+
+# The prompt roles each graph renders; a strategy must name all of them.
+PROMPT_ROLES: dict[str, tuple[str, ...]] = {
+    "caption-reason": ("caption", "answer", "reask"),
+    "direct": ("answer", "reask"),
+}
+
+
+def get_graph(key: str) -> CompiledStateGraph:
+    if key not in GRAPHS:
+        raise ConfigError(f"unknown graph {key!r}; known graphs: {sorted(GRAPHS)}")
+    return GRAPHS[key]()

@@ -1,0 +1,276 @@
+"""Run a strategy over videos: windows -> graph -> predictions.jsonl, timeline.json/.csv, run.json.
+
+Each video is probed and cut into windows; its frames are decoded in one pass and each
+window's graph runs in a thread pool (``strategy.concurrency`` windows in flight, so server
+requests overlap). Predictions are appended as they finish; a re-run into the same ``out_dir``
+skips windows already there (and refuses an out_dir made by a different configuration).
+A bad video or a window whose answer never validates becomes a ``Failure`` row and the rest
+continue; only an unreachable model server stops the run, because then nothing can finish.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import logging
+import os
+import time
+import traceback
+from collections.abc import Iterable, Sequence
+from concurrent.futures import ALL_COMPLETED, FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from tqdm import tqdm
+
+from vara.agents.context import Context, FrameStore
+from vara.agents.graph import PROMPT_ROLES, get_graph
+from vara.config import StrategyConfig
+from vara.errors import ConfigError, EndpointError, StructuredOutputError, VaraError, VideoError
+from vara.prompts.loader import PromptTemplate, load_prompt
+from vara.provenance import meta_info
+from vara.records import JsonlWriter, read_jsonl, write_json_atomic
+from vara.timeline import build_timeline, timeline_csv_rows
+from vara.tools import video
+from vara.tools.chat import ChatModel
+from vara.tools.vlm import EndpointUnreachable, connect
+from vara.types import Clip, Failure, LabelSet, Prediction, VideoInfo
+
+__all__ = ["RunSummary", "run_videos", "expand_inputs", "VIDEO_SUFFIXES"]
+
+log = logging.getLogger(__name__)
+
+VIDEO_SUFFIXES = (".mp4", ".avi", ".mkv", ".mov", ".webm", ".m4v", ".mpg", ".mpeg", ".gif")
+
+
+@dataclass(frozen=True)
+class RunSummary:
+    out_dir: str
+    n_videos: int
+    n_windows: int
+    n_predicted: int  # finished in this run
+    n_resumed: int  # already in predictions.jsonl from an earlier run
+    failures: tuple[Failure, ...]
+    wall_s: float
+
+
+def expand_inputs(inputs: Iterable[str | Path]) -> list[str]:
+    """Files as given; directories -> their video files (recursive, sorted)."""
+    out: list[str] = []
+    for item in inputs:
+        p = Path(item)
+        if p.is_dir():
+            found = sorted(f for f in p.rglob("*") if f.suffix.lower() in VIDEO_SUFFIXES)
+            if not found:
+                raise VideoError(f"directory '{p}' holds no video files ({', '.join(VIDEO_SUFFIXES)})")
+            out.extend(str(f) for f in found)
+        else:
+            out.append(str(p))
+    return out
+
+
+def _video_keys(paths: Sequence[str]) -> dict[str, str]:
+    """Short, unique, stable names for clip ids: the file name unless two inputs share one."""
+    names = [Path(p).name for p in paths]
+    if len(set(names)) == len(names):
+        return dict(zip(paths, names, strict=True))
+    root = os.path.commonpath([str(Path(p).resolve().parent) for p in paths])
+    return {p: os.path.relpath(Path(p).resolve(), root) for p in paths}
+
+
+def _load_prompts(strategy: StrategyConfig, prompts_dir: str | None) -> dict[str, PromptTemplate]:
+    prompts = {role: load_prompt(ref, prompts_dir) for role, ref in strategy.prompts.items()}
+    if prompts["answer"].schema is None:
+        raise ConfigError(f"prompt {strategy.prompts['answer']!r} (role answer) names no schema file")
+    missing = [r for r in PROMPT_ROLES[strategy.graph] if r not in prompts]
+    if missing:
+        raise ConfigError(f"strategy {strategy.name}: no prompts for roles {missing}")
+    return prompts
+
+
+def _fingerprint(ctx: Context) -> dict[str, Any]:
+    """What must match for a re-run to resume an out_dir (not URLs, timeouts, concurrency)."""
+    s = ctx.strategy.to_dict()
+    return {
+        "strategy": {k: s[k] for k in ("name", "graph", "windows", "sampler", "frames_per_caption",
+                                       "generation", "max_reasks")},
+        "labelset": ctx.labelset.to_dict(),
+        "prompts": [p.to_dict() for p in ctx.prompt_refs],
+        "models": {"vlm": ctx.vlm.model_id, "llm": ctx.llm.model_id},
+    }
+
+
+def _check_resumable(out: Path, fingerprint: dict[str, Any]) -> None:
+    previous = out / "run.json"
+    if not previous.exists():
+        return
+    old = json.loads(previous.read_text()).get("run_info", {}).get("fingerprint")
+    if old is not None and old != fingerprint:
+        changed = sorted(k for k in fingerprint if old.get(k) != fingerprint[k])
+        raise ConfigError(
+            f"out dir '{out}' holds a run with a different {', '.join(changed)}; "
+            f"use a new --out (resuming would mix incompatible predictions)"
+        )
+
+
+class _Run:
+    """State of one run_videos call; methods are the steps."""
+
+    def __init__(self, ctx: Context, out: Path):
+        self.ctx = ctx
+        self.graph = get_graph(ctx.strategy.graph)
+        self.writer = JsonlWriter(out / "predictions.jsonl")
+        self.done = {r["clip_id"] for r in read_jsonl(out / "predictions.jsonl")}
+        self.failures: list[Failure] = []
+        self.n_predicted = 0
+        self.abort: EndpointUnreachable | None = None
+
+    def window(self, clip: Clip) -> Prediction:
+        try:
+            result = self.graph.invoke({"clip": clip}, context=self.ctx)
+            return result["prediction"]
+        finally:
+            self.ctx.frames.drop(clip.clip_id)
+
+    def finish(self, clip: Clip, fut: Future) -> None:
+        try:
+            pred = fut.result()
+        except EndpointUnreachable as exc:
+            self.abort = self.abort or exc
+            self.failures.append(Failure(clip.clip_id, "model", str(exc)))
+        except StructuredOutputError as exc:
+            self.failures.append(Failure(clip.clip_id, "answer", str(exc), "\n---\n".join(exc.raw)))
+        except VaraError as exc:
+            self.failures.append(Failure(clip.clip_id, "window", str(exc)))
+        except Exception as exc:  # a bug must not cost the other windows; keep the trace
+            log.error("window %s crashed:\n%s", clip.clip_id, traceback.format_exc())
+            self.failures.append(Failure(clip.clip_id, "internal", f"{type(exc).__name__}: {exc}"))
+        else:
+            self.writer.append(pred.to_dict())
+            self.n_predicted += 1
+
+    def video(self, path: str, clips: list[Clip], bar: tqdm) -> None:
+        todo = [c for c in clips if c.clip_id not in self.done]
+        if not todo:
+            return
+        inflight: dict[Future, Clip] = {}
+        limit = self.ctx.strategy.concurrency
+        with ThreadPoolExecutor(max_workers=limit) as pool:
+            try:
+                for batch in video.iter_frame_batches(path, todo, self.ctx.strategy.sampler):
+                    while len(inflight) >= limit:
+                        self._drain(inflight, bar, FIRST_COMPLETED)
+                    if self.abort:
+                        break
+                    self.ctx.frames.put(batch)
+                    inflight[pool.submit(self.window, batch.clip)] = batch.clip
+            except VideoError as exc:
+                self.failures.append(Failure(path, "decode", str(exc)))
+            finally:
+                self._drain(inflight, bar, ALL_COMPLETED)
+
+    def _drain(self, inflight: dict[Future, Clip], bar: tqdm, when: str) -> None:
+        if not inflight:
+            return
+        finished, _ = wait(list(inflight), return_when=when)
+        for fut in finished:
+            clip = inflight.pop(fut)
+            self.finish(clip, fut)
+            bar.update(1)
+            bar.set_postfix(failed=len(self.failures), refresh=False)
+
+
+def run_videos(
+    videos: Sequence[str],
+    strategy: StrategyConfig,
+    labelset: LabelSet,
+    out_dir: str | Path,
+    *,
+    prompts_dir: str | None = None,
+    progress: bool = True,
+    vlm: ChatModel | None = None,
+    llm: ChatModel | None = None,
+) -> RunSummary:
+    """Label every window of ``videos``; see the module docstring for what is written."""
+    t0 = time.perf_counter()
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    prompts = _load_prompts(strategy, prompts_dir)
+    keys = _video_keys(videos)
+    failures: list[Failure] = []
+    plans: list[tuple[str, VideoInfo, list[Clip]]] = []
+    for path in videos:
+        try:
+            info = video.probe(path)
+            w = strategy.windows
+            plans.append((path, info, video.make_windows(info, w.window_s, w.overlap, video_key=keys[path])))
+        except VideoError as exc:
+            failures.append(Failure(path, "probe", str(exc)))
+    vlm = vlm or connect(strategy.vlm)
+    if llm is None:
+        llm = connect(strategy.llm) if strategy.llm is not None and strategy.llm.is_set else vlm
+    ctx = Context(strategy, labelset, prompts, vlm, llm, FrameStore(strategy.sampler))
+    fingerprint = _fingerprint(ctx)
+    _check_resumable(out, fingerprint)
+    run = _Run(ctx, out)
+    run.failures.extend(failures)
+    n_windows = sum(len(c) for _, _, c in plans)
+    todo = sum(1 for _, _, clips in plans for c in clips if c.clip_id not in run.done)
+    write_json_atomic(out / "run.json", {"run_info": {"fingerprint": fingerprint, "status": "running"}})
+    bar = tqdm(total=todo, unit="win", desc=f"vara {strategy.name}", disable=not progress)
+    try:
+        for path, _, clips in plans:
+            if run.abort:
+                break
+            run.video(path, clips, bar)
+    finally:
+        bar.close()
+        run.writer.close()
+        summary = RunSummary(
+            out_dir=str(out),
+            n_videos=len(videos),
+            n_windows=n_windows,
+            n_predicted=run.n_predicted,
+            n_resumed=len(run.done),
+            failures=tuple(run.failures),
+            wall_s=round(time.perf_counter() - t0, 3),
+        )
+        _write_outputs(out, plans, summary, ctx, fingerprint, aborted=run.abort is not None)
+    if run.abort:
+        raise run.abort
+    return summary
+
+
+def _write_outputs(
+    out: Path,
+    plans: list[tuple[str, VideoInfo, list[Clip]]],
+    summary: RunSummary,
+    ctx: Context,
+    fingerprint: dict[str, Any],
+    *,
+    aborted: bool,
+) -> None:
+    preds = [Prediction.from_dict(r) for r in read_jsonl(out / "predictions.jsonl")]
+    timelines = [build_timeline(path, info.duration_s, preds) for path, info, _ in plans]
+    write_json_atomic(out / "timeline.json", {"timelines": [t.to_dict() for t in timelines]})
+    with open(out / "timeline.csv", "w", newline="") as fh:
+        csv.writer(fh).writerows(timeline_csv_rows(timelines))
+    with JsonlWriter(out / "failures.jsonl.tmp") as w:
+        for f in summary.failures:
+            w.append(f.to_dict())
+    os.replace(out / "failures.jsonl.tmp", out / "failures.jsonl")
+    run_info = {
+        "fingerprint": fingerprint,
+        "status": "aborted" if aborted else ("complete_with_failures" if summary.failures else "complete"),
+        "config": ctx.strategy.to_dict(),
+        "n_videos": summary.n_videos,
+        "n_windows": summary.n_windows,
+        "n_predictions": len(preds),
+        "n_predicted_this_run": summary.n_predicted,
+        "n_resumed": summary.n_resumed,
+        "n_failures": len(summary.failures),
+        "failures": [f.to_dict() for f in summary.failures],
+        "wall_s": summary.wall_s,
+    }
+    write_json_atomic(out / "run.json", {"run_info": run_info, "meta_info": meta_info()})

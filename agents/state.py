@@ -1,0 +1,31 @@
+"""Graph state for one window. Holds references (clip, frame indices), never pixel arrays,
+so a checkpointer can store it; nodes fetch frames through the context's FrameStore."""
+
+from __future__ import annotations
+
+from typing import Literal, TypedDict
+
+from vara.tools.reason import Answer
+from vara.types import Caption, Clip, Prediction
+
+Step = Literal["finalize", "answer", "give_up"]
+
+
+class WindowInput(TypedDict):
+    """What a caller passes in: just the window."""
+
+    clip: Clip
+
+
+class WindowState(TypedDict, total=False):
+    clip: Clip
+    frame_idx: tuple[int, ...]
+    timestamps_s: tuple[float, ...]
+    captions: list[Caption]
+    refs: tuple[str, ...]  # what the answer may cite: caption:N or t=X.XXs
+    raws: list[str]  # every answer text, in order
+    errors: list[str]  # the validator's message for each rejected answer
+    answer: Answer | None
+    next: Step
+    model_latency_s: float
+    prediction: Prediction

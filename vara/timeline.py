@@ -1,0 +1,59 @@
+"""Window predictions -> a per-video activity timeline.
+
+Consecutive windows (in time order) that carry the same label merge into one event spanning
+from the first window's start to the last window's end. Windows are consecutive when they
+are neighbours in the video's window sequence, so one negative window splits an event even
+though, with 50% overlap, its neighbours touch.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+from vara.types import Prediction, Timeline, TimelineEvent
+
+__all__ = ["build_timeline", "timeline_csv_rows"]
+
+
+def _score(p: Prediction, label: str) -> float | None:
+    if p.scores is None or label not in p.scores.labels:
+        return None
+    return p.scores.probs[p.scores.labels.index(label)]
+
+
+def build_timeline(video: str, duration_s: float, predictions: Iterable[Prediction]) -> Timeline:
+    preds = sorted((p for p in predictions if p.video == video), key=lambda p: p.start_s)
+    events: list[TimelineEvent] = []
+    open_: dict[str, list[Prediction]] = {}
+
+    def close(label: str) -> None:
+        run = open_.pop(label)
+        scores = [s for s in (_score(p, label) for p in run) if s is not None]
+        events.append(
+            TimelineEvent(
+                label=label,
+                start_s=run[0].start_s,
+                end_s=run[-1].end_s,
+                score=sum(scores) / len(scores) if scores else None,
+                n_windows=len(run),
+            )
+        )
+
+    for p in preds:
+        for label in [lab for lab in open_ if lab not in p.labels]:
+            close(label)
+        for label in p.labels:
+            open_.setdefault(label, []).append(p)
+    for label in list(open_):
+        close(label)
+    events.sort(key=lambda e: (e.start_s, e.label))
+    return Timeline(video=video, duration_s=duration_s, events=tuple(events))
+
+
+def timeline_csv_rows(timelines: Iterable[Timeline]) -> list[list[object]]:
+    rows: list[list[object]] = [["video", "label", "start_s", "end_s", "score", "n_windows"]]
+    for tl in timelines:
+        for e in tl.events:
+            score = "" if e.score is None else f"{e.score:.4f}"
+            rows.append([tl.video, e.label, f"{e.start_s:.3f}", f"{e.end_s:.3f}", score, e.n_windows])
+    return rows
