@@ -49,7 +49,7 @@ _DEFAULT_CODEC = {".mp4": "h264", ".mkv": "h264", ".mov": "h264", ".avi": "mjpg"
 def _block_edges(n: int, length: int) -> list[tuple[int, int]]:
     """Integer [lo, hi) edges of n equal cells over ``length`` pixels."""
     cuts = [round(k * length / n) for k in range(n + 1)]
-    return list(zip(cuts[:-1], cuts[1:]))
+    return list(zip(cuts[:-1], cuts[1:], strict=True))
 
 
 def _gradient(index: int, size: tuple[int, int]) -> np.ndarray:
@@ -72,7 +72,9 @@ def _draw_marks(frame: np.ndarray, index: int) -> np.ndarray:
     return frame
 
 
-def make_frame(index: int, size: tuple[int, int], *, seed: int = 0, noise: bool = True) -> np.ndarray:
+def make_frame(
+    index: int, size: tuple[int, int], *, seed: int = 0, noise: bool = True
+) -> np.ndarray:
     """RGB uint8 (H, W, 3) frame that encodes ``index``; ``size`` is (width, height)."""
     if not 0 <= index < 2**BITS:
         raise ValueError(f"frame index {index} does not fit in {BITS} bits")
@@ -150,15 +152,31 @@ def write_test_video(
         raise ValueError(f"n_frames must be >= 1, got {n_frames}")
     frames = (make_frame(i, size, seed=seed, noise=noise) for i in range(n_frames))
     if writer == "opencv":
-        _write_opencv(path, frames, fps=fps, size=size, fourcc="mp4v" if codec == "mp4v" else "MJPG")
+        fourcc = "mp4v" if codec == "mp4v" else "MJPG"
+        _write_opencv(path, frames, fps=fps, size=size, fourcc=fourcc)
     else:
-        _write_pyav(path, frames, codec=codec, rate=_rate(fps), size=size, gop=gop, bframes=bframes,
-                    faststart=faststart)
+        _write_pyav(
+            path,
+            frames,
+            codec=codec,
+            rate=_rate(fps),
+            size=size,
+            gop=gop,
+            bframes=bframes,
+            faststart=faststart,
+        )
     return path
 
 
-def _open_stream(container, codec: str, rate: Fraction, size: tuple[int, int], gop: int,
-                 bframes: int, preset: str = "veryfast"):
+def _open_stream(
+    container,
+    codec: str,
+    rate: Fraction,
+    size: tuple[int, int],
+    gop: int,
+    bframes: int,
+    preset: str = "veryfast",
+):
     if codec == "gif":
         stream = container.add_stream("gif", rate=rate)
         stream.pix_fmt = "rgb8"
@@ -208,10 +226,20 @@ def _long_yuv_frames(n: int, size: tuple[int, int]) -> Iterator[np.ndarray]:
         yield buf
 
 
-def _write_pyav(path: Path, frames: Iterable[np.ndarray], *, codec: str, rate: Fraction,
-                size: tuple[int, int], gop: int, bframes: int, preset: str = "veryfast",
-                pts: Sequence[int] | None = None, time_base: Fraction | None = None,
-                faststart: bool = False) -> None:
+def _write_pyav(
+    path: Path,
+    frames: Iterable[np.ndarray],
+    *,
+    codec: str,
+    rate: Fraction,
+    size: tuple[int, int],
+    gop: int,
+    bframes: int,
+    preset: str = "veryfast",
+    pts: Sequence[int] | None = None,
+    time_base: Fraction | None = None,
+    faststart: bool = False,
+) -> None:
     import av
 
     options = {"movflags": "+faststart"} if faststart else {}
@@ -230,8 +258,9 @@ def _write_pyav(path: Path, frames: Iterable[np.ndarray], *, codec: str, rate: F
             container.mux(packet)
 
 
-def _write_opencv(path: Path, frames: Iterable[np.ndarray], *, fps: float,
-                  size: tuple[int, int], fourcc: str) -> None:
+def _write_opencv(
+    path: Path, frames: Iterable[np.ndarray], *, fps: float, size: tuple[int, int], fourcc: str
+) -> None:
     import cv2
 
     writer = cv2.VideoWriter(str(path), cv2.CAP_FFMPEG, cv2.VideoWriter_fourcc(*fourcc), fps, size)
@@ -259,14 +288,23 @@ def write_vfr_video(
     """
     path = Path(path)
     ts = list(timestamps_s)
-    if any(b <= a for a, b in zip(ts, ts[1:])) or not ts or ts[0] < 0:
+    if not ts or ts[0] < 0 or any(b <= a for a, b in zip(ts, ts[1:], strict=False)):
         raise ValueError("timestamps_s must be non-empty, >= 0 and strictly increasing")
     tb = Fraction(1, 90_000)
     pts = [round(t / tb) for t in ts]
     mean_rate = _rate(len(ts) / ts[-1]) if ts[-1] > 0 else Fraction(25)
     frames = (make_frame(i, size, seed=seed) for i in range(len(ts)))
-    _write_pyav(path, frames, codec="h264", rate=mean_rate, size=size, gop=gop,
-                bframes=bframes, pts=pts, time_base=tb)
+    _write_pyav(
+        path,
+        frames,
+        codec="h264",
+        rate=mean_rate,
+        size=size,
+        gop=gop,
+        bframes=bframes,
+        pts=pts,
+        time_base=tb,
+    )
     return path
 
 
@@ -291,6 +329,14 @@ def write_long_video(
     if not 1 <= n < 2**BITS:
         raise ValueError(f"{duration_s} s at {fps} fps is {n} frames; need 1..{2**BITS - 1}")
     frames = _long_yuv_frames(n, size)
-    _write_pyav(path, frames, codec="h264", rate=_rate(fps), size=size, gop=gop,
-                bframes=bframes, preset="ultrafast")
+    _write_pyav(
+        path,
+        frames,
+        codec="h264",
+        rate=_rate(fps),
+        size=size,
+        gop=gop,
+        bframes=bframes,
+        preset="ultrafast",
+    )
     return path

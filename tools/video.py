@@ -1,0 +1,410 @@
+"""Video access for vara: probe, window, plan and decode frames. The only module that uses OpenCV.
+
+Frames leave here as RGB uint8 (T, H, W, 3), rotated per the container's rotation metadata
+(OpenCV applies it; widths/heights reported are after rotation), resized with INTER_AREA so
+the longer side is at most ``max_side``. Indices are decode-order frame numbers.
+
+Timestamps: for constant-frame-rate (CFR) video, frame i is at ``i / fps`` exactly (the
+same number on every decode path; OpenCV's CAP_PROP_POS_MSEC is shifted by the decoder
+delay in AVI files, so it is not used for CFR). Variable-frame-rate (VFR) video and GIF
+are detected at probe time (frame times of the first frames off the 1/fps grid, or the
+last frame's time off it); they are then decoded sequentially only (OpenCV's frame seeks
+land by time, i.e. on the wrong frame in VFR) and ``timestamps_s`` are the container's real
+presentation times. Windows and ``plan_frames`` stay in nominal frame time (index / fps),
+so in a VFR file a window's frames may be shown at other times than the window says; the
+timestamps tell the truth. A file that keeps a regular rhythm at both ends but not in the
+middle can pass as CFR; each seek re-checks the time it landed on and falls back to
+sequential decoding when that is off the grid.
+
+Decoding many windows: one pass in index order. The next wanted frame is reached with
+grab() (decode, no colour conversion) when it is at most ``SEEK_GAP`` frames ahead, else by
+a CAP_PROP_POS_FRAMES seek. OpenCV's seek always jumps back to a keyframe at or before
+target-16 and decodes forward, so it costs >= 17 grabs even on intra-only codecs; measured
+on 2 cores, a random seek costs as much as 17 grabs (MJPEG), 24 (mp4v, GOP 12), 43 (H.264
+GOP 50), 80-98 (H.264 GOP 250, 720p), and a forward seek of just 4 frames 30-300 ms at GOP
+250. SEEK_GAP = 64 sits in that break-even range (within ~1.5x of the better choice for
+common GOPs); dense sampling (16 frames per 2-s window: gaps of ~3) never seeks.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import os
+from collections import Counter
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from vara.errors import InputError, VideoError
+from vara.types import Clip, FrameBatch, SamplerSpec, VideoInfo
+
+__all__ = ["SEEK_GAP", "iter_frame_batches", "make_windows", "plan_frames", "probe", "read_frames"]
+
+SEEK_GAP = 64  # frames; see the module docstring for how it was chosen
+_HEAD_FRAMES = 32  # frames decoded at probe time to check the frame-rate grid
+_GRID_TOL = 0.5  # a frame time more than half a frame off i/fps means "not CFR"
+
+log = logging.getLogger(__name__)
+
+
+def _fix(name: str) -> str:
+    stem = Path(name).stem or "video"
+    return f"re-encode it, e.g. ffmpeg -i {name} -c:v libx264 {stem}_fixed.mp4"
+
+
+@dataclass(frozen=True)
+class _Source:
+    """What decoding needs beyond VideoInfo (kept private: VideoInfo has no VFR field)."""
+
+    info: VideoInfo
+    exact_seek: bool  # CFR: OpenCV's frame seeks land on the decode-order frame
+    t0_s: float  # presentation time of frame 0; timestamps are relative to it
+    declared: int  # the container's own frame count (0 if it has none)
+
+
+def _open(path: str | Path) -> cv2.VideoCapture:
+    """Open with the FFmpeg backend, turning every way of failing into a one-line VideoError."""
+    name, p = str(path), Path(path)
+    if not p.exists():
+        raise VideoError(f"video {name!r} not found; check the path")
+    if not p.is_file():
+        raise VideoError(f"video {name!r} is not a file; pass a video file path")
+    if p.stat().st_size == 0:
+        raise VideoError(f"video {name!r} is empty (0 bytes); copy or export it again")
+    # FFmpeg complains per packet on stderr for damaged files; users get our one-line error
+    # instead. Respect an explicit setting (OpenCV reads it once, at its first capture).
+    os.environ.setdefault("OPENCV_FFMPEG_LOGLEVEL", "-8")
+    level = cv2.utils.logging.getLogLevel()
+    cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_ERROR)
+    try:
+        cap = cv2.VideoCapture(name, cv2.CAP_FFMPEG)
+    finally:
+        cv2.utils.logging.setLogLevel(level)
+    if not cap.isOpened():
+        with open(p, "rb") as f:
+            head = f.read(12)
+        if head[4:8] == b"ftyp":
+            raise VideoError(
+                f"video {name!r} is an MP4/MOV without a readable index (moov atom): the file "
+                "is probably truncated (interrupted copy or recording); copy it again or "
+                "repair it (e.g. with untrunc)"
+            )
+        raise VideoError(
+            f"video {name!r} cannot be opened: it is not a video, or its format/codec is one "
+            f"OpenCV's FFmpeg cannot read; check the file, or {_fix(name)}"
+        )
+    cap.set(cv2.CAP_PROP_ORIENTATION_AUTO, 1)
+    return cap
+
+
+def _fourcc(value: float) -> str:
+    raw = int(value).to_bytes(4, "little", signed=False)
+    return raw.decode("ascii", errors="replace").strip("\x00 ").lower()
+
+
+def _on_grid(times: Sequence[float], fps: float) -> bool:
+    """True when frame k is shown at times[0] + k / fps (to within half a frame)."""
+    return all(abs(t - times[0] - k / fps) <= _GRID_TOL / fps for k, t in enumerate(times))
+
+
+def _seek_ok(cap: cv2.VideoCapture, idx: int) -> bool:
+    """Seek to ``idx`` and grab it; False when OpenCV landed elsewhere (it clamps past the end)."""
+    cap.set(cv2.CAP_PROP_POS_FRAMES, idx)
+    return cap.grab() and round(cap.get(cv2.CAP_PROP_POS_FRAMES)) == idx + 1
+
+
+def _count_cfr(cap: cv2.VideoCapture, claimed: int) -> tuple[int, float | None]:
+    """Real frame count of a seekable file and the last frame's time (None if not at hand).
+
+    The container's claim is checked at the tail: mp4/avi indexes are exact unless the file
+    is truncated; mkv/webm counts are estimated from duration * fps and can be off either way.
+    """
+    if _seek_ok(cap, claimed - 1):
+        last_s, extra = cap.get(cv2.CAP_PROP_POS_MSEC) / 1000, 0
+        while cap.grab():  # claim too low: count what follows
+            last_s, extra = cap.get(cv2.CAP_PROP_POS_MSEC) / 1000, extra + 1
+        return claimed + extra, last_s
+    lo, hi = 0, claimed - 1  # frame lo decodes, frame hi does not
+    while hi - lo > 1:
+        mid = (lo + hi) // 2
+        lo, hi = (mid, hi) if _seek_ok(cap, mid) else (lo, mid)
+    return lo + 1, None
+
+
+def _inspect(path: str | Path) -> _Source:
+    name = str(path)
+    cap = _open(path)
+    try:
+        fps = cap.get(cv2.CAP_PROP_FPS)
+        claimed = int(cap.get(cv2.CAP_PROP_FRAME_COUNT))
+        rotation = int(round(cap.get(cv2.CAP_PROP_ORIENTATION_META) or 0)) % 360
+        codec = _fourcc(cap.get(cv2.CAP_PROP_FOURCC))
+        if not (math.isfinite(fps) and fps > 0):
+            raise VideoError(f"video {name!r} declares no usable frame rate ({fps}); {_fix(name)}")
+        ok, first = cap.read()
+        if not ok or first is None or first.size == 0:
+            raise VideoError(
+                f"video {name!r} has 0 decodable frames (corrupt or unsupported codec "
+                f"{codec!r}); {_fix(name)}"
+            )
+        times = [cap.get(cv2.CAP_PROP_POS_MSEC) / 1000]
+        while len(times) < _HEAD_FRAMES and cap.grab():
+            times.append(cap.get(cv2.CAP_PROP_POS_MSEC) / 1000)
+        # AVI stores no per-frame times (CFR by construction) and OpenCV's POS_MSEC there is
+        # shifted by the decoder delay; GIF frame delays vary freely, so never seek in a GIF.
+        avi = Path(name).suffix.lower() == ".avi"
+        gif = codec == "gif" or Path(name).suffix.lower() == ".gif"
+        exact = not gif and (avi or _on_grid(times, fps))
+        count = len(times)  # right when the whole video was decoded above
+        if len(times) == _HEAD_FRAMES:
+            if exact and claimed > 0:
+                count, last_s = _count_cfr(cap, claimed)
+                # A VFR file can start on the grid; its last frame's time is then off it.
+                if not avi and last_s is not None:
+                    exact = abs(last_s - times[0] - (count - 1) / fps) <= _GRID_TOL / fps
+            if not exact or claimed <= 0:
+                count = _count_sequential(path)
+    finally:
+        cap.release()
+    if claimed > count and not gif:
+        log.warning(
+            "video %r declares %d frames but only %d decode (truncated?)", name, claimed, count
+        )
+    h, w = first.shape[:2]
+    info = VideoInfo(path=name, fps=float(fps), frame_count=count, duration_s=count / fps,
+                     width=w, height=h, rotation_deg=rotation, codec=codec)  # fmt: skip
+    return _Source(info=info, exact_seek=exact, t0_s=times[0], declared=max(claimed, 0))
+
+
+def _count_sequential(path: str | Path) -> int:
+    cap = _open(path)
+    try:
+        n = 0
+        while cap.grab():
+            n += 1
+        return n
+    finally:
+        cap.release()
+
+
+def probe(path: str | Path) -> VideoInfo:
+    """Frame rate, a verified frame count, size after rotation, rotation and codec of a video.
+
+    Decodes the first frames (proves the file decodes, checks the frame-rate grid) and
+    verifies the container's frame count at the tail with a seek; VFR videos, GIFs and
+    containers without a count are counted by decoding them once.
+    """
+    return _inspect(path).info
+
+
+def make_windows(
+    info: VideoInfo, window_s: float, overlap: float, *, video_key: str | None = None
+) -> list[Clip]:
+    """Windows of ``window_s`` seconds from 0, stepping ``window_s * (1 - overlap)``.
+
+    A video shorter than one window gives one window over all of it; a tail the regular
+    windows miss gets one last window ending at the video's end (so it overlaps its
+    neighbour more). Clip ids are ``f"{key}:{start_s:.2f}-{end_s:.2f}"``, key = file name.
+    """
+    if not (isinstance(window_s, (int, float)) and math.isfinite(window_s) and window_s > 0):
+        raise InputError(f"window_s must be a positive number of seconds, got {window_s!r}")
+    if not (isinstance(overlap, (int, float)) and 0 <= overlap < 1):
+        raise InputError(f"overlap must be in [0, 1) (0.5 = half-overlapping), got {overlap!r}")
+    key = video_key if video_key is not None else Path(info.path).name
+    duration = info.duration_s
+    if duration <= 0:
+        raise VideoError(f"video {info.path!r} has duration {duration} s; nothing to window")
+    step = window_s * (1 - overlap)
+    eps = 1e-9 * max(1.0, duration)
+    if window_s >= duration - eps:
+        spans = [(0.0, duration)]
+    else:
+        # Starts as k * step (not a running sum) so float error does not accumulate.
+        n_regular = int(math.floor((duration - window_s + eps) / step)) + 1
+        spans = [(k * step, k * step + window_s) for k in range(n_regular)]
+        if spans[-1][1] < duration - eps:
+            spans.append((duration - window_s, duration))
+    return [
+        Clip(clip_id=f"{key}:{a:.2f}-{b:.2f}", video=info.path, start_s=a, end_s=b)
+        for a, b in spans
+    ]
+
+
+def _n_frames(clip: Clip, spec: SamplerSpec) -> int:
+    if spec.n_frames is not None:
+        return spec.n_frames
+    return min(spec.max_frames, max(spec.min_frames, round(clip.duration_s * spec.fps)))
+
+
+def plan_frames(info: VideoInfo, clip: Clip, spec: SamplerSpec) -> tuple[int, ...]:
+    """Frame indices to sample from ``clip``: sorted, inside the clip and the video.
+
+    The clip's frames are those with ``start_s <= i / fps < end_s`` (clipped to the video);
+    n of them are taken at the centres of n equal segments (n = ``spec.n_frames``, or
+    ``spec.fps * duration`` bounded by min/max_frames). The result always has n entries, so
+    batches have a fixed length: indices repeat only when the clip holds fewer than n
+    frames. A clip shorter than one frame interval gets the frame on screen at start_s.
+    """
+    fps, total = info.fps, info.frame_count
+    if clip.start_s >= info.duration_s:
+        raise VideoError(
+            f"clip {clip.clip_id!r} starts at {clip.start_s:.2f} s, after the end of video "
+            f"{info.path!r} ({info.duration_s:.2f} s); make windows from probe(video)"
+        )
+    tol = 1e-6  # frames: absorbs float error in start_s * fps on exact frame boundaries
+    first = min(math.ceil(clip.start_s * fps - tol), total - 1)
+    last = min(math.ceil(clip.end_s * fps - tol) - 1, total - 1)
+    if last < first:
+        first = last = min(math.floor(clip.start_s * fps + tol), total - 1)
+    m, n = last - first + 1, _n_frames(clip, spec)
+    # floor((j + 1/2) * m / n) in integers: exact, and distinct whenever m >= n.
+    return tuple(first + (2 * j + 1) * m // (2 * n) for j in range(n))
+
+
+def _out_size(width: int, height: int, max_side: int | None) -> tuple[int, int]:
+    if max_side is None or max(width, height) <= max_side:
+        return width, height
+    scale = max_side / max(width, height)
+    return max(1, round(width * scale)), max(1, round(height * scale))
+
+
+class _Reader:
+    """Decodes wanted frames in increasing index order, grabbing through small gaps and
+    seeking over big ones; converts each wanted frame to resized RGB exactly once."""
+
+    def __init__(self, src: _Source, max_side: int | None):
+        self._src, self._max_side = src, max_side
+        self._exact = src.exact_seek
+        self._cap = _open(src.info.path)
+        self._next = 0  # index of the frame the next grab() returns
+        self.seeks = 0  # for tests and benchmarks: how often the seek path ran
+
+    def close(self) -> None:
+        self._cap.release()
+
+    def _fail(self, idx: int, why: str) -> VideoError:
+        name, fps = self._src.info.path, self._src.info.fps
+        return VideoError(
+            f"video {name!r}: frame {idx} {why} (the file is probably truncated or corrupt "
+            f"near {idx / fps:.2f} s); use windows ending before that, or {_fix(name)}"
+        )
+
+    def _restart_sequential(self) -> None:
+        # A seek landed off the 1/fps grid: this file is VFR after all; count frames instead.
+        self._cap.release()
+        self._cap, self._next, self._exact = _open(self._src.info.path), 0, False
+
+    def _seek(self, idx: int) -> bool:
+        """Seek to idx and grab it; False if the file turned out not to be CFR."""
+        self.seeks += 1
+        if not _seek_ok(self._cap, idx):
+            raise self._fail(idx, "cannot be reached by seeking")
+        t = self._cap.get(cv2.CAP_PROP_POS_MSEC) / 1000 - self._src.t0_s
+        fps = self._src.info.fps
+        avi = Path(self._src.info.path).suffix.lower() == ".avi"
+        return avi or abs(t - idx / fps) <= _GRID_TOL / fps
+
+    def read(self, idx: int) -> tuple[np.ndarray, float]:
+        """RGB frame ``idx`` (resized) and its time in seconds."""
+        if idx < self._next or (self._exact and idx - self._next > SEEK_GAP):
+            if not self._exact:
+                self._restart_sequential()
+            elif not self._seek(idx):
+                self._restart_sequential()
+            else:
+                self._next = idx + 1
+        cap = self._cap
+        while self._next <= idx:
+            if not cap.grab():
+                raise self._fail(idx, f"cannot be decoded (decoding stopped at {self._next})")
+            self._next += 1
+        ok, bgr = cap.retrieve()
+        if not ok or bgr is None or bgr.size == 0:
+            raise self._fail(idx, "decodes to no picture")
+        if self._exact:
+            t = idx / self._src.info.fps
+        else:
+            t = cap.get(cv2.CAP_PROP_POS_MSEC) / 1000 - self._src.t0_s
+        w, h = _out_size(bgr.shape[1], bgr.shape[0], self._max_side)
+        if (w, h) != (bgr.shape[1], bgr.shape[0]):
+            bgr = cv2.resize(bgr, (w, h), interpolation=cv2.INTER_AREA)
+        return cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB), t
+
+
+def read_frames(
+    path: str | Path, frame_idx: Iterable[int], *, max_side: int | None = None
+) -> tuple[np.ndarray, tuple[float, ...]]:
+    """Frames ``frame_idx`` (any order, repeats allowed) as RGB uint8 (T, H, W, 3) + times (s)."""
+    src = _inspect(path)
+    info = src.info
+    wanted = [int(i) for i in frame_idx]
+    bad = [i for i in wanted if not 0 <= i < info.frame_count]
+    if bad and max(bad) < src.declared:
+        raise VideoError(
+            f"video {info.path!r} declares {src.declared} frames but only {info.frame_count} "
+            f"decode (truncated or corrupt); frames {bad[:5]} are missing: use earlier frames, "
+            f"or {_fix(info.path)} after recovering the full file"
+        )
+    if bad:
+        raise VideoError(
+            f"video {info.path!r} has frames 0..{info.frame_count - 1}; asked for {bad[:5]}; "
+            "plan indices with plan_frames(probe(video), ...)"
+        )
+    got: dict[int, tuple[np.ndarray, float]] = {}
+    reader = _Reader(src, max_side)
+    try:
+        for i in sorted(set(wanted)):
+            got[i] = reader.read(i)
+    finally:
+        reader.close()
+    if not wanted:
+        w, h = _out_size(info.width, info.height, max_side)
+        return np.empty((0, h, w, 3), np.uint8), ()
+    return np.stack([got[i][0] for i in wanted]), tuple(got[i][1] for i in wanted)
+
+
+def iter_frame_batches(
+    path: str | Path, clips: Iterable[Clip], spec: SamplerSpec
+) -> Iterator[FrameBatch]:
+    """One FrameBatch per clip, in the given order, from one pass over the video.
+
+    Clips must be sorted by start_s (make_windows gives them so). Frames shared by
+    overlapping clips are decoded once; a frame is kept only until the last clip using it
+    is yielded, so memory holds the frames of the clips being assembled, never the video.
+    Batches before a damaged region are yielded before its VideoError is raised.
+    """
+    src = _inspect(path)
+    clips = list(clips)
+    for a, b in zip(clips, clips[1:], strict=False):
+        if b.start_s < a.start_s:
+            raise InputError(
+                f"iter_frame_batches needs clips sorted by start_s; {b.clip_id!r} "
+                f"({b.start_s:.2f} s) comes after {a.clip_id!r} ({a.start_s:.2f} s): "
+                "sort them, e.g. sorted(clips, key=lambda c: c.start_s)"
+            )
+    plans = [plan_frames(src.info, c, spec) for c in clips]
+    refs = Counter(i for plan in plans for i in set(plan))
+    todo = iter(sorted(refs))  # every wanted frame, in decode order
+    cache: dict[int, tuple[np.ndarray, float]] = {}
+    reader = _Reader(src, spec.max_side)
+    try:
+        for clip, plan in zip(clips, plans, strict=True):
+            # Later clips may need frames before this clip's last one: read them on the way.
+            while plan[-1] not in cache:
+                i = next(todo)
+                cache[i] = reader.read(i)
+            frames = np.stack([cache[i][0] for i in plan])
+            times = tuple(cache[i][1] for i in plan)
+            for i in set(plan):
+                refs[i] -= 1
+                if refs[i] == 0:
+                    del cache[i]
+            yield FrameBatch(
+                clip=clip, frames=frames, frame_idx=plan, timestamps_s=times, sampler=spec
+            )
+    finally:
+        reader.close()
