@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import importlib.util
 import os
+from pathlib import Path
 
 # Before anything imports torch or huggingface_hub (both read these once, at import).
 os.environ["OMP_NUM_THREADS"] = "1"
@@ -58,3 +59,14 @@ def vllm_server(tiny_vlm_dir, tmp_path_factory: pytest.TempPathFactory):
     server = VLLMServer(options, log_path=log_path, ready_timeout_s=SERVER_READY_TIMEOUT_S)
     with server:  # start + wait_ready; stop (SIGTERM by PID) at session end
         yield server
+
+
+SHARED_VIDEOS = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "videos"
+
+
+@pytest.fixture(scope="session")
+def shared_videos():
+    """../shared/data/videos (real labelled clips, never copied into the repo)."""
+    if not (SHARED_VIDEOS / "manifest.csv").is_file():
+        pytest.skip(f"real sample clips not found at {SHARED_VIDEOS} (clone with ../shared beside it)")
+    return SHARED_VIDEOS

@@ -107,7 +107,8 @@ def parse_answer(text: str, schema: dict[str, Any], labelset: LabelSet) -> Answe
     if errors:
         more = f" (and {len(errors) - 1} more problems)" if len(errors) > 1 else ""
         raise AnswerInvalid(f"the JSON does not match the schema {_schema_error(errors[0])}{more}")
-    labels = tuple(data["labels"])
+    # Labels are a set; a repeat adds no claim (a constrained decoder cannot forbid one).
+    labels = tuple(dict.fromkeys(data["labels"]))
     for group in labelset.exclusive:
         both = [lab for lab in group if lab in labels]
         if len(both) > 1:

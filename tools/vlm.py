@@ -26,9 +26,20 @@ from vara.config import Endpoint
 from vara.errors import EndpointError
 from vara.tools.chat import ChatModel, Completion, Message
 
-__all__ = ["OpenAIServer", "EndpointUnreachable", "connect", "encode_jpeg", "to_openai_messages"]
+__all__ = [
+    "OpenAIServer",
+    "EndpointUnreachable",
+    "connect",
+    "decoding_schema",
+    "encode_jpeg",
+    "to_openai_messages",
+]
 
 _RETRY_STATUS = {500, 502, 503, 504}
+# Keywords vLLM's xgrammar backend refuses (HTTP 400) rather than ignores. They are dropped
+# from the schema sent for decoding only; tools.reason still validates the answer against
+# the full schema, so e.g. a repeated label is caught and re-asked, never accepted.
+_UNDECODABLE = ("uniqueItems", "contains", "minContains", "maxContains")
 _IMAGE_LIMIT = re.compile(r"at most (\d+) image", re.IGNORECASE)
 
 
@@ -41,6 +52,15 @@ def encode_jpeg(frame: np.ndarray, quality: int = 90) -> str:
     buf = io.BytesIO()
     Image.fromarray(frame, mode="RGB").save(buf, format="JPEG", quality=quality)
     return "data:image/jpeg;base64," + base64.b64encode(buf.getvalue()).decode("ascii")
+
+
+def decoding_schema(schema: Any) -> Any:
+    """``schema`` without the keywords a grammar backend cannot enforce (see _UNDECODABLE)."""
+    if isinstance(schema, dict):
+        return {k: decoding_schema(v) for k, v in schema.items() if k not in _UNDECODABLE}
+    if isinstance(schema, list):
+        return [decoding_schema(v) for v in schema]
+    return schema
 
 
 def to_openai_messages(messages: Sequence[Message]) -> list[dict[str, Any]]:
@@ -108,7 +128,11 @@ class OpenAIServer:
         if json_schema is not None:
             body["response_format"] = {
                 "type": "json_schema",
-                "json_schema": {"name": "answer", "schema": json_schema, "strict": True},
+                "json_schema": {
+                    "name": "answer",
+                    "schema": decoding_schema(json_schema),
+                    "strict": True,
+                },
             }
         n_images = sum(len(m.images) for m in messages)
         start = time.perf_counter()

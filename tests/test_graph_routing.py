@@ -1,0 +1,105 @@
+"""Routing of the window graphs with a scripted model: accept, re-ask once, fail loudly.
+
+A real model cannot be made to answer badly on cue, so these use ScriptedChatModel; the
+same graphs run against the real vLLM server in test_run_e2e.py.
+"""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from vara.agents.context import Context, FrameStore
+from vara.agents.graph import build_caption_reason, build_direct
+from vara.agents.strategies import load_strategy
+from vara.errors import StructuredOutputError
+from vara.prompts.loader import load_labelset, load_prompt
+from vara.testing import ScriptedChatModel
+from vara.types import Clip, FrameBatch
+
+CLIP = Clip(clip_id="v.mp4:0.00-2.00", video="v.mp4", start_s=0.0, end_s=2.0)
+
+
+def _context(strategy_name: str, vlm, llm=None, labels="newborn-resuscitation") -> Context:
+    strategy = load_strategy(strategy_name)
+    frames = FrameStore(strategy.sampler)
+    ts = (0.25, 0.75, 1.25, 1.75)
+    frames.put(FrameBatch(CLIP, np.zeros((4, 8, 8, 3), np.uint8), (6, 18, 31, 43), ts, strategy.sampler))
+    prompts = {role: load_prompt(ref) for role, ref in strategy.prompts.items()}
+    return Context(strategy, load_labelset(labels), prompts, vlm, llm or vlm, frames)
+
+
+def _answer(labels, ref="caption:1") -> str:
+    return json.dumps(
+        {"evidence": [{"ref": ref, "text": "mask held over the face"}], "labels": labels,
+         "explanation": "The caption says a mask is held over the baby's face."}
+    )
+
+
+def test_caption_reason_accepts_a_valid_first_answer():
+    vlm = ScriptedChatModel(["A gloved hand holds a round mask over a baby's face."], "vlm-x")
+    llm = ScriptedChatModel([_answer(["Ventilation"])], "llm-y")
+    out = build_caption_reason().invoke({"clip": CLIP}, context=_context("caption-reason", vlm, llm))
+    pred = out["prediction"]
+    assert pred.labels == ("Ventilation",)
+    assert pred.attempts == 1
+    assert pred.models == {"vlm": "vlm-x", "llm": "llm-y"}
+    assert pred.captions[0].text.startswith("A gloved hand")
+    assert [e.ref for e in pred.evidence] == ["caption:1"]
+    assert {p.id for p in pred.prompts} == {"caption", "reason", "reask"}
+    # The VLM saw all four frames; the LLM got a schema whose enums are the labels and refs.
+    assert len(vlm.requests[0]["messages"][-1].images) == 4
+    schema = llm.requests[0]["json_schema"]
+    assert schema["properties"]["labels"]["items"]["enum"] == ["Ventilation", "Stimulation", "Suction"]
+    assert schema["properties"]["evidence"]["items"]["properties"]["ref"]["enum"] == ["caption:1"]
+
+
+def test_reask_carries_the_validator_message_and_recovers():
+    vlm = ScriptedChatModel(["a mask and a suction tube"])
+    bad = _answer(["Ventilation", "Suction"])  # breaks the exclusivity rule
+    llm = ScriptedChatModel([bad, _answer(["Suction"])])
+    out = build_caption_reason().invoke({"clip": CLIP}, context=_context("caption-reason", vlm, llm))
+    assert out["prediction"].labels == ("Suction",)
+    assert out["prediction"].attempts == 2
+    second = llm.requests[1]["messages"]
+    assert second[-2].role == "assistant" and second[-2].text == bad
+    assert "cannot be present together" in second[-1].text
+    assert second[-1].role == "user"
+
+
+def test_second_bad_answer_fails_loudly_keeping_both_raw_texts():
+    vlm = ScriptedChatModel(["frames"])
+    llm = ScriptedChatModel(["not json at all", '{"labels": ["Breathing"]}'])
+    with pytest.raises(StructuredOutputError) as info:
+        build_caption_reason().invoke({"clip": CLIP}, context=_context("caption-reason", vlm, llm))
+    assert info.value.raw == ("not json at all", '{"labels": ["Breathing"]}')
+    assert "v.mp4:0.00-2.00" in str(info.value)
+    assert len(llm.requests) == 2  # exactly one re-ask
+
+
+def test_direct_sends_frames_and_cites_timestamps():
+    vlm = ScriptedChatModel([_answer(["tai chi"], ref="t=0.75s")])
+    ctx = _context("direct", vlm, labels="kinetics-sample")
+    out = build_direct().invoke({"clip": CLIP}, context=ctx)
+    pred = out["prediction"]
+    assert pred.labels == ("tai chi",)
+    assert pred.evidence[0].source == "frame"
+    assert len(vlm.requests[0]["messages"][-1].images) == 4
+    refs = vlm.requests[0]["json_schema"]["properties"]["evidence"]["items"]["properties"]["ref"]["enum"]
+    assert refs == ["t=0.25s", "t=0.75s", "t=1.25s", "t=1.75s"]
+    labels = vlm.requests[0]["json_schema"]["properties"]["labels"]
+    assert labels["minItems"] == labels["maxItems"] == 1  # single-label set
+
+
+def test_max_reasks_zero_gives_up_after_one_answer():
+    vlm = ScriptedChatModel(["x"])
+    llm = ScriptedChatModel(["{}"])
+    ctx = _context("caption-reason", vlm, llm)
+    ctx = Context(
+        load_strategy("caption-reason", ["max_reasks=0"]), ctx.labelset, ctx.prompts, vlm, llm, ctx.frames
+    )
+    with pytest.raises(StructuredOutputError):
+        build_caption_reason().invoke({"clip": CLIP}, context=ctx)
+    assert len(llm.requests) == 1

@@ -1,0 +1,98 @@
+"""The wheel installs ONE top-level package, ``vara``, with every subpackage and data file;
+and the source tree keeps the one-way import rules of DESIGN.md."""
+
+from __future__ import annotations
+
+import ast
+import subprocess
+import sys
+import zipfile
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="module")
+def wheel(tmp_path_factory) -> zipfile.ZipFile:
+    out = tmp_path_factory.mktemp("wheel")
+    proc = subprocess.run(
+        [sys.executable, "-m", "pip", "wheel", str(ROOT), "--no-deps", "--no-build-isolation",
+         "--no-index", "-w", str(out), "-q"],
+        capture_output=True, text=True, timeout=300,
+    )
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    (whl,) = out.glob("vara-*.whl")
+    return zipfile.ZipFile(whl)
+
+
+def test_only_top_level_package_is_vara(wheel):
+    tops = {n.split("/")[0] for n in wheel.namelist() if not n.split("/")[0].endswith(".dist-info")}
+    assert tops == {"vara"}
+
+
+def test_wheel_holds_subpackages_prompts_and_strategies(wheel):
+    names = set(wheel.namelist())
+    for pkg in ("agents", "tools", "prompts", "finetune", "eval"):
+        assert f"vara/{pkg}/__init__.py" in names
+    for f in ("caption.v1.yaml", "reason.v1.yaml", "direct.v1.yaml", "reask.v1.yaml",
+              "answer.v1.schema.json", "labelsets/newborn-resuscitation.yaml",
+              "labelsets/kinetics-sample.yaml"):
+        assert f"vara/prompts/{f}" in names
+    assert "vara/agents/strategies/caption-reason.yaml" in names
+    assert "vara/strategy.schema.json" in names
+    # Every packaged source file is in the wheel (an unlisted subpackage would be missing).
+    for pkg, folder in {"agents": "agents", "tools": "tools", "prompts": "prompts"}.items():
+        for src in (ROOT / folder).glob("*.py"):
+            assert f"vara/{pkg}/{src.name}" in names, src
+    entry = wheel.read([n for n in names if n.endswith("entry_points.txt")][0]).decode()
+    assert "vara = vara.cli:main" in entry
+
+
+# Which top-level packages each layer may import (DESIGN.md: eval -> agents -> tools -> core).
+LAYERS = {
+    "tools": {"tools", "prompts"},
+    "agents": {"agents", "tools", "prompts"},
+    "prompts": {"prompts"},
+    "finetune": {"finetune"},
+    "eval": {"eval", "agents", "tools", "prompts"},
+}
+CORE = {"types", "errors", "config", "records", "timeline", "provenance"}
+
+
+def _vara_imports(path: Path) -> set[str]:
+    tree = ast.parse(path.read_text())
+    mods = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.ImportFrom) and node.level:
+            raise AssertionError(f"{path}: relative import; use absolute vara.* imports")
+        names = [node.module] if isinstance(node, ast.ImportFrom) else (
+            [a.name for a in node.names] if isinstance(node, ast.Import) else []
+        )
+        for name in names:
+            parts = (name or "").split(".")
+            if parts[0] in {"tools", "agents", "eval", "prompts", "finetune"}:
+                raise AssertionError(f"{path}: bare import {name!r}; use vara.{name}")
+            if parts[0] == "vara" and len(parts) > 1:
+                mods.add(parts[1])
+    return mods
+
+
+@pytest.mark.parametrize("layer", sorted(LAYERS))
+def test_dependencies_point_one_way(layer):
+    for src in (ROOT / layer).rglob("*.py"):
+        bad = _vara_imports(src) - LAYERS[layer] - CORE
+        assert not bad, f"{src.relative_to(ROOT)} imports vara.{bad} against the layering"
+    # langgraph only in agents
+    if layer != "agents":
+        for src in (ROOT / layer).rglob("*.py"):
+            assert "langgraph" not in src.read_text(), f"{src} imports langgraph"
+
+
+def test_core_does_not_import_layers():
+    for src in (ROOT / "vara").glob("*.py"):
+        if src.name in {"cli.py", "testing.py"}:  # the composition root and test helpers
+            continue
+        mods = _vara_imports(src)
+        assert mods <= CORE, f"core module {src.name} imports vara.{mods - CORE}"

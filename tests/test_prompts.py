@@ -1,0 +1,124 @@
+"""Prompt loading, strict rendering, provenance, overrides, and pinned rendered text."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from importlib import resources
+
+import pytest
+
+from vara.errors import ConfigError
+from vara.prompts.loader import list_labelsets, list_prompts, load_labelset, load_prompt
+
+NEWBORN = load_labelset("newborn-resuscitation")
+KINETICS = load_labelset("kinetics-sample")
+MANIFEST_LABELS = {
+    "arm wrestling", "cleaning pool", "ApplyEyeMakeup", "playing basketball",
+    "clean and jerk", "skateboarding", "tai chi",
+}
+
+
+def test_packaged_label_sets():
+    assert {"newborn-resuscitation", "kinetics-sample"} <= set(list_labelsets())
+    assert NEWBORN.names == ("Ventilation", "Stimulation", "Suction")
+    assert NEWBORN.multi_label and NEWBORN.exclusive == (("Ventilation", "Suction"),)
+    assert not KINETICS.multi_label
+    assert MANIFEST_LABELS <= set(KINETICS.names)
+    distractors = set(KINETICS.names) - MANIFEST_LABELS
+    assert len(distractors) >= len(MANIFEST_LABELS)
+
+
+def test_kinetics_sample_covers_the_shared_manifest(shared_videos):
+    import csv
+
+    rows = list(csv.DictReader(open(shared_videos / "manifest.csv")))
+    assert {r["label"] for r in rows} <= set(KINETICS.names)
+
+
+def test_user_label_set_file(tmp_path):
+    f = tmp_path / "mine.yaml"
+    f.write_text("name: mine\nmulti_label: true\nlabels:\n  - {name: CPR, description: chest compressions}\n")
+    assert load_labelset(f).names == ("CPR",)
+    f.write_text("name: mine\nlabels: []\n")
+    with pytest.raises(ConfigError, match="mine.yaml"):
+        load_labelset(f)
+
+
+def test_provenance_hash_is_of_the_file_and_its_schema():
+    p = load_prompt("reason.v1")
+    root = resources.files("vara.prompts")
+    h = hashlib.sha256(root.joinpath("reason.v1.yaml").read_bytes())
+    h.update(root.joinpath("answer.v1.schema.json").read_bytes())
+    assert p.sha256 == h.hexdigest()
+    assert p.ref.id == "reason" and p.ref.version == 1
+    assert p.schema == json.loads(root.joinpath("answer.v1.schema.json").read_text())
+
+
+def test_missing_variable_fails_loudly():
+    with pytest.raises(ConfigError, match="'captions' is undefined"):
+        load_prompt("reason").render(labelset=NEWBORN, start_s=0.0, end_s=2.0)
+
+
+def test_prompts_dir_shadows_and_adds(tmp_path):
+    (tmp_path / "reason.v2.yaml").write_text("user: 'only {{ x }}'\n")
+    assert ("reason", 2) in list_prompts(tmp_path)
+    assert load_prompt("reason", tmp_path).version == 2  # latest wins
+    assert load_prompt("reason.v1", tmp_path).version == 1
+    assert load_prompt("reason", tmp_path).render(x="this").user == "only this"
+    with pytest.raises(ConfigError, match="versions of 'reason'"):
+        load_prompt("reason.v9", tmp_path)
+    with pytest.raises(ConfigError, match="not a directory"):
+        load_prompt("reason", tmp_path / "nope")
+    (tmp_path / "bad.v1.yaml").write_text("system: no user key\n")
+    with pytest.raises(ConfigError, match="needs a 'user'"):
+        load_prompt("bad", tmp_path)
+
+
+CAPTIONS = [{"ref": "caption:1", "start_s": 0.25, "end_s": 1.75, "text": "A hand holds a mask."}]
+
+# Snapshot of the rendered text: a prompt edit must show up here (and get a new version).
+SNAPSHOTS = {
+    ("caption.v1", "user"): (
+        "These 2 frames are in time order, taken from 0.00 s to 2.00 s of a video "
+        "(at 0.50 s, 1.50 s).\nDescribe what happens in at most 76 words."
+    ),
+    ("reason.v1", "user"): (
+        "Clip from 0.00 s to 2.00 s.\n[caption:1] (0.25-1.75 s): A hand holds a mask.\n"
+        "Which activities happen in this clip?"
+    ),
+    ("direct.v1", "user"): (
+        "2 frames from 0.00 s to 2.00 s, taken at t=0.50s, t=1.50s.\n"
+        "Which activities happen in this clip?"
+    ),
+    ("reask.v1", "user"): (
+        "That answer was rejected: bad JSON\n"
+        "Reply again with only a JSON object that follows the required format and fixes this."
+    ),
+}
+
+
+def _render(ref):
+    common = dict(n_frames=2, start_s=0.0, end_s=2.0, timestamps=[0.5, 1.5])
+    variables = {
+        "caption.v1": dict(common, domain=NEWBORN.description, max_words=76),
+        "reason.v1": dict(labelset=NEWBORN, captions=CAPTIONS, start_s=0.0, end_s=2.0),
+        "direct.v1": dict(common, labelset=NEWBORN),
+        "reask.v1": dict(error="bad JSON"),
+    }[ref]
+    return load_prompt(ref).render(**variables)
+
+
+@pytest.mark.parametrize("ref, part", sorted(SNAPSHOTS))
+def test_rendered_prompt_snapshot(ref, part):
+    assert getattr(_render(ref), part) == SNAPSHOTS[(ref, part)]
+
+
+def test_system_prompts_list_every_label_and_rule():
+    for ref in ("reason.v1", "direct.v1"):
+        system = _render(ref).system
+        for label in NEWBORN.labels:
+            assert f"- {label.name}: {label.description}" in system
+        for rule in NEWBORN.rules:
+            assert f"- {rule}" in system
+        assert "\n\n" not in system

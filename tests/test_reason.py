@@ -1,0 +1,106 @@
+"""The answer schema built from a label set, and validation of answer texts."""
+
+from __future__ import annotations
+
+import json
+
+import jsonschema
+import pytest
+
+from vara.prompts.loader import load_labelset, load_prompt
+from vara.tools.reason import AnswerInvalid, answer_schema, caption_items, parse_answer, time_ref
+from vara.types import Caption
+
+NEWBORN = load_labelset("newborn-resuscitation")
+KINETICS = load_labelset("kinetics-sample")
+TEMPLATE = load_prompt("reason.v1").schema
+REFS = ("caption:1", "caption:2")
+
+
+def _text(labels, refs=("caption:1",), explanation="Both captions mention a mask."):
+    return json.dumps(
+        {"evidence": [{"ref": r, "text": "a mask"} for r in refs], "labels": labels,
+         "explanation": explanation}
+    )
+
+
+def test_schema_is_a_valid_json_schema_with_enums_filled():
+    schema = answer_schema(TEMPLATE, NEWBORN, REFS)
+    jsonschema.Draft202012Validator.check_schema(schema)
+    assert schema["properties"]["labels"]["items"]["enum"] == list(NEWBORN.names)
+    assert schema["properties"]["labels"]["maxItems"] == 3
+    assert "minItems" not in schema["properties"]["labels"]  # "no activity" is an answer
+    assert schema["properties"]["evidence"]["items"]["properties"]["ref"]["enum"] == list(REFS)
+    assert TEMPLATE["properties"]["labels"]["items"]["enum"] == []  # template untouched
+    single = answer_schema(TEMPLATE, KINETICS, REFS)["properties"]["labels"]
+    assert single["minItems"] == single["maxItems"] == 1
+
+
+def test_schema_needs_a_ref():
+    with pytest.raises(ValueError, match="at least one citable ref"):
+        answer_schema(TEMPLATE, NEWBORN, ())
+
+
+def test_valid_answers_parse():
+    schema = answer_schema(TEMPLATE, NEWBORN, REFS)
+    a = parse_answer(_text(["Ventilation", "Stimulation"], REFS), schema, NEWBORN)
+    assert a.labels == ("Ventilation", "Stimulation")
+    assert [e.source for e in a.evidence] == ["caption", "caption"]
+    assert parse_answer(_text([]), schema, NEWBORN).labels == ()
+    repeated = parse_answer(_text(["Suction", "Stimulation", "Suction"]), schema, NEWBORN)
+    assert repeated.labels == ("Suction", "Stimulation")  # a set, first-mention order
+
+
+@pytest.mark.parametrize(
+    "text, message",
+    [
+        ("Ventilation", "not valid JSON"),
+        ('{"labels": ["Ventilation"]', "not valid JSON"),
+        (_text(["Breathing"]), "at labels/0: 'Breathing' is not one of"),
+        (_text(["Suction"], refs=("caption:9",)), "at evidence/0/ref"),
+        (_text(["Suction"], refs=()), "at evidence"),
+        (_text(["Suction"], explanation="line one\nline two"), "at explanation"),
+        (_text(["Ventilation", "Suction"]), "cannot be present together"),
+        ('{"labels": []}', "required property"),
+    ],
+)
+def test_invalid_answers_say_why(text, message):
+    schema = answer_schema(TEMPLATE, NEWBORN, REFS)
+    with pytest.raises(AnswerInvalid, match=message):
+        parse_answer(text, schema, NEWBORN)
+
+
+def test_single_label_set_rejects_two_labels():
+    schema = answer_schema(TEMPLATE, KINETICS, ("t=0.25s",))
+    with pytest.raises(AnswerInvalid, match="too long|is not valid under"):
+        parse_answer(_text(["tai chi", "yoga"], refs=("t=0.25s",)), schema, KINETICS)
+
+
+def test_caption_items_and_refs():
+    caps = [Caption("c", " a  hand\nmoves ", (3, 9), (0.12, 0.36), "m", "caption.v1", "h", 0.1)]
+    assert caption_items(caps) == [
+        {"ref": "caption:1", "start_s": 0.12, "end_s": 0.36, "text": "a hand moves"}
+    ]
+    assert time_ref(1.0) == "t=1.00s"
+
+
+def test_packaged_answer_schemas_compile_in_xgrammar_as_vllm_runs_it(tiny_vlm_dir):
+    """vLLM compiles with xgrammar's cache on; xgrammar 0.2.8 then rejects a repetition bound
+    above 128 (e.g. {1,160}) with an internal error, which the server returns as HTTP 500."""
+    import xgrammar as xgr
+    from transformers import AutoTokenizer
+
+    from vara.prompts.loader import list_prompts
+    from vara.tools.vlm import decoding_schema
+
+    tok = AutoTokenizer.from_pretrained(tiny_vlm_dir, local_files_only=True)
+    compiler = xgr.GrammarCompiler(xgr.TokenizerInfo.from_huggingface(tok), cache_enabled=True)
+    checked = 0
+    for pid, version in list_prompts():
+        template = load_prompt(f"{pid}.v{version}").schema
+        for labelset in (NEWBORN, KINETICS):
+            if template is not None:
+                schema = decoding_schema(answer_schema(template, labelset, ("caption:1", "t=0.25s")))
+                compiler.compile_json_schema(json.dumps(schema))
+                checked += 1
+    assert checked >= 4

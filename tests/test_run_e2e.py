@@ -1,0 +1,159 @@
+"""`vara run` end to end: real clips and synthetic H.264, through the real vLLM server and
+in-process; bad inputs in a multi-video run; an unreachable server; resume."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from vara.cli import main
+from vara.prompts.loader import load_labelset
+from vara.records import read_jsonl
+from vara.testing import write_test_video
+from vara.tools.video import make_windows, probe
+from vara.types import Prediction
+
+KINETICS = load_labelset("kinetics-sample")
+NEWBORN = load_labelset("newborn-resuscitation")
+
+
+def vara(*args: str) -> subprocess.CompletedProcess:
+    """The real console entry point in a subprocess (stderr as a user sees it)."""
+    return subprocess.run(
+        [sys.executable, "-m", "vara.cli", *args], capture_output=True, text=True, timeout=600
+    )
+
+
+def _check_outputs(out: Path, videos: list[str], labelset, strategy: str) -> list[Prediction]:
+    """Every window predicted once, only known labels, provenance filled, timeline consistent."""
+    preds = [Prediction.from_dict(r) for r in read_jsonl(out / "predictions.jsonl")]
+    expected = {c.clip_id for v in videos for c in make_windows(probe(v), 2.0, 0.5)}
+    assert sorted(p.clip_id for p in preds) == sorted(expected)
+    for p in preds:
+        assert set(p.labels) <= set(labelset.names), p.labels
+        assert p.strategy == strategy and p.explanation and p.evidence
+        assert all(len(r.sha256) == 64 for r in p.prompts)
+        if not labelset.multi_label:
+            assert len(p.labels) == 1
+        for group in labelset.exclusive:
+            assert len(set(group) & set(p.labels)) <= 1
+    timelines = json.loads((out / "timeline.json").read_text())["timelines"]
+    assert [t["video"] for t in timelines] == videos
+    for t in timelines:
+        for e in t["events"]:
+            assert e["label"] in labelset.names and e["end_s"] > e["start_s"]
+            covering = [p for p in preds if p.video == t["video"] and e["start_s"] <= p.start_s
+                        and p.end_s <= e["end_s"]]
+            assert sum(e["label"] in p.labels for p in covering) == e["n_windows"]
+    run = json.loads((out / "run.json").read_text())
+    assert run["run_info"]["n_predictions"] == len(expected)
+    assert "torch" in run["meta_info"]["packages"]
+    return preds
+
+
+@pytest.mark.server
+def test_served_caption_reason_on_a_shared_clip(vllm_server, shared_videos, tmp_path):
+    clip = str(shared_videos / "tai_chi.mp4")
+    r = vara("run", clip, "--labels", "kinetics-sample", "--vlm-url", vllm_server.url,
+             "--out", str(tmp_path), "--no-progress")
+    assert r.returncode == 0, r.stderr
+    preds = _check_outputs(tmp_path, [clip], KINETICS, "caption-reason")
+    assert all(p.captions and p.models == {"vlm": "tiny-vlm", "llm": "tiny-vlm"} for p in preds)
+    assert all(e.ref == "caption:1" for p in preds for e in p.evidence)
+    assert json.loads((tmp_path / "run.json").read_text())["run_info"]["status"] == "complete"
+
+
+@pytest.mark.server
+def test_served_direct_multilabel_on_synthetic_long_gop_h264(vllm_server, tmp_path):
+    video = str(write_test_video(tmp_path / "synthetic.mp4", n_frames=150, fps=25.0,
+                                 size=(320, 240), codec="h264", gop=250, bframes=3))
+    out = tmp_path / "out"
+    code = main(["run", video, "--labels", "newborn-resuscitation", "--strategy", "direct",
+                 "--vlm-url", vllm_server.url, "--frames", "6", "--out", str(out), "--no-progress"])
+    assert code == 0
+    preds = _check_outputs(out, [video], NEWBORN, "direct")
+    assert all(e.ref.startswith("t=") for p in preds for e in p.evidence)
+
+
+def test_in_process_caption_reason_on_a_shared_clip(tiny_vlm_dir, shared_videos, tmp_path):
+    clip = str(shared_videos / "ApplyEyeMakeup.avi")
+    code = main(["run", clip, "--labels", "kinetics-sample", "--vlm-model", str(tiny_vlm_dir),
+                 "--frames", "4", "--out", str(tmp_path), "--no-progress"])
+    assert code == 0
+    preds = _check_outputs(tmp_path, [clip], KINETICS, "caption-reason")
+    assert preds[0].models["vlm"] == str(tiny_vlm_dir)
+
+
+def _bad_inputs(d: Path) -> dict[str, Path]:
+    good = write_test_video(d / "good.mp4", n_frames=100, fps=25.0, codec="h264")
+    text = d / "notes.mp4"
+    text.write_text("this is a text file, not a video\n")
+    empty = d / "empty.mp4"
+    empty.write_bytes(b"")
+    truncated = d / "truncated.mp4"
+    truncated.write_bytes(good.read_bytes()[: good.stat().st_size // 2])
+    return {"good": good, "missing": d / "missing.mp4", "text": text, "empty": empty,
+            "truncated": truncated}
+
+
+@pytest.mark.server
+def test_bad_inputs_are_listed_and_the_good_video_finishes(vllm_server, tmp_path):
+    files = _bad_inputs(tmp_path)
+    out = tmp_path / "out"
+    r = vara("run", *map(str, files.values()), "--labels", "kinetics-sample",
+             "--vlm-url", vllm_server.url, "--frames", "4", "--out", str(out), "--no-progress")
+    assert r.returncode == 1, r.stderr
+    failures = read_jsonl(out / "failures.jsonl")
+    failed_items = {Path(f["item"]).name for f in failures}
+    assert failed_items == {"missing.mp4", "notes.mp4", "empty.mp4", "truncated.mp4"}
+    for f in failures:
+        assert Path(f["item"]).name in f["error"] and "\n" not in f["error"]
+    lines = [ln for ln in r.stderr.splitlines() if ln.startswith("failed")]
+    assert len(lines) == 4 and all("Traceback" not in ln for ln in lines)
+    _check_outputs(out, [str(files["good"])], KINETICS, "caption-reason")
+
+
+@pytest.mark.parametrize("kind", ["missing", "text", "empty", "truncated"])
+def test_each_bad_input_gives_one_line_naming_it(kind, tmp_path):
+    path = _bad_inputs(tmp_path)[kind]
+    r = vara("probe", str(path))
+    assert r.returncode == 1
+    lines = r.stderr.strip().splitlines()
+    assert len(lines) == 1 and path.name in lines[0], r.stderr
+
+
+def test_unreachable_server_is_one_line_naming_the_url(shared_videos, tmp_path):
+    url = "http://127.0.0.1:9/v1"
+    r = vara("run", str(shared_videos / "tai_chi.mp4"), "--labels", "kinetics-sample",
+             "--vlm-url", url, "--out", str(tmp_path), "--no-progress")
+    assert r.returncode == 2
+    assert r.stderr.strip().count("\n") == 0 and url in r.stderr, r.stderr
+
+
+@pytest.mark.server
+def test_too_many_frames_for_the_server_names_the_flag(vllm_server, shared_videos, tmp_path):
+    r = vara("run", str(shared_videos / "tai_chi.mp4"), "--labels", "kinetics-sample",
+             "--strategy", "direct", "--vlm-url", vllm_server.url, "--frames", "17",
+             "--out", str(tmp_path), "--no-progress")
+    assert r.returncode == 1
+    failures = read_jsonl(tmp_path / "failures.jsonl")
+    assert failures and all("--limit-mm-per-prompt" in f["error"] for f in failures)
+
+
+@pytest.mark.server
+def test_rerun_resumes_and_a_different_config_is_refused(vllm_server, tmp_path):
+    video = str(write_test_video(tmp_path / "v.mp4", n_frames=100, fps=25.0, codec="h264"))
+    out = str(tmp_path / "out")
+    args = ["run", video, "--labels", "kinetics-sample", "--vlm-url", vllm_server.url,
+            "--frames", "4", "--out", out, "--no-progress"]
+    assert main(args) == 0
+    n = len(read_jsonl(Path(out) / "predictions.jsonl"))
+    r = vara(*args)
+    assert r.returncode == 0 and f"0 predicted now, {n} resumed" in r.stdout
+    assert len(read_jsonl(Path(out) / "predictions.jsonl")) == n
+    r = vara(*args[:-1], "--strategy", "direct", "--no-progress")
+    assert r.returncode == 2 and "different" in r.stderr and out in r.stderr
