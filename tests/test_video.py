@@ -16,6 +16,9 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
+
+from vara.errors import InputError, VideoError
+from vara.synth_video import frame_number, write_test_video, write_vfr_video
 from vara.tools import video
 from vara.tools.video import (
     SEEK_GAP,
@@ -25,9 +28,6 @@ from vara.tools.video import (
     probe,
     read_frames,
 )
-
-from vara.errors import InputError, VideoError
-from vara.synth_video import frame_number, write_test_video, write_vfr_video
 from vara.types import Clip, SamplerSpec, VideoInfo
 
 pytest.importorskip("av", reason="PyAV writes the H.264/GIF test videos (pip install av)")
@@ -251,6 +251,22 @@ def test_max_side_keeps_aspect(vids, refs, name, max_side, shape):
         assert np.array_equal(frames[0], expect)
     upright = np.rot90(frames[0], k=1) if name == "rot90.mp4" else frames[0]
     assert frame_number(upright) == 4
+
+
+def test_large_downscale_reduces_by_an_integer_box_first():
+    from vara.synth_video import make_frame
+
+    img = make_frame(1234, (1280, 720))[:, :, ::-1].copy()  # BGR, as OpenCV decodes
+    out = video._shrink(img, 448)
+    one_step = cv2.resize(img, (448, 252), interpolation=cv2.INTER_AREA)
+    assert out.shape == (252, 448, 3)
+    assert np.abs(out.astype(int) - one_step).mean() < 2.0
+    assert frame_number(out[:, :, ::-1]) == 1234
+    small = make_frame(7, (340, 256))
+    assert np.array_equal(
+        video._shrink(small, 224), cv2.resize(small, (224, 169), interpolation=cv2.INTER_AREA)
+    )
+    assert video._shrink(small, 400) is small  # never enlarges
 
 
 # --- windows and plans (hand-computed) -------------------------------------------------------

@@ -272,6 +272,24 @@ def _out_size(width: int, height: int, max_side: int | None) -> tuple[int, int]:
     return max(1, round(width * scale)), max(1, round(height * scale))
 
 
+def _shrink(img: np.ndarray, max_side: int | None) -> np.ndarray:
+    """INTER_AREA resize so the longer side is <= max_side (never enlarges).
+
+    OpenCV's INTER_AREA is fast only for integer factors (720p -> 448: 1.9 ms at a factor
+    of 2.86, 0.1 ms for an exact 2x). So an exact integer box reduction goes first when the
+    size divides evenly, then INTER_AREA for the rest: 0.9 ms, within ~1 grey level (mean)
+    of the one-step result, and identical when one step suffices.
+    """
+    h, w = img.shape[:2]
+    out_w, out_h = _out_size(w, h, max_side)
+    if (out_w, out_h) == (w, h):
+        return img
+    k = min(w // out_w, h // out_h)
+    if k >= 2 and w % k == 0 and h % k == 0 and (w // k, h // k) != (out_w, out_h):
+        img = cv2.resize(img, (w // k, h // k), interpolation=cv2.INTER_AREA)
+    return cv2.resize(img, (out_w, out_h), interpolation=cv2.INTER_AREA)
+
+
 class _Reader:
     """Decodes wanted frames in increasing index order, grabbing through small gaps and
     seeking over big ones; converts each wanted frame to resized RGB exactly once."""
@@ -329,10 +347,7 @@ class _Reader:
             t = idx / self._src.info.fps
         else:
             t = cap.get(cv2.CAP_PROP_POS_MSEC) / 1000 - self._src.t0_s
-        w, h = _out_size(bgr.shape[1], bgr.shape[0], self._max_side)
-        if (w, h) != (bgr.shape[1], bgr.shape[0]):
-            bgr = cv2.resize(bgr, (w, h), interpolation=cv2.INTER_AREA)
-        return cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB), t
+        return cv2.cvtColor(_shrink(bgr, self._max_side), cv2.COLOR_BGR2RGB), t
 
 
 def read_frames(
