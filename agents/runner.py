@@ -27,7 +27,7 @@ from tqdm import tqdm
 from vara.agents.context import Context, FrameStore
 from vara.agents.graph import PROMPT_ROLES, get_graph
 from vara.config import StrategyConfig
-from vara.errors import ConfigError, EndpointError, StructuredOutputError, VaraError, VideoError
+from vara.errors import ConfigError, StructuredOutputError, VaraError, VideoError
 from vara.prompts.loader import PromptTemplate, load_prompt
 from vara.provenance import meta_info
 from vara.records import JsonlWriter, read_jsonl, write_json_atomic
@@ -63,7 +63,9 @@ def expand_inputs(inputs: Iterable[str | Path]) -> list[str]:
         if p.is_dir():
             found = sorted(f for f in p.rglob("*") if f.suffix.lower() in VIDEO_SUFFIXES)
             if not found:
-                raise VideoError(f"directory '{p}' holds no video files ({', '.join(VIDEO_SUFFIXES)})")
+                raise VideoError(
+                    f"directory '{p}' holds no video files ({', '.join(VIDEO_SUFFIXES)})"
+                )
             out.extend(str(f) for f in found)
         else:
             out.append(str(p))
@@ -82,7 +84,9 @@ def _video_keys(paths: Sequence[str]) -> dict[str, str]:
 def _load_prompts(strategy: StrategyConfig, prompts_dir: str | None) -> dict[str, PromptTemplate]:
     prompts = {role: load_prompt(ref, prompts_dir) for role, ref in strategy.prompts.items()}
     if prompts["answer"].schema is None:
-        raise ConfigError(f"prompt {strategy.prompts['answer']!r} (role answer) names no schema file")
+        raise ConfigError(
+            f"prompt {strategy.prompts['answer']!r} (role answer) names no schema file"
+        )
     missing = [r for r in PROMPT_ROLES[strategy.graph] if r not in prompts]
     if missing:
         raise ConfigError(f"strategy {strategy.name}: no prompts for roles {missing}")
@@ -93,8 +97,18 @@ def _fingerprint(ctx: Context) -> dict[str, Any]:
     """What must match for a re-run to resume an out_dir (not URLs, timeouts, concurrency)."""
     s = ctx.strategy.to_dict()
     return {
-        "strategy": {k: s[k] for k in ("name", "graph", "windows", "sampler", "frames_per_caption",
-                                       "generation", "max_reasks")},
+        "strategy": {
+            k: s[k]
+            for k in (
+                "name",
+                "graph",
+                "windows",
+                "sampler",
+                "frames_per_caption",
+                "generation",
+                "max_reasks",
+            )
+        },
         "labelset": ctx.labelset.to_dict(),
         "prompts": [p.to_dict() for p in ctx.prompt_refs],
         "models": {"vlm": ctx.vlm.model_id, "llm": ctx.llm.model_id},
@@ -204,7 +218,9 @@ def run_videos(
         try:
             info = video.probe(path)
             w = strategy.windows
-            plans.append((path, info, video.make_windows(info, w.window_s, w.overlap, video_key=keys[path])))
+            plans.append(
+                (path, info, video.make_windows(info, w.window_s, w.overlap, video_key=keys[path]))
+            )
         except VideoError as exc:
             failures.append(Failure(path, "probe", str(exc)))
     vlm = vlm or connect(strategy.vlm)
@@ -217,7 +233,9 @@ def run_videos(
     run.failures.extend(failures)
     n_windows = sum(len(c) for _, _, c in plans)
     todo = sum(1 for _, _, clips in plans for c in clips if c.clip_id not in run.done)
-    write_json_atomic(out / "run.json", {"run_info": {"fingerprint": fingerprint, "status": "running"}})
+    write_json_atomic(
+        out / "run.json", {"run_info": {"fingerprint": fingerprint, "status": "running"}}
+    )
     bar = tqdm(total=todo, unit="win", desc=f"vara {strategy.name}", disable=not progress)
     try:
         for path, _, clips in plans:
@@ -262,7 +280,9 @@ def _write_outputs(
     os.replace(out / "failures.jsonl.tmp", out / "failures.jsonl")
     run_info = {
         "fingerprint": fingerprint,
-        "status": "aborted" if aborted else ("complete_with_failures" if summary.failures else "complete"),
+        "status": "aborted"
+        if aborted
+        else ("complete_with_failures" if summary.failures else "complete"),
         "config": ctx.strategy.to_dict(),
         "n_videos": summary.n_videos,
         "n_windows": summary.n_windows,

@@ -20,7 +20,9 @@ def list_strategies() -> list[str]:
     return sorted(e.name[: -len(".yaml")] for e in root.iterdir() if e.name.endswith(".yaml"))
 
 
-def load_strategy(name_or_path: str | Path, overrides: list[str] | tuple[str, ...] = ()) -> StrategyConfig:
+def load_strategy(
+    name_or_path: str | Path, overrides: list[str] | tuple[str, ...] = ()
+) -> StrategyConfig:
     path = Path(name_or_path)
     if path.suffix in (".yaml", ".yml"):
         if not path.is_file():
@@ -42,7 +44,9 @@ def load_strategy(name_or_path: str | Path, overrides: list[str] | tuple[str, ..
         raise ConfigError(f"strategy {source}: expected a mapping at the top level")
     config = parse_strategy(apply_overrides(data, list(overrides)), source=source)
     if config.graph not in GRAPHS:
-        raise ConfigError(f"strategy {source}: unknown graph {config.graph!r}; known: {sorted(GRAPHS)}")
+        raise ConfigError(
+            f"strategy {source}: unknown graph {config.graph!r}; known: {sorted(GRAPHS)}"
+        )
     missing = [r for r in PROMPT_ROLES[config.graph] if r not in config.prompts]
     if missing:
         raise ConfigError(

@@ -137,7 +137,9 @@ def load_prompt(ref: str, prompts_dir: str | Path | None = None) -> PromptTempla
         try:
             schema_bytes = schema_entry.read_bytes()
         except (FileNotFoundError, OSError):
-            raise ConfigError(f"prompt file {entry}: schema file {data['schema']!r} missing") from None
+            raise ConfigError(
+                f"prompt file {entry}: schema file {data['schema']!r} missing"
+            ) from None
         digest.update(schema_bytes)
         schema = json.loads(schema_bytes)
     return PromptTemplate(

@@ -68,5 +68,7 @@ SHARED_VIDEOS = Path(__file__).resolve().parents[1].parent / "shared" / "data" /
 def shared_videos():
     """../shared/data/videos (real labelled clips, never copied into the repo)."""
     if not (SHARED_VIDEOS / "manifest.csv").is_file():
-        pytest.skip(f"real sample clips not found at {SHARED_VIDEOS} (clone with ../shared beside it)")
+        pytest.skip(
+            f"real sample clips not found at {SHARED_VIDEOS} (clone with ../shared beside it)"
+        )
     return SHARED_VIDEOS

@@ -20,7 +20,12 @@ def test_every_packaged_strategy_loads():
 def test_overrides_reach_nested_fields_and_parse_yaml_values():
     s = load_strategy(
         "caption-reason",
-        ["sampler.n_frames=16", "vlm.url=http://127.0.0.1:9/v1", "vlm.model=null", "llm={model: m, url: null}"],
+        [
+            "sampler.n_frames=16",
+            "vlm.url=http://127.0.0.1:9/v1",
+            "vlm.model=null",
+            "llm={model: m, url: null}",
+        ],
     )
     assert s.sampler.n_frames == 16
     assert s.vlm.url == "http://127.0.0.1:9/v1" and s.vlm.model is None

@@ -26,22 +26,29 @@ def _context(strategy_name: str, vlm, llm=None, labels="newborn-resuscitation") 
     strategy = load_strategy(strategy_name)
     frames = FrameStore(strategy.sampler)
     ts = (0.25, 0.75, 1.25, 1.75)
-    frames.put(FrameBatch(CLIP, np.zeros((4, 8, 8, 3), np.uint8), (6, 18, 31, 43), ts, strategy.sampler))
+    frames.put(
+        FrameBatch(CLIP, np.zeros((4, 8, 8, 3), np.uint8), (6, 18, 31, 43), ts, strategy.sampler)
+    )
     prompts = {role: load_prompt(ref) for role, ref in strategy.prompts.items()}
     return Context(strategy, load_labelset(labels), prompts, vlm, llm or vlm, frames)
 
 
 def _answer(labels, ref="caption:1") -> str:
     return json.dumps(
-        {"evidence": [{"ref": ref, "text": "mask held over the face"}], "labels": labels,
-         "explanation": "The caption says a mask is held over the baby's face."}
+        {
+            "evidence": [{"ref": ref, "text": "mask held over the face"}],
+            "labels": labels,
+            "explanation": "The caption says a mask is held over the baby's face.",
+        }
     )
 
 
 def test_caption_reason_accepts_a_valid_first_answer():
     vlm = ScriptedChatModel(["A gloved hand holds a round mask over a baby's face."], "vlm-x")
     llm = ScriptedChatModel([_answer(["Ventilation"])], "llm-y")
-    out = build_caption_reason().invoke({"clip": CLIP}, context=_context("caption-reason", vlm, llm))
+    out = build_caption_reason().invoke(
+        {"clip": CLIP}, context=_context("caption-reason", vlm, llm)
+    )
     pred = out["prediction"]
     assert pred.labels == ("Ventilation",)
     assert pred.attempts == 1
@@ -52,7 +59,11 @@ def test_caption_reason_accepts_a_valid_first_answer():
     # The VLM saw all four frames; the LLM got a schema whose enums are the labels and refs.
     assert len(vlm.requests[0]["messages"][-1].images) == 4
     schema = llm.requests[0]["json_schema"]
-    assert schema["properties"]["labels"]["items"]["enum"] == ["Ventilation", "Stimulation", "Suction"]
+    assert schema["properties"]["labels"]["items"]["enum"] == [
+        "Ventilation",
+        "Stimulation",
+        "Suction",
+    ]
     assert schema["properties"]["evidence"]["items"]["properties"]["ref"]["enum"] == ["caption:1"]
 
 
@@ -60,7 +71,9 @@ def test_reask_carries_the_validator_message_and_recovers():
     vlm = ScriptedChatModel(["a mask and a suction tube"])
     bad = _answer(["Ventilation", "Suction"])  # breaks the exclusivity rule
     llm = ScriptedChatModel([bad, _answer(["Suction"])])
-    out = build_caption_reason().invoke({"clip": CLIP}, context=_context("caption-reason", vlm, llm))
+    out = build_caption_reason().invoke(
+        {"clip": CLIP}, context=_context("caption-reason", vlm, llm)
+    )
     assert out["prediction"].labels == ("Suction",)
     assert out["prediction"].attempts == 2
     second = llm.requests[1]["messages"]
@@ -87,7 +100,9 @@ def test_direct_sends_frames_and_cites_timestamps():
     assert pred.labels == ("tai chi",)
     assert pred.evidence[0].source == "frame"
     assert len(vlm.requests[0]["messages"][-1].images) == 4
-    refs = vlm.requests[0]["json_schema"]["properties"]["evidence"]["items"]["properties"]["ref"]["enum"]
+    refs = vlm.requests[0]["json_schema"]["properties"]["evidence"]["items"]["properties"]["ref"][
+        "enum"
+    ]
     assert refs == ["t=0.25s", "t=0.75s", "t=1.25s", "t=1.75s"]
     labels = vlm.requests[0]["json_schema"]["properties"]["labels"]
     assert labels["minItems"] == labels["maxItems"] == 1  # single-label set
@@ -98,7 +113,12 @@ def test_max_reasks_zero_gives_up_after_one_answer():
     llm = ScriptedChatModel(["{}"])
     ctx = _context("caption-reason", vlm, llm)
     ctx = Context(
-        load_strategy("caption-reason", ["max_reasks=0"]), ctx.labelset, ctx.prompts, vlm, llm, ctx.frames
+        load_strategy("caption-reason", ["max_reasks=0"]),
+        ctx.labelset,
+        ctx.prompts,
+        vlm,
+        llm,
+        ctx.frames,
     )
     with pytest.raises(StructuredOutputError):
         build_caption_reason().invoke({"clip": CLIP}, context=ctx)

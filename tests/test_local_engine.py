@@ -62,8 +62,9 @@ def test_json_schema_answers_validate(engine, n_images):
 def test_images_reach_the_model(engine):
     rng = np.random.default_rng(0)
     text_only = engine.complete([Message("user", "Describe.")], max_tokens=1)
-    with_images = engine.complete([Message("user", "Describe.", images=_frames(rng, 2))],
-                                  max_tokens=1)
+    with_images = engine.complete(
+        [Message("user", "Describe.", images=_frames(rng, 2))], max_tokens=1
+    )
     # Each image expands to <fake_token_around_image><global-img> + 4 <image> + <fake...>.
     per_image = image_tokens_per_image(56) + 3
     assert with_images.prompt_tokens - text_only.prompt_tokens == 2 * per_image
@@ -89,8 +90,9 @@ def test_concurrent_calls_match_sequential(engine):
     batches = [[Message("user", f"Clip {i}?", images=_frames(rng, i % 3))] for i in range(6)]
     sequential = [engine.complete(m, json_schema=SCHEMA, max_tokens=160).text for m in batches]
     with ThreadPoolExecutor(max_workers=3) as pool:
-        parallel = list(pool.map(
-            lambda m: engine.complete(m, json_schema=SCHEMA, max_tokens=160).text, batches))
+        parallel = list(
+            pool.map(lambda m: engine.complete(m, json_schema=SCHEMA, max_tokens=160).text, batches)
+        )
     assert parallel == sequential
 
 
@@ -111,8 +113,9 @@ def test_text_only_model_falls_back_to_causal_lm(tiny_vlm_dir, tmp_path):
     tokenizer.save_pretrained(tmp_path)
     engine = LocalEngine(tmp_path)
     assert not engine.multimodal
-    reply = engine.complete([Message("user", "Which activity?")], json_schema=SCHEMA,
-                            max_tokens=160)
+    reply = engine.complete(
+        [Message("user", "Which activity?")], json_schema=SCHEMA, max_tokens=160
+    )
     jsonschema.validate(json.loads(reply.text), SCHEMA)
     with pytest.raises(InputError, match="text-only"):
         engine.complete([Message("user", "x", images=_frames(np.random.default_rng(0), 1))])

@@ -18,9 +18,22 @@ ROOT = Path(__file__).resolve().parents[1]
 def wheel(tmp_path_factory) -> zipfile.ZipFile:
     out = tmp_path_factory.mktemp("wheel")
     proc = subprocess.run(
-        [sys.executable, "-m", "pip", "wheel", str(ROOT), "--no-deps", "--no-build-isolation",
-         "--no-index", "-w", str(out), "-q"],
-        capture_output=True, text=True, timeout=300,
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "wheel",
+            str(ROOT),
+            "--no-deps",
+            "--no-build-isolation",
+            "--no-index",
+            "-w",
+            str(out),
+            "-q",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
     )
     assert proc.returncode == 0, proc.stderr[-2000:]
     (whl,) = out.glob("vara-*.whl")
@@ -36,9 +49,15 @@ def test_wheel_holds_subpackages_prompts_and_strategies(wheel):
     names = set(wheel.namelist())
     for pkg in ("agents", "tools", "prompts", "finetune", "eval"):
         assert f"vara/{pkg}/__init__.py" in names
-    for f in ("caption.v1.yaml", "reason.v1.yaml", "direct.v1.yaml", "reask.v1.yaml",
-              "answer.v1.schema.json", "labelsets/newborn-resuscitation.yaml",
-              "labelsets/kinetics-sample.yaml"):
+    for f in (
+        "caption.v1.yaml",
+        "reason.v1.yaml",
+        "direct.v1.yaml",
+        "reask.v1.yaml",
+        "answer.v1.schema.json",
+        "labelsets/newborn-resuscitation.yaml",
+        "labelsets/kinetics-sample.yaml",
+    ):
         assert f"vara/prompts/{f}" in names
     assert "vara/agents/strategies/caption-reason.yaml" in names
     assert "vara/strategy.schema.json" in names
@@ -67,8 +86,10 @@ def _vara_imports(path: Path) -> set[str]:
     for node in ast.walk(tree):
         if isinstance(node, ast.ImportFrom) and node.level:
             raise AssertionError(f"{path}: relative import; use absolute vara.* imports")
-        names = [node.module] if isinstance(node, ast.ImportFrom) else (
-            [a.name for a in node.names] if isinstance(node, ast.Import) else []
+        names = (
+            [node.module]
+            if isinstance(node, ast.ImportFrom)
+            else ([a.name for a in node.names] if isinstance(node, ast.Import) else [])
         )
         for name in names:
             parts = (name or "").split(".")

@@ -14,8 +14,13 @@ from vara.prompts.loader import list_labelsets, list_prompts, load_labelset, loa
 NEWBORN = load_labelset("newborn-resuscitation")
 KINETICS = load_labelset("kinetics-sample")
 MANIFEST_LABELS = {
-    "arm wrestling", "cleaning pool", "ApplyEyeMakeup", "playing basketball",
-    "clean and jerk", "skateboarding", "tai chi",
+    "arm wrestling",
+    "cleaning pool",
+    "ApplyEyeMakeup",
+    "playing basketball",
+    "clean and jerk",
+    "skateboarding",
+    "tai chi",
 }
 
 
@@ -38,7 +43,9 @@ def test_kinetics_sample_covers_the_shared_manifest(shared_videos):
 
 def test_user_label_set_file(tmp_path):
     f = tmp_path / "mine.yaml"
-    f.write_text("name: mine\nmulti_label: true\nlabels:\n  - {name: CPR, description: chest compressions}\n")
+    f.write_text(
+        "name: mine\nmulti_label: true\nlabels:\n  - {name: CPR, description: chest compressions}\n"
+    )
     assert load_labelset(f).names == ("CPR",)
     f.write_text("name: mine\nlabels: []\n")
     with pytest.raises(ConfigError, match="mine.yaml"):

@@ -19,8 +19,11 @@ REFS = ("caption:1", "caption:2")
 
 def _text(labels, refs=("caption:1",), explanation="Both captions mention a mask."):
     return json.dumps(
-        {"evidence": [{"ref": r, "text": "a mask"} for r in refs], "labels": labels,
-         "explanation": explanation}
+        {
+            "evidence": [{"ref": r, "text": "a mask"} for r in refs],
+            "labels": labels,
+            "explanation": explanation,
+        }
     )
 
 
@@ -100,7 +103,9 @@ def test_packaged_answer_schemas_compile_in_xgrammar_as_vllm_runs_it(tiny_vlm_di
         template = load_prompt(f"{pid}.v{version}").schema
         for labelset in (NEWBORN, KINETICS):
             if template is not None:
-                schema = decoding_schema(answer_schema(template, labelset, ("caption:1", "t=0.25s")))
+                schema = decoding_schema(
+                    answer_schema(template, labelset, ("caption:1", "t=0.25s"))
+                )
                 compiler.compile_json_schema(json.dumps(schema))
                 checked += 1
     assert checked >= 4

@@ -27,9 +27,11 @@ def test_torn_tail_is_ignored_then_repaired(tmp_path):
 def test_concurrent_appends_do_not_interleave(tmp_path):
     path = tmp_path / "p.jsonl"
     with JsonlWriter(path) as w:
+
         def work(k):
             for i in range(50):
                 w.append({"k": k, "i": i, "pad": "x" * 5000})
+
         threads = [threading.Thread(target=work, args=(k,)) for k in range(4)]
         for t in threads:
             t.start()

@@ -46,8 +46,11 @@ def _check_outputs(out: Path, videos: list[str], labelset, strategy: str) -> lis
     for t in timelines:
         for e in t["events"]:
             assert e["label"] in labelset.names and e["end_s"] > e["start_s"]
-            covering = [p for p in preds if p.video == t["video"] and e["start_s"] <= p.start_s
-                        and p.end_s <= e["end_s"]]
+            covering = [
+                p
+                for p in preds
+                if p.video == t["video"] and e["start_s"] <= p.start_s and p.end_s <= e["end_s"]
+            ]
             assert sum(e["label"] in p.labels for p in covering) == e["n_windows"]
     run = json.loads((out / "run.json").read_text())
     assert run["run_info"]["n_predictions"] == len(expected)
@@ -58,8 +61,17 @@ def _check_outputs(out: Path, videos: list[str], labelset, strategy: str) -> lis
 @pytest.mark.server
 def test_served_caption_reason_on_a_shared_clip(vllm_server, shared_videos, tmp_path):
     clip = str(shared_videos / "tai_chi.mp4")
-    r = vara("run", clip, "--labels", "kinetics-sample", "--vlm-url", vllm_server.url,
-             "--out", str(tmp_path), "--no-progress")
+    r = vara(
+        "run",
+        clip,
+        "--labels",
+        "kinetics-sample",
+        "--vlm-url",
+        vllm_server.url,
+        "--out",
+        str(tmp_path),
+        "--no-progress",
+    )
     assert r.returncode == 0, r.stderr
     preds = _check_outputs(tmp_path, [clip], KINETICS, "caption-reason")
     assert all(p.captions and p.models == {"vlm": "tiny-vlm", "llm": "tiny-vlm"} for p in preds)
@@ -69,11 +81,35 @@ def test_served_caption_reason_on_a_shared_clip(vllm_server, shared_videos, tmp_
 
 @pytest.mark.server
 def test_served_direct_multilabel_on_synthetic_long_gop_h264(vllm_server, tmp_path):
-    video = str(write_test_video(tmp_path / "synthetic.mp4", n_frames=150, fps=25.0,
-                                 size=(320, 240), codec="h264", gop=250, bframes=3))
+    video = str(
+        write_test_video(
+            tmp_path / "synthetic.mp4",
+            n_frames=150,
+            fps=25.0,
+            size=(320, 240),
+            codec="h264",
+            gop=250,
+            bframes=3,
+        )
+    )
     out = tmp_path / "out"
-    code = main(["run", video, "--labels", "newborn-resuscitation", "--strategy", "direct",
-                 "--vlm-url", vllm_server.url, "--frames", "6", "--out", str(out), "--no-progress"])
+    code = main(
+        [
+            "run",
+            video,
+            "--labels",
+            "newborn-resuscitation",
+            "--strategy",
+            "direct",
+            "--vlm-url",
+            vllm_server.url,
+            "--frames",
+            "6",
+            "--out",
+            str(out),
+            "--no-progress",
+        ]
+    )
     assert code == 0
     preds = _check_outputs(out, [video], NEWBORN, "direct")
     assert all(e.ref.startswith("t=") for p in preds for e in p.evidence)
@@ -81,8 +117,21 @@ def test_served_direct_multilabel_on_synthetic_long_gop_h264(vllm_server, tmp_pa
 
 def test_in_process_caption_reason_on_a_shared_clip(tiny_vlm_dir, shared_videos, tmp_path):
     clip = str(shared_videos / "ApplyEyeMakeup.avi")
-    code = main(["run", clip, "--labels", "kinetics-sample", "--vlm-model", str(tiny_vlm_dir),
-                 "--frames", "4", "--out", str(tmp_path), "--no-progress"])
+    code = main(
+        [
+            "run",
+            clip,
+            "--labels",
+            "kinetics-sample",
+            "--vlm-model",
+            str(tiny_vlm_dir),
+            "--frames",
+            "4",
+            "--out",
+            str(tmp_path),
+            "--no-progress",
+        ]
+    )
     assert code == 0
     preds = _check_outputs(tmp_path, [clip], KINETICS, "caption-reason")
     assert preds[0].models["vlm"] == str(tiny_vlm_dir)
@@ -96,16 +145,32 @@ def _bad_inputs(d: Path) -> dict[str, Path]:
     empty.write_bytes(b"")
     truncated = d / "truncated.mp4"
     truncated.write_bytes(good.read_bytes()[: good.stat().st_size // 2])
-    return {"good": good, "missing": d / "missing.mp4", "text": text, "empty": empty,
-            "truncated": truncated}
+    return {
+        "good": good,
+        "missing": d / "missing.mp4",
+        "text": text,
+        "empty": empty,
+        "truncated": truncated,
+    }
 
 
 @pytest.mark.server
 def test_bad_inputs_are_listed_and_the_good_video_finishes(vllm_server, tmp_path):
     files = _bad_inputs(tmp_path)
     out = tmp_path / "out"
-    r = vara("run", *map(str, files.values()), "--labels", "kinetics-sample",
-             "--vlm-url", vllm_server.url, "--frames", "4", "--out", str(out), "--no-progress")
+    r = vara(
+        "run",
+        *map(str, files.values()),
+        "--labels",
+        "kinetics-sample",
+        "--vlm-url",
+        vllm_server.url,
+        "--frames",
+        "4",
+        "--out",
+        str(out),
+        "--no-progress",
+    )
     assert r.returncode == 1, r.stderr
     failures = read_jsonl(out / "failures.jsonl")
     failed_items = {Path(f["item"]).name for f in failures}
@@ -128,17 +193,38 @@ def test_each_bad_input_gives_one_line_naming_it(kind, tmp_path):
 
 def test_unreachable_server_is_one_line_naming_the_url(shared_videos, tmp_path):
     url = "http://127.0.0.1:9/v1"
-    r = vara("run", str(shared_videos / "tai_chi.mp4"), "--labels", "kinetics-sample",
-             "--vlm-url", url, "--out", str(tmp_path), "--no-progress")
+    r = vara(
+        "run",
+        str(shared_videos / "tai_chi.mp4"),
+        "--labels",
+        "kinetics-sample",
+        "--vlm-url",
+        url,
+        "--out",
+        str(tmp_path),
+        "--no-progress",
+    )
     assert r.returncode == 2
     assert r.stderr.strip().count("\n") == 0 and url in r.stderr, r.stderr
 
 
 @pytest.mark.server
 def test_too_many_frames_for_the_server_names_the_flag(vllm_server, shared_videos, tmp_path):
-    r = vara("run", str(shared_videos / "tai_chi.mp4"), "--labels", "kinetics-sample",
-             "--strategy", "direct", "--vlm-url", vllm_server.url, "--frames", "17",
-             "--out", str(tmp_path), "--no-progress")
+    r = vara(
+        "run",
+        str(shared_videos / "tai_chi.mp4"),
+        "--labels",
+        "kinetics-sample",
+        "--strategy",
+        "direct",
+        "--vlm-url",
+        vllm_server.url,
+        "--frames",
+        "17",
+        "--out",
+        str(tmp_path),
+        "--no-progress",
+    )
     assert r.returncode == 1
     failures = read_jsonl(tmp_path / "failures.jsonl")
     assert failures and all("--limit-mm-per-prompt" in f["error"] for f in failures)
@@ -148,8 +234,19 @@ def test_too_many_frames_for_the_server_names_the_flag(vllm_server, shared_video
 def test_rerun_resumes_and_a_different_config_is_refused(vllm_server, tmp_path):
     video = str(write_test_video(tmp_path / "v.mp4", n_frames=100, fps=25.0, codec="h264"))
     out = str(tmp_path / "out")
-    args = ["run", video, "--labels", "kinetics-sample", "--vlm-url", vllm_server.url,
-            "--frames", "4", "--out", out, "--no-progress"]
+    args = [
+        "run",
+        video,
+        "--labels",
+        "kinetics-sample",
+        "--vlm-url",
+        vllm_server.url,
+        "--frames",
+        "4",
+        "--out",
+        out,
+        "--no-progress",
+    ]
     assert main(args) == 0
     n = len(read_jsonl(Path(out) / "predictions.jsonl"))
     r = vara(*args)

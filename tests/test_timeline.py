@@ -9,7 +9,17 @@ from vara.types import ClassScores, Prediction
 def _pred(start, labels, video="v.mp4", probs=None):
     scores = ClassScores(("A", "B"), probs, (0.5, 0.5)) if probs else None
     return Prediction(
-        f"{video}:{start}", video, start, start + 2.0, tuple(labels), (), "", "s", (), {}, "",
+        f"{video}:{start}",
+        video,
+        start,
+        start + 2.0,
+        tuple(labels),
+        (),
+        "",
+        "s",
+        (),
+        {},
+        "",
         scores=scores,
     )
 
@@ -24,7 +34,11 @@ def test_merges_consecutive_windows_per_label_and_splits_on_a_gap():
 
 
 def test_scores_are_averaged_and_other_videos_ignored():
-    preds = [_pred(0, "A", probs=(0.9, 0.1)), _pred(1, "A", probs=(0.7, 0.2)), _pred(0, "B", video="w.mp4")]
+    preds = [
+        _pred(0, "A", probs=(0.9, 0.1)),
+        _pred(1, "A", probs=(0.7, 0.2)),
+        _pred(0, "B", video="w.mp4"),
+    ]
     tl = build_timeline("v.mp4", 3.0, preds)
     assert len(tl.events) == 1 and abs(tl.events[0].score - 0.8) < 1e-9
     rows = timeline_csv_rows([tl])

@@ -60,8 +60,15 @@ def test_generates_with_images(loaded):
     processor, model = loaded
     rng = np.random.default_rng(0)
     images = [Image.fromarray(rng.integers(0, 256, (40, 72, 3), dtype=np.uint8)) for _ in range(3)]
-    conversation = [{"role": "user", "content": [
-        *({"type": "image"} for _ in images), {"type": "text", "text": "What is happening?"}]}]
+    conversation = [
+        {
+            "role": "user",
+            "content": [
+                *({"type": "image"} for _ in images),
+                {"type": "text", "text": "What is happening?"},
+            ],
+        }
+    ]
     prompt = processor.apply_chat_template(conversation, add_generation_prompt=True)
     assert prompt.count(IMAGE_TOKEN) == 3
     inputs = processor(text=[prompt], images=images, return_tensors="pt")
@@ -78,20 +85,34 @@ def test_chat_template_string_content_and_system(loaded):
         [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "Hi"}],
         add_generation_prompt=True,
     )
-    assert prompt == ("<|im_start|>system\nBe brief.<|im_end|>\n"
-                      "<|im_start|>user\nHi<|im_end|>\n<|im_start|>assistant\n")
+    assert prompt == (
+        "<|im_start|>system\nBe brief.<|im_end|>\n"
+        "<|im_start|>user\nHi<|im_end|>\n<|im_start|>assistant\n"
+    )
 
 
 def test_chat_template_renders_hermes_tools_and_calls(loaded):
     processor, _ = loaded
-    tool = {"type": "function", "function": {
-        "name": "look_again", "description": "Sample more frames",
-        "parameters": {"type": "object", "properties": {"start_s": {"type": "number"}}}}}
+    tool = {
+        "type": "function",
+        "function": {
+            "name": "look_again",
+            "description": "Sample more frames",
+            "parameters": {"type": "object", "properties": {"start_s": {"type": "number"}}},
+        },
+    }
     messages = [
         {"role": "user", "content": "Look again."},
-        {"role": "assistant", "content": None, "tool_calls": [
-            {"type": "function",
-             "function": {"name": "look_again", "arguments": {"start_s": 1.5}}}]},
+        {
+            "role": "assistant",
+            "content": None,
+            "tool_calls": [
+                {
+                    "type": "function",
+                    "function": {"name": "look_again", "arguments": {"start_s": 1.5}},
+                }
+            ],
+        },
         {"role": "tool", "content": "a nurse holds a mask"},
     ]
     prompt = processor.apply_chat_template(messages, tools=[tool], add_generation_prompt=True)

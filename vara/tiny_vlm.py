@@ -37,7 +37,13 @@ IM_START, IM_END, PAD = "<|im_start|>", "<|im_end|>", "<|endoftext|>"
 # Idefics3Processor looks these up even when images are not split into tiles.
 ROW_COL_TOKENS = tuple(f"<row_{r}_col_{c}>" for r in range(1, 7) for c in range(1, 7))
 SPECIAL_TOKENS = (
-    PAD, IM_START, IM_END, FAKE_IMAGE_TOKEN, IMAGE_TOKEN, GLOBAL_IMAGE_TOKEN, END_OF_UTTERANCE,
+    PAD,
+    IM_START,
+    IM_END,
+    FAKE_IMAGE_TOKEN,
+    IMAGE_TOKEN,
+    GLOBAL_IMAGE_TOKEN,
+    END_OF_UTTERANCE,
     *ROW_COL_TOKENS,
 )
 # Added but not special (as in Qwen2.5): vLLM's hermes parser must see them in the output text.
@@ -100,33 +106,144 @@ CHAT_TEMPLATE = r"""{%- macro render_content(content) -%}
 {%- if add_generation_prompt %}{{- '<|im_start|>assistant\n' }}{%- endif %}
 """
 
-_PEOPLE = ("a nurse", "the doctor", "a midwife", "two people", "a child", "the surgeon",
-           "a man", "a woman", "the team", "someone")
-_ACTIONS = ("is ventilating", "is stimulating", "is suctioning", "is holding", "is drying",
-            "is washing", "is cutting", "is walking past", "is looking at", "is covering",
-            "is playing with", "is cleaning", "is lifting", "is pressing on")
-_OBJECTS = ("the baby", "a newborn", "the mask", "a towel", "the chest", "a bag",
-            "the table", "a ball", "the guitar", "a tube", "the monitor", "the bed")
-_PLACES = ("in the room", "near the window", "on the table", "under a lamp",
-           "at the start of the video", "during the procedure", "in frame 12")
+_PEOPLE = (
+    "a nurse",
+    "the doctor",
+    "a midwife",
+    "two people",
+    "a child",
+    "the surgeon",
+    "a man",
+    "a woman",
+    "the team",
+    "someone",
+)
+_ACTIONS = (
+    "is ventilating",
+    "is stimulating",
+    "is suctioning",
+    "is holding",
+    "is drying",
+    "is washing",
+    "is cutting",
+    "is walking past",
+    "is looking at",
+    "is covering",
+    "is playing with",
+    "is cleaning",
+    "is lifting",
+    "is pressing on",
+)
+_OBJECTS = (
+    "the baby",
+    "a newborn",
+    "the mask",
+    "a towel",
+    "the chest",
+    "a bag",
+    "the table",
+    "a ball",
+    "the guitar",
+    "a tube",
+    "the monitor",
+    "the bed",
+)
+_PLACES = (
+    "in the room",
+    "near the window",
+    "on the table",
+    "under a lamp",
+    "at the start of the video",
+    "during the procedure",
+    "in frame 12",
+)
 # Activity names in the style of Kinetics / UCF-101 classes, for a wider vocabulary.
 _ACTIVITIES = (
-    "applying cream", "archery", "baking cookies", "balancing on a beam", "bandaging a wound",
-    "blowing out candles", "bowling", "brushing teeth", "carrying a baby", "catching a ball",
-    "changing a diaper", "checking a pulse", "chopping vegetables", "climbing stairs",
-    "clapping hands", "counting breaths", "crawling", "cycling", "dancing", "diving",
-    "drawing blood", "dribbling a basketball", "drinking water", "driving a car", "eating soup",
-    "feeding an infant", "folding laundry", "giving chest compressions", "hammering a nail",
-    "hugging", "ironing clothes", "jogging", "juggling", "jumping rope", "kicking a football",
-    "kneeling", "knitting", "laughing", "measuring temperature", "mopping the floor",
-    "opening a door", "painting a wall", "placing a probe", "playing drums", "playing piano",
-    "pouring milk", "pulling a rope", "pushing a stroller", "reading a book", "riding a horse",
-    "rowing a boat", "rubbing the back", "running", "sawing wood", "shaking hands", "shaving",
-    "singing", "sitting down", "skiing", "sleeping", "sneezing", "squatting", "standing up",
-    "stirring a pot", "stretching", "surfing", "sweeping", "swimming", "swinging a bat",
-    "taking a photo", "talking on a phone", "throwing a frisbee", "tying shoelaces", "typing",
-    "vacuuming", "waving", "weighing the baby", "whistling", "wiping a table", "writing",
-    "yawning", "zipping a jacket", "adjusting oxygen", "attaching electrodes", "intubating",
+    "applying cream",
+    "archery",
+    "baking cookies",
+    "balancing on a beam",
+    "bandaging a wound",
+    "blowing out candles",
+    "bowling",
+    "brushing teeth",
+    "carrying a baby",
+    "catching a ball",
+    "changing a diaper",
+    "checking a pulse",
+    "chopping vegetables",
+    "climbing stairs",
+    "clapping hands",
+    "counting breaths",
+    "crawling",
+    "cycling",
+    "dancing",
+    "diving",
+    "drawing blood",
+    "dribbling a basketball",
+    "drinking water",
+    "driving a car",
+    "eating soup",
+    "feeding an infant",
+    "folding laundry",
+    "giving chest compressions",
+    "hammering a nail",
+    "hugging",
+    "ironing clothes",
+    "jogging",
+    "juggling",
+    "jumping rope",
+    "kicking a football",
+    "kneeling",
+    "knitting",
+    "laughing",
+    "measuring temperature",
+    "mopping the floor",
+    "opening a door",
+    "painting a wall",
+    "placing a probe",
+    "playing drums",
+    "playing piano",
+    "pouring milk",
+    "pulling a rope",
+    "pushing a stroller",
+    "reading a book",
+    "riding a horse",
+    "rowing a boat",
+    "rubbing the back",
+    "running",
+    "sawing wood",
+    "shaking hands",
+    "shaving",
+    "singing",
+    "sitting down",
+    "skiing",
+    "sleeping",
+    "sneezing",
+    "squatting",
+    "standing up",
+    "stirring a pot",
+    "stretching",
+    "surfing",
+    "sweeping",
+    "swimming",
+    "swinging a bat",
+    "taking a photo",
+    "talking on a phone",
+    "throwing a frisbee",
+    "tying shoelaces",
+    "typing",
+    "vacuuming",
+    "waving",
+    "weighing the baby",
+    "whistling",
+    "wiping a table",
+    "writing",
+    "yawning",
+    "zipping a jacket",
+    "adjusting oxygen",
+    "attaching electrodes",
+    "intubating",
 )
 _JSON_LINES = (
     '{"labels": ["ventilation", "stimulation"], "confidence": 0.87, "evidence": "t=2.40s"}',
@@ -134,7 +251,7 @@ _JSON_LINES = (
     '{"caption": "a person is holding a bag mask", "score": 0.125, "ok": false, "n": null}',
     '{"name": "look_again", "arguments": {"start_s": 1.5, "end_s": 3.25, "frames": 8}}',
     "[1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16, 17, 18, 19, 20, 64, 128, 256]",
-    "Answer with JSON only: {\"labels\": [...]} where each label is one of the list.",
+    'Answer with JSON only: {"labels": [...]} where each label is one of the list.',
 )
 
 
@@ -146,8 +263,10 @@ def _corpus() -> list[str]:
             itertools.product(_PEOPLE, _ACTIONS, _OBJECTS, _PLACES), 0, None, 7
         )
     ]
-    activities = [f"{p.capitalize()} is {a}, then {b}." for p, a, b in zip(
-        itertools.cycle(_PEOPLE), _ACTIVITIES, reversed(_ACTIVITIES))]
+    activities = [
+        f"{p.capitalize()} is {a}, then {b}."
+        for p, a, b in zip(itertools.cycle(_PEOPLE), _ACTIVITIES, reversed(_ACTIVITIES))
+    ]
     numbers = [f"t={i / 4:.2f}s frame {i} of {i * 3} (score 0.{i:02d})" for i in range(100)]
     return sentences + activities * 3 + list(_JSON_LINES) * 20 + numbers
 

@@ -137,7 +137,8 @@ class Clip(_Record):
     def __post_init__(self) -> None:
         if not self.end_s > self.start_s >= 0:
             raise ValueError(
-                f"clip {self.clip_id!r}: need 0 <= start_s < end_s, got {self.start_s}, {self.end_s}"
+                f"clip {self.clip_id!r}: need 0 <= start_s < end_s, "
+                f"got {self.start_s}, {self.end_s}"
             )
 
     @property
