@@ -237,11 +237,14 @@ def run_videos(
         out / "run.json", {"run_info": {"fingerprint": fingerprint, "status": "running"}}
     )
     bar = tqdm(total=todo, unit="win", desc=f"vara {strategy.name}", disable=not progress)
+    status = "interrupted"  # what run.json says if an exception (e.g. Ctrl-C) ends the loop
     try:
         for path, _, clips in plans:
             if run.abort:
                 break
             run.video(path, clips, bar)
+        status = "complete_with_failures" if run.failures else "complete"
+        status = "aborted" if run.abort else status
     finally:
         bar.close()
         run.writer.close()
@@ -254,7 +257,7 @@ def run_videos(
             failures=tuple(run.failures),
             wall_s=round(time.perf_counter() - t0, 3),
         )
-        _write_outputs(out, plans, summary, ctx, fingerprint, aborted=run.abort is not None)
+        _write_outputs(out, plans, summary, ctx, fingerprint, status=status)
     if run.abort:
         raise run.abort
     return summary
@@ -267,7 +270,7 @@ def _write_outputs(
     ctx: Context,
     fingerprint: dict[str, Any],
     *,
-    aborted: bool,
+    status: str,
 ) -> None:
     preds = [Prediction.from_dict(r) for r in read_jsonl(out / "predictions.jsonl")]
     timelines = [build_timeline(path, info.duration_s, preds) for path, info, _ in plans]
@@ -280,9 +283,7 @@ def _write_outputs(
     os.replace(out / "failures.jsonl.tmp", out / "failures.jsonl")
     run_info = {
         "fingerprint": fingerprint,
-        "status": "aborted"
-        if aborted
-        else ("complete_with_failures" if summary.failures else "complete"),
+        "status": status,
         "config": ctx.strategy.to_dict(),
         "n_videos": summary.n_videos,
         "n_windows": summary.n_windows,

@@ -254,3 +254,49 @@ def test_rerun_resumes_and_a_different_config_is_refused(vllm_server, tmp_path):
     assert len(read_jsonl(Path(out) / "predictions.jsonl")) == n
     r = vara(*args[:-1], "--strategy", "direct", "--no-progress")
     assert r.returncode == 2 and "different" in r.stderr and out in r.stderr
+
+
+@pytest.mark.server
+def test_sigkill_mid_run_then_rerun_gives_one_prediction_per_window(vllm_server, tmp_path):
+    import os
+    import signal
+    import time
+
+    video = str(write_test_video(tmp_path / "long.mp4", n_frames=500, fps=25.0, codec="h264"))
+    out = tmp_path / "out"
+    args = [
+        sys.executable,
+        "-m",
+        "vara.cli",
+        "run",
+        video,
+        "--labels",
+        "kinetics-sample",
+        "--vlm-url",
+        vllm_server.url,
+        "--frames",
+        "4",
+        "--concurrency",
+        "2",
+        "--out",
+        str(out),
+        "--no-progress",
+    ]
+    proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    preds = out / "predictions.jsonl"
+    deadline = time.monotonic() + 300
+    while time.monotonic() < deadline and proc.poll() is None:
+        if preds.exists() and preds.read_bytes().count(b"\n") >= 3:
+            break
+        time.sleep(0.05)
+    assert proc.poll() is None, "the run finished before it could be killed; use a longer video"
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    n_before = len(read_jsonl(preds))
+    n_windows = len(make_windows(probe(video), 2.0, 0.5))
+    assert 3 <= n_before < n_windows
+    r = subprocess.run(args, capture_output=True, text=True, timeout=600)
+    assert r.returncode == 0, r.stderr
+    assert f"{n_windows - n_before} predicted now, {n_before} resumed" in r.stdout
+    ids = [row["clip_id"] for row in read_jsonl(preds)]
+    assert len(ids) == len(set(ids)) == n_windows

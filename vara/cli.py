@@ -23,6 +23,7 @@ from pathlib import Path
 from vara.errors import VaraError
 
 EXIT_OK, EXIT_FAILURES, EXIT_ERROR = 0, 1, 2
+MAX_FAILURES_SHOWN = 20  # the rest are in failures.jsonl
 
 
 def _cmd_probe(args: argparse.Namespace) -> int:
@@ -81,8 +82,11 @@ def _cmd_run(args: argparse.Namespace) -> int:
         f"predicted now, {summary.n_resumed} resumed, {len(summary.failures)} failed "
         f"({summary.wall_s:.1f} s) -> {out}/predictions.jsonl, {out}/timeline.json"
     )
-    for f in summary.failures:
+    for f in summary.failures[:MAX_FAILURES_SHOWN]:
         print(f"failed [{f.stage}] {f.item}: {f.error}", file=sys.stderr)
+    if len(summary.failures) > MAX_FAILURES_SHOWN:
+        more = len(summary.failures) - MAX_FAILURES_SHOWN
+        print(f"... and {more} more failures: see {out}/failures.jsonl", file=sys.stderr)
     return EXIT_FAILURES if summary.failures else EXIT_OK
 
 
