@@ -18,7 +18,7 @@ import numpy as np
 import pytest
 
 from vara.errors import InputError, VideoError
-from vara.synth_video import frame_number, write_test_video, write_vfr_video
+from vara.synth_video import frame_number, set_mp4_rotation, write_test_video, write_vfr_video
 from vara.tools import video
 from vara.tools.video import (
     SEEK_GAP,
@@ -48,20 +48,6 @@ def plain_decode(path: Path) -> list[np.ndarray]:
         frames.append(cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB))
     cap.release()
     return frames
-
-
-def set_mp4_rotation(path: Path, degrees: int) -> None:
-    """Write a display rotation into the (single) track header matrix, as phones do."""
-    data = bytearray(path.read_bytes())
-    at = data.find(b"tkhd")
-    version = data[at + 4]
-    matrix_at = at + 8 + (32 if version == 1 else 20) + 16
-    one = 0x10000
-    a, b, c, d = {90: (0, one, -one, 0), 180: (-one, 0, 0, -one), 270: (0, -one, one, 0)}[degrees]
-    data[matrix_at : matrix_at + 36] = np.array(
-        [a, b, 0, c, d, 0, 0, 0, 0x40000000], dtype=">i4"
-    ).tobytes()
-    path.write_bytes(data)
 
 
 @pytest.fixture(scope="module")
@@ -389,7 +375,28 @@ def test_unsorted_clips_rejected(vids):
     info = probe(vids["h264.mp4"])
     clips = make_windows(info, 2.0, 0.5)
     with pytest.raises(InputError, match="sorted by start_s"):
-        list(iter_frame_batches(vids["h264.mp4"], clips[::-1], SamplerSpec(n_frames=2)))
+        next(iter_frame_batches(vids["h264.mp4"], clips[::-1], SamplerSpec(n_frames=2)))
+    # A generator is checked as it is consumed (one clip ahead of the decoder), so batches
+    # well before the bad clip still arrive.
+    lazy = iter([clips[3], clips[8], clips[0]])
+    batches = iter_frame_batches(vids["h264.mp4"], lazy, SamplerSpec())
+    assert next(batches).clip == clips[3]
+    with pytest.raises(InputError, match="sorted by start_s"):
+        next(batches)
+
+
+def test_mixed_length_clips_from_a_generator(vids, refs):
+    """Same starts, nested and long clips: later clips want frames before earlier clips'
+    last frames, so the planner must look ahead (the decoder never goes back)."""
+    spans_s = [(0, 10), (0, 2), (0.5, 0.6), (1, 3), (1, 15.9), (4, 5), (12, 16)]
+    clips = [clip(a, b) for a, b in spans_s]
+    spec = SamplerSpec(n_frames=None, fps=5.0, min_frames=2, max_frames=30, max_side=None)
+    batches = list(iter_frame_batches(vids["h264.mp4"], (c for c in clips), spec))
+    info = probe(vids["h264.mp4"])
+    assert [b.clip for b in batches] == clips
+    for b in batches:
+        assert b.frame_idx == plan_frames(info, b.clip, spec)
+        assert_exact(b.frames, b.frame_idx, refs["h264.mp4"])
 
 
 # --- bad inputs ------------------------------------------------------------------------------

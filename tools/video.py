@@ -1,29 +1,25 @@
-"""Video access for vara: probe, window, plan and decode frames. The only module that uses OpenCV.
+"""Video access for vara: probe, window, plan and decode frames. The only module using OpenCV.
 
 Frames leave here as RGB uint8 (T, H, W, 3), rotated per the container's rotation metadata
-(OpenCV applies it; widths/heights reported are after rotation), resized with INTER_AREA so
-the longer side is at most ``max_side``. Indices are decode-order frame numbers.
+(sizes reported after rotation), shrunk with INTER_AREA so the longer side is <= max_side.
+Indices are decode-order frame numbers.
 
-Timestamps: for constant-frame-rate (CFR) video, frame i is at ``i / fps`` exactly (the
-same number on every decode path; OpenCV's CAP_PROP_POS_MSEC is shifted by the decoder
-delay in AVI files, so it is not used for CFR). Variable-frame-rate (VFR) video and GIF
-are detected at probe time (frame times of the first frames off the 1/fps grid, or the
-last frame's time off it); they are then decoded sequentially only (OpenCV's frame seeks
-land by time, i.e. on the wrong frame in VFR) and ``timestamps_s`` are the container's real
-presentation times. Windows and ``plan_frames`` stay in nominal frame time (index / fps),
-so in a VFR file a window's frames may be shown at other times than the window says; the
-timestamps tell the truth. A file that keeps a regular rhythm at both ends but not in the
-middle can pass as CFR; each seek re-checks the time it landed on and falls back to
-sequential decoding when that is off the grid.
+Timestamps: in constant-frame-rate (CFR) video frame i is at exactly ``i / fps`` on every
+decode path (OpenCV's POS_MSEC is not used there: in AVI it is shifted by the decoder
+delay). Variable-frame-rate (VFR) video and GIF are detected at probe time (times of the
+first frames, or of the last one, off the 1/fps grid) and then decoded sequentially only,
+because OpenCV's frame seeks land by time, on the wrong frame in VFR; their timestamps are
+the container's real presentation times, while windows and plans stay in nominal frame time
+(index / fps). A VFR file regular at both ends can pass as CFR: every seek re-checks the
+time it landed on and falls back to sequential decoding when that is off the grid.
 
-Decoding many windows: one pass in index order. The next wanted frame is reached with
-grab() (decode, no colour conversion) when it is at most ``SEEK_GAP`` frames ahead, else by
-a CAP_PROP_POS_FRAMES seek. OpenCV's seek always jumps back to a keyframe at or before
-target-16 and decodes forward, so it costs >= 17 grabs even on intra-only codecs; measured
-on 2 cores, a random seek costs as much as 17 grabs (MJPEG), 24 (mp4v, GOP 12), 43 (H.264
-GOP 50), 80-98 (H.264 GOP 250, 720p), and a forward seek of just 4 frames 30-300 ms at GOP
-250. SEEK_GAP = 64 sits in that break-even range (within ~1.5x of the better choice for
-common GOPs); dense sampling (16 frames per 2-s window: gaps of ~3) never seeks.
+Many windows: one pass in index order, grab() (decode without colour conversion) through
+gaps of up to SEEK_GAP frames, a CAP_PROP_POS_FRAMES seek over longer ones. OpenCV's seek
+jumps to a keyframe at or before target-16 and decodes forward, so it costs >= 17 grabs
+even for intra-only codecs. Measured here (2 cores) a random seek costs as much as 17 grabs
+(MJPEG), 24 (mp4v, GOP 12), 43 (H.264, GOP 50) and 80-98 (H.264, GOP 250, 720p); even a
+4-frame forward seek takes 30-300 ms at GOP 250. SEEK_GAP = 64 lies in that break-even
+range (within ~1.5x of the better choice for common GOPs); dense sampling never seeks.
 """
 
 from __future__ import annotations
@@ -31,7 +27,7 @@ from __future__ import annotations
 import logging
 import math
 import os
-from collections import Counter
+from collections import Counter, deque
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -183,10 +179,7 @@ def _inspect(path: str | Path) -> _Source:
 def _count_sequential(path: str | Path) -> int:
     cap = _open(path)
     try:
-        n = 0
-        while cap.grab():
-            n += 1
-        return n
+        return sum(1 for _ in iter(cap.grab, False))
     finally:
         cap.release()
 
@@ -296,7 +289,8 @@ class _Reader:
 
     def __init__(self, src: _Source, max_side: int | None):
         self._src, self._max_side = src, max_side
-        self._exact = src.exact_seek
+        self._exact, self._fps = src.exact_seek, src.info.fps
+        self._avi = Path(src.info.path).suffix.lower() == ".avi"  # no pts: see _inspect
         self._cap = _open(src.info.path)
         self._next = 0  # index of the frame the next grab() returns
         self.seeks = 0  # for tests and benchmarks: how often the seek path ran
@@ -322,19 +316,15 @@ class _Reader:
         if not _seek_ok(self._cap, idx):
             raise self._fail(idx, "cannot be reached by seeking")
         t = self._cap.get(cv2.CAP_PROP_POS_MSEC) / 1000 - self._src.t0_s
-        fps = self._src.info.fps
-        avi = Path(self._src.info.path).suffix.lower() == ".avi"
-        return avi or abs(t - idx / fps) <= _GRID_TOL / fps
+        return self._avi or abs(t - idx / self._fps) <= _GRID_TOL / self._fps
 
     def read(self, idx: int) -> tuple[np.ndarray, float]:
         """RGB frame ``idx`` (resized) and its time in seconds."""
-        if idx < self._next or (self._exact and idx - self._next > SEEK_GAP):
-            if not self._exact:
-                self._restart_sequential()
-            elif not self._seek(idx):
-                self._restart_sequential()
-            else:
-                self._next = idx + 1
+        jump = idx < self._next or (self._exact and idx - self._next > SEEK_GAP)
+        if jump and self._exact and self._seek(idx):
+            self._next = idx + 1
+        elif jump:
+            self._restart_sequential()
         cap = self._cap
         while self._next <= idx:
             if not cap.grab():
@@ -343,10 +333,11 @@ class _Reader:
         ok, bgr = cap.retrieve()
         if not ok or bgr is None or bgr.size == 0:
             raise self._fail(idx, "decodes to no picture")
-        if self._exact:
-            t = idx / self._src.info.fps
-        else:
-            t = cap.get(cv2.CAP_PROP_POS_MSEC) / 1000 - self._src.t0_s
+        t = (
+            idx / self._fps
+            if self._exact
+            else cap.get(cv2.CAP_PROP_POS_MSEC) / 1000 - self._src.t0_s
+        )
         return cv2.cvtColor(_shrink(bgr, self._max_side), cv2.COLOR_BGR2RGB), t
 
 
@@ -357,16 +348,15 @@ def read_frames(
     src = _inspect(path)
     info = src.info
     wanted = [int(i) for i in frame_idx]
-    bad = [i for i in wanted if not 0 <= i < info.frame_count]
-    if bad and max(bad) < src.declared:
+    n, bad = info.frame_count, [i for i in wanted if not 0 <= i < info.frame_count]
+    if bad and all(0 <= i < src.declared for i in bad):
         raise VideoError(
-            f"video {info.path!r} declares {src.declared} frames but only {info.frame_count} "
-            f"decode (truncated or corrupt); frames {bad[:5]} are missing: use earlier frames, "
-            f"or {_fix(info.path)} after recovering the full file"
+            f"video {info.path!r} declares {src.declared} frames but only {n} decode "
+            f"(truncated or corrupt): frames {bad[:5]} are missing; use frames < {n}"
         )
     if bad:
         raise VideoError(
-            f"video {info.path!r} has frames 0..{info.frame_count - 1}; asked for {bad[:5]}; "
+            f"video {info.path!r} has frames 0..{n - 1}, not {bad[:5]}; "
             "plan indices with plan_frames(probe(video), ...)"
         )
     got: dict[int, tuple[np.ndarray, float]] = {}
@@ -382,42 +372,69 @@ def read_frames(
     return np.stack([got[i][0] for i in wanted]), tuple(got[i][1] for i in wanted)
 
 
+def _check_order(prev: Clip | None, clip: Clip) -> None:
+    if prev is not None and clip.start_s < prev.start_s:
+        raise InputError(
+            f"iter_frame_batches needs clips sorted by start_s; {clip.clip_id!r} "
+            f"({clip.start_s:.2f} s) comes after {prev.clip_id!r} ({prev.start_s:.2f} s): "
+            "sort them, e.g. sorted(clips, key=lambda c: c.start_s)"
+        )
+
+
 def iter_frame_batches(
     path: str | Path, clips: Iterable[Clip], spec: SamplerSpec
 ) -> Iterator[FrameBatch]:
     """One FrameBatch per clip, in the given order, from one pass over the video.
 
-    Clips must be sorted by start_s (make_windows gives them so). Frames shared by
-    overlapping clips are decoded once; a frame is kept only until the last clip using it
-    is yielded, so memory holds the frames of the clips being assembled, never the video.
-    Batches before a damaged region are yielded before its VideoError is raised.
+    Clips must be sorted by start_s (make_windows gives them so); a list is checked (order
+    and plans) before decoding starts, any other iterable as it is consumed. Clips are
+    planned just ahead of the decoder, frames shared by overlapping clips are decoded once
+    and dropped after the last clip using them, so memory holds the frames of the clips
+    being assembled, whatever the video's length. Batches before a damaged region are
+    yielded before its VideoError is raised.
     """
     src = _inspect(path)
-    clips = list(clips)
-    for a, b in zip(clips, clips[1:], strict=False):
-        if b.start_s < a.start_s:
-            raise InputError(
-                f"iter_frame_batches needs clips sorted by start_s; {b.clip_id!r} "
-                f"({b.start_s:.2f} s) comes after {a.clip_id!r} ({a.start_s:.2f} s): "
-                "sort them, e.g. sorted(clips, key=lambda c: c.start_s)"
-            )
-    plans = [plan_frames(src.info, c, spec) for c in clips]
-    refs = Counter(i for plan in plans for i in set(plan))
-    todo = iter(sorted(refs))  # every wanted frame, in decode order
+    if isinstance(clips, Sequence):  # fail before a long decode, not in the middle of it
+        for prev, clip in zip([None, *clips], clips, strict=False):
+            _check_order(prev, clip)
+            plan_frames(src.info, clip, spec)
+    upcoming, fps = iter(clips), src.info.fps
+    pending: deque[tuple[Clip, tuple[int, ...]]] = deque()  # planned, not yet yielded
+    refs: Counter[int] = Counter()  # how many pending clips want each frame
     cache: dict[int, tuple[np.ndarray, float]] = {}
+    last: Clip | None = None  # the last clip planned
+    done = -1  # every wanted frame <= done has been read
+
+    def plan_next() -> bool:
+        nonlocal last
+        clip = next(upcoming, None)
+        if clip is None:
+            return False
+        _check_order(last, clip)
+        plan = plan_frames(src.info, clip, spec)
+        pending.append((clip, plan))
+        refs.update(set(plan))
+        last = clip
+        return True
+
     reader = _Reader(src, spec.max_side)
     try:
-        for clip, plan in zip(clips, plans, strict=True):
-            # Later clips may need frames before this clip's last one: read them on the way.
-            while plan[-1] not in cache:
-                i = next(todo)
+        while pending or plan_next():
+            clip, plan = pending[0]
+            # Before decoding up to this clip's last frame, plan every clip that may want a
+            # frame in that range (starts are sorted): the decoder never comes back.
+            while math.floor(last.start_s * fps) - 1 <= plan[-1] and plan_next():
+                pass
+            pending.popleft()
+            for i in sorted(i for i in refs if done < i <= plan[-1]):
                 cache[i] = reader.read(i)
+            done = max(done, plan[-1])
             frames = np.stack([cache[i][0] for i in plan])
             times = tuple(cache[i][1] for i in plan)
             for i in set(plan):
                 refs[i] -= 1
                 if refs[i] == 0:
-                    del cache[i]
+                    del refs[i], cache[i]
             yield FrameBatch(
                 clip=clip, frames=frames, frame_idx=plan, timestamps_s=times, sampler=spec
             )

@@ -5,11 +5,12 @@ frame), a pure red patch (bottom-left, so an RGB/BGR mix-up is visible) and movi
 plus noise so that encoders produce real P/B frames instead of copies. ``frame_number``
 reads the index back from a decoded frame, tolerating lossy codecs and resizing.
 
-Writers: H.264 (PyAV's bundled libx264; long GOP with B-frames), MPEG-4 part 2 ``mp4v`` and
-Motion-JPEG (OpenCV's VideoWriter, i.e. files as OpenCV-based recorders write them), GIF
-(PyAV), a variable-frame-rate H.264 writer (explicit pts) and a fast long 720p H.264 writer
-for benchmarks. ``av`` and ``cv2`` are imported inside the functions: they are test/bench
-dependencies, and importing this module does nothing.
+Writers: H.264 (PyAV's bundled libx264; long GOP with B-frames), MPEG-4 part 2 with
+B-frames (PyAV ``mpeg4``), ``mp4v`` and Motion-JPEG (OpenCV's VideoWriter: files as
+OpenCV-based recorders write them), GIF (PyAV), variable-frame-rate H.264 (explicit pts),
+a fast long 720p H.264 writer for benchmarks, and ``set_mp4_rotation`` to mark an mp4 as
+rotated the way phones do. ``av`` and ``cv2`` are imported inside the functions (they are
+test/bench dependencies); importing this module does nothing.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ __all__ = [
     "CODECS",
     "frame_number",
     "make_frame",
+    "set_mp4_rotation",
     "write_long_video",
     "write_test_video",
     "write_vfr_video",
@@ -339,4 +341,29 @@ def write_long_video(
         bframes=bframes,
         preset="ultrafast",
     )
+    return path
+
+
+def set_mp4_rotation(path: str | Path, degrees: int) -> Path:
+    """Write a display rotation (90/180/270, clockwise) into an mp4's track header matrix.
+
+    Phones store orientation this way; FFmpeg 8's muxer ignores the old ``rotate`` tag,
+    so the matrix is patched in place. The file must hold exactly one track (``tkhd``).
+    """
+    path = Path(path)
+    one = 0x10000  # 16.16 fixed point
+    cells = {90: (0, one, -one, 0), 180: (-one, 0, 0, -one), 270: (0, -one, one, 0)}
+    if degrees not in cells:
+        raise ValueError(f"degrees must be 90, 180 or 270, got {degrees}")
+    data = bytearray(path.read_bytes())
+    at = data.find(b"tkhd")
+    if at < 0 or data.find(b"tkhd", at + 4) >= 0:
+        raise ValueError(f"{path.name}: need exactly one track header (tkhd)")
+    # box type, version+flags, times/track id/duration (20 or 32 bytes), reserved,
+    # layer, alternate group, volume, reserved: then the 3x3 matrix
+    matrix_at = at + 8 + (32 if data[at + 4] == 1 else 20) + 16
+    a, b, c, d = cells[degrees]
+    matrix = np.array([a, b, 0, c, d, 0, 0, 0, 0x40000000], dtype=">i4")
+    data[matrix_at : matrix_at + 36] = matrix.tobytes()
+    path.write_bytes(bytes(data))
     return path
