@@ -1,7 +1,7 @@
 """Benchmark: sampling frames for overlapping windows from a long 720p H.264 video.
 
-Run (full: 10-min comparison + 1-hour RSS; the videos are generated once into --workdir):
-    OMP_NUM_THREADS=1 .venv/bin/python bench/sample_frames.py --out /tmp/vara-bench/sample_frames.json
+Run (full: 10-min comparison + 1-hour RSS; videos are generated once into --workdir):
+    OMP_NUM_THREADS=1 .venv/bin/python bench/sample_frames.py --out /tmp/vara-bench/result.json
 Quick sanity run (1-min comparison, 6-min RSS):
     OMP_NUM_THREADS=1 .venv/bin/python bench/sample_frames.py --quick --out /tmp/sample_frames.json
 

@@ -189,13 +189,14 @@ def test_rotation_metadata_applied(vids, refs):
     assert r > 200 and g < 60 and b < 60
 
 
-def test_variable_frame_rate(tmp_path):
+@pytest.mark.parametrize("suffix", [".mp4", ".mkv"])
+def test_variable_frame_rate(tmp_path, suffix):
     rng = np.random.default_rng(3)
     times = np.cumsum(rng.choice([0.02, 0.04, 0.1], size=300))
     times -= times[0]
-    path = write_vfr_video(tmp_path / "vfr.mp4", timestamps_s=times, size=SIZE, gop=30)
+    path = write_vfr_video(tmp_path / f"vfr{suffix}", timestamps_s=times, size=SIZE, gop=30)
     info = probe(path)
-    assert info.frame_count == 300
+    assert info.frame_count == 300  # matroska has no count: OpenCV estimates 301 here
     assert not video._inspect(path).exact_seek
     idx = [2, 150, 151, 290]  # gaps > SEEK_GAP: a time-based seek would land elsewhere
     frames, got_times = read_frames(path, idx)
