@@ -510,3 +510,12 @@ def test_real_clips(name):
     sparse = [0, len(ref) // 2, len(ref) - 1]
     frames, _ = read_frames(path, sparse)
     assert_exact(frames, sparse, ref)
+
+
+def test_make_windows_adds_a_tail_only_for_uncovered_frames():
+    ntsc = 30000 / 1001
+    # 300 frames = 10.01 s: the last frame starts at 9.977 s, inside the 8-10 s window.
+    assert spans(make_windows(info_of(300, fps=ntsc), 2.0, 0.5))[-1] == (8, 10)
+    # 301 frames: frame 300 starts at 10.01 s, after every regular window -> a tail window.
+    last = make_windows(info_of(301, fps=ntsc), 2.0, 0.5)[-1]
+    assert last.end_s == pytest.approx(301 / ntsc) and last.start_s == pytest.approx(301 / ntsc - 2)
