@@ -35,6 +35,7 @@ from vara.timeline import build_timeline, timeline_csv_rows
 from vara.tools import video
 from vara.tools.chat import ChatModel
 from vara.tools.vlm import EndpointUnreachable, connect
+from vara.tools.windows import make_windows
 from vara.types import Clip, Failure, LabelSet, Prediction, VideoInfo
 
 __all__ = ["RunSummary", "run_videos", "expand_inputs", "VIDEO_SUFFIXES"]
@@ -219,7 +220,7 @@ def run_videos(
             info = video.probe(path)
             w = strategy.windows
             plans.append(
-                (path, info, video.make_windows(info, w.window_s, w.overlap, video_key=keys[path]))
+                (path, info, make_windows(info, w.window_s, w.overlap, video_key=keys[path]))
             )
         except VideoError as exc:
             failures.append(Failure(path, "probe", str(exc)))

@@ -38,7 +38,8 @@ from pathlib import Path
 import numpy as np
 
 from vara.synth_video import frame_number, write_long_video
-from vara.tools.video import iter_frame_batches, make_windows, plan_frames, probe
+from vara.tools.video import iter_frame_batches, probe
+from vara.tools.windows import make_windows, plan_frames
 from vara.types import SamplerSpec
 
 WINDOW_S = 2.0  # seconds per window

@@ -14,7 +14,8 @@ from vara.cli import main
 from vara.prompts.loader import load_labelset
 from vara.records import read_jsonl
 from vara.testing import write_test_video
-from vara.tools.video import make_windows, probe
+from vara.tools.video import probe
+from vara.tools.windows import make_windows
 from vara.types import Prediction
 
 KINETICS = load_labelset("kinetics-sample")

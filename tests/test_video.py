@@ -20,14 +20,8 @@ import pytest
 from vara.errors import InputError, VideoError
 from vara.synth_video import frame_number, set_mp4_rotation, write_test_video, write_vfr_video
 from vara.tools import video
-from vara.tools.video import (
-    SEEK_GAP,
-    iter_frame_batches,
-    make_windows,
-    plan_frames,
-    probe,
-    read_frames,
-)
+from vara.tools.video import SEEK_GAP, iter_frame_batches, probe, read_frames
+from vara.tools.windows import make_windows, plan_frames
 from vara.types import Clip, SamplerSpec, VideoInfo
 
 pytest.importorskip("av", reason="PyAV writes the H.264/GIF test videos (pip install av)")
