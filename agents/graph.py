@@ -14,9 +14,17 @@ from langgraph.graph.state import CompiledStateGraph
 from vara.agents import nodes
 from vara.agents.context import Context
 from vara.agents.state import WindowInput, WindowState
+from vara.config import StrategyConfig
 from vara.errors import ConfigError
 
-__all__ = ["GRAPHS", "build_caption_reason", "build_direct", "get_graph"]
+__all__ = [
+    "GRAPHS",
+    "PROMPT_ROLES",
+    "build_caption_reason",
+    "build_direct",
+    "check_strategy",
+    "get_graph",
+]
 
 
 def _answer_loop(g: StateGraph, first: str) -> None:
@@ -67,6 +75,19 @@ PROMPT_ROLES: dict[str, tuple[str, ...]] = {
     "caption-reason": ("caption", "answer", "reask"),
     "direct": ("answer", "reask"),
 }
+
+
+def check_strategy(config: StrategyConfig, source: str) -> None:
+    """The strategy names a known graph and a prompt for every role that graph renders."""
+    if config.graph not in GRAPHS:
+        raise ConfigError(
+            f"strategy {source}: unknown graph {config.graph!r}; known: {sorted(GRAPHS)}"
+        )
+    missing = [r for r in PROMPT_ROLES[config.graph] if r not in config.prompts]
+    if missing:
+        raise ConfigError(
+            f"strategy {source}: graph {config.graph!r} needs prompts for roles {missing}"
+        )
 
 
 def get_graph(key: str) -> CompiledStateGraph:

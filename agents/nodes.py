@@ -183,6 +183,7 @@ def finalize(state: WindowState, runtime: Runtime[Context]) -> dict:
         models=models,
         raw=state["raws"][-1],
         attempts=len(state["raws"]),
+        reask_errors=tuple(state.get("errors", ())),
         captions=captions,
         latency_s=round(latency, 4),
     )

@@ -25,7 +25,7 @@ from typing import Any
 from tqdm import tqdm
 
 from vara.agents.context import Context, FrameStore
-from vara.agents.graph import PROMPT_ROLES, get_graph
+from vara.agents.graph import check_strategy, get_graph
 from vara.config import StrategyConfig
 from vara.errors import ConfigError, StructuredOutputError, VaraError, VideoError
 from vara.prompts.loader import PromptTemplate, load_prompt
@@ -83,14 +83,12 @@ def _video_keys(paths: Sequence[str]) -> dict[str, str]:
 
 
 def _load_prompts(strategy: StrategyConfig, prompts_dir: str | None) -> dict[str, PromptTemplate]:
+    check_strategy(strategy, strategy.name)
     prompts = {role: load_prompt(ref, prompts_dir) for role, ref in strategy.prompts.items()}
     if prompts["answer"].schema is None:
         raise ConfigError(
             f"prompt {strategy.prompts['answer']!r} (role answer) names no schema file"
         )
-    missing = [r for r in PROMPT_ROLES[strategy.graph] if r not in prompts]
-    if missing:
-        raise ConfigError(f"strategy {strategy.name}: no prompts for roles {missing}")
     return prompts
 
 

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import yaml
 
-from vara.agents.graph import GRAPHS, PROMPT_ROLES
+from vara.agents.graph import check_strategy
 from vara.config import StrategyConfig, apply_overrides, parse_strategy
 from vara.errors import ConfigError
 
@@ -43,13 +43,5 @@ def load_strategy(
     if not isinstance(data, dict):
         raise ConfigError(f"strategy {source}: expected a mapping at the top level")
     config = parse_strategy(apply_overrides(data, list(overrides)), source=source)
-    if config.graph not in GRAPHS:
-        raise ConfigError(
-            f"strategy {source}: unknown graph {config.graph!r}; known: {sorted(GRAPHS)}"
-        )
-    missing = [r for r in PROMPT_ROLES[config.graph] if r not in config.prompts]
-    if missing:
-        raise ConfigError(
-            f"strategy {source}: graph {config.graph!r} needs prompts for roles {missing}"
-        )
+    check_strategy(config, source)
     return config

@@ -76,6 +76,8 @@ def test_reask_carries_the_validator_message_and_recovers():
     )
     assert out["prediction"].labels == ("Suction",)
     assert out["prediction"].attempts == 2
+    assert len(out["prediction"].reask_errors) == 1
+    assert "cannot be present together" in out["prediction"].reask_errors[0]
     second = llm.requests[1]["messages"]
     assert second[-2].role == "assistant" and second[-2].text == bad
     assert "cannot be present together" in second[-1].text

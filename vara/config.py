@@ -64,7 +64,7 @@ class WindowSpec:
 @dataclass(frozen=True)
 class Generation:
     caption_max_tokens: int = 128
-    answer_max_tokens: int = 768
+    answer_max_tokens: int = 1024
     temperature: float = 0.0
 
 

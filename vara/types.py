@@ -284,7 +284,8 @@ class Prediction(_Record):
     """Labels for one window with what they rest on and where they came from.
 
     ``attempts`` counts model answers needed (2 = one re-ask); ``raw`` is the accepted
-    answer's raw text; ``models`` maps a role (``vlm``, ``llm``) to a model id.
+    answer's raw text and ``reask_errors`` the validator's message for each rejected one;
+    ``models`` maps a role (``vlm``, ``llm``) to a model id.
     """
 
     clip_id: str
@@ -299,6 +300,7 @@ class Prediction(_Record):
     models: dict[str, str]
     raw: str
     attempts: int = 1
+    reask_errors: tuple[str, ...] = ()
     scores: ClassScores | None = None
     captions: tuple[Caption, ...] = ()
     latency_s: float = 0.0
