@@ -1,0 +1,405 @@
+"""Reports over ``vara eval`` run directories: one self-contained HTML page plus Markdown.
+
+    runs = find_runs(["runs/exp1"])          # a parent of strategy dirs, or strategy dirs
+    md_path, html_path = write_report(runs, "runs/exp1/report")
+
+A run directory is what ``vara eval`` writes per strategy (docs/results-format.md):
+``results.json``, ``clips.jsonl``, ``predictions.jsonl``, ``failures.jsonl``. The report
+holds a strategies x metrics table (best value per column marked, direction from the
+metrics' ``higher_is_better``), a per-class F1 chart, a confusion plot per run, and cards for
+the windows worth looking at (failures and wrong or disagreeing predictions first) with
+thumbnails read from the clip's video. The view model and its HTML/Markdown rendering live
+in ``vara.eval.report_html``, plots in ``vara.eval.plots``.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import re
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from PIL import Image
+
+from vara.errors import InputError
+from vara.eval.plots import confusion_png, per_class_f1_png
+from vara.eval.report_html import (
+    Card,
+    CardEntry,
+    Plot,
+    Report,
+    Table,
+    Thumbs,
+    label_diff,
+    render_html,
+    render_markdown,
+)
+from vara.records import read_jsonl
+from vara.tools.video import probe, read_frames
+from vara.tools.windows import plan_frames
+from vara.types import Clip, Failure, Prediction, SamplerSpec
+
+__all__ = ["RunResult", "build_report", "find_runs", "load_run", "metrics_table", "write_report"]
+
+THUMB_MAX_SIDE = 160  # px, longer side of a card thumbnail
+_FIX = "pass a directory written by vara eval (a strategy directory or its parent)"
+# (header, metrics key, higher is better when the metrics do not say)
+_METRICS = (
+    ("coverage", "coverage", True),
+    ("macro-F1 [95% CI]", "macro_f1", True),
+    ("micro-F1", "micro_f1", True),
+    ("exact match", "exact_match", True),
+    ("hallucination rate", "hallucination_rate", False),
+)
+_COLUMNS = (
+    "strategy",
+    "dataset",
+    "n",
+    *(h for h, _, _ in _METRICS),
+    "clips/s",
+    "models",
+    "prompts",
+)
+
+
+@dataclass(frozen=True)
+class RunResult:
+    """One strategy directory: ``results.json`` as written, the clips, and what became of them."""
+
+    path: Path
+    results: dict[str, Any]
+    clips: tuple[Clip, ...]
+    predictions: dict[str, Prediction]  # by clip_id
+    failures: tuple[Failure, ...]
+
+    @property
+    def run_info(self) -> dict[str, Any]:
+        return self.results.get("run_info") or {}
+
+    @property
+    def metrics(self) -> dict[str, Any]:
+        return self.results.get("metrics") or {}
+
+    @property
+    def strategy(self) -> str:
+        return str(self.run_info.get("strategy") or self.path.name)
+
+
+def _read_records(path: Path, cls: type) -> list[Any]:
+    """Records of a JSONL file as ``cls``; an unreadable record is an InputError naming it."""
+    try:
+        rows = read_jsonl(path)
+    except ValueError as exc:
+        raise InputError(str(exc)) from None
+    out = []
+    for n, row in enumerate(rows, start=1):
+        try:
+            out.append(cls.from_dict(row))
+        except (ValueError, TypeError, KeyError, AttributeError) as exc:
+            raise InputError(
+                f"{path}: record {n} is not a {cls.__name__} ({exc}); {_FIX}"
+            ) from None
+    return out
+
+
+def _read_results(run_dir: Path) -> dict[str, Any]:
+    path = run_dir / "results.json"
+    if not path.is_file():
+        raise InputError(f"{run_dir} has no results.json: {_FIX}")
+    try:
+        results = json.loads(path.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise InputError(f"{path} is not valid JSON ({exc}); {_FIX}") from None
+    missing = [
+        k for k in ("run_info", "metrics") if not isinstance(results, dict) or k not in results
+    ]
+    if missing:
+        raise InputError(f"{path} has no {' or '.join(missing)}: {_FIX}")
+    return results
+
+
+def load_run(run_dir: str | Path) -> RunResult:
+    """Load one strategy directory; InputError naming the directory when it is not one."""
+    run_dir = Path(run_dir)
+    if not run_dir.is_dir():
+        raise InputError(f"{run_dir} is not a directory: {_FIX}")
+    results = _read_results(run_dir)
+    if not (run_dir / "clips.jsonl").is_file():
+        raise InputError(f"{run_dir} has no clips.jsonl: {_FIX}")
+    clips = _read_records(run_dir / "clips.jsonl", Clip)
+    preds = _read_records(run_dir / "predictions.jsonl", Prediction)
+    failures = _read_records(run_dir / "failures.jsonl", Failure)
+    if not (run_dir / "failures.jsonl").exists():  # older runs: only results.json lists them
+        failures = [Failure.from_dict(f) for f in (results["run_info"] or {}).get("failures", [])]
+    return RunResult(
+        path=run_dir,
+        results=results,
+        clips=tuple(clips),
+        predictions={p.clip_id: p for p in preds},
+        failures=tuple(failures),
+    )
+
+
+def find_runs(paths: Iterable[str | Path]) -> list[RunResult]:
+    """Runs under ``paths``: each a strategy dir (has results.json) or a parent of several."""
+    runs: list[RunResult] = []
+    seen: set[Path] = set()
+    for path in map(Path, paths):
+        if not path.is_dir():
+            raise InputError(f"{path} is not a directory: {_FIX}")
+        if (path / "results.json").exists():
+            dirs = [path]
+        else:
+            dirs = sorted(d for d in path.iterdir() if (d / "results.json").is_file())
+            if not dirs:
+                raise InputError(f"{path} has no results.json and no subdirectory with one: {_FIX}")
+        for d in dirs:
+            if d.resolve() not in seen:
+                seen.add(d.resolve())
+                runs.append(load_run(d))
+    if not runs:
+        raise InputError(f"no run directories given: {_FIX}")
+    return runs
+
+
+def _run_names(runs: Sequence[RunResult]) -> list[str]:
+    """Strategy names, with the parent directory added where two runs share one."""
+    names = [r.strategy for r in runs]
+    return [
+        f"{n} ({r.path.resolve().parent.name})" if names.count(n) > 1 else n
+        for n, r in zip(names, runs, strict=True)
+    ]
+
+
+def _num(value: Any) -> float | None:
+    return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else None
+
+
+def _fmt(value: Any, digits: int = 3) -> str:
+    v = _num(value)
+    return "–" if v is None else f"{v:.{digits}f}"
+
+
+def _metric_cells(m: dict[str, Any], key: str) -> str:
+    text = _fmt(m.get(key))
+    ci = m.get("macro_f1_ci95") if key == "macro_f1" else None
+    if isinstance(ci, (list, tuple)) and len(ci) == 2:
+        text += f" [{_fmt(ci[0])}, {_fmt(ci[1])}]"
+    return text
+
+
+def _best_cells(columns: list[tuple[int, list[float | None], bool]], digits: int = 3) -> set:
+    """(row, col) of each column's best value (ties included), marked only across >= 2 runs."""
+    best = set()
+    for col, values, higher in columns:
+        present = [round(v, digits) for v in values if v is not None]
+        if len(values) < 2 or not present:
+            continue
+        top = max(present) if higher else min(present)
+        best |= {
+            (i, col) for i, v in enumerate(values) if v is not None and round(v, digits) == top
+        }
+    return best
+
+
+def metrics_table(runs: Sequence[RunResult], names: Sequence[str]) -> Table:
+    """Strategies x metrics; clips/s counts as higher-is-better."""
+    rows, scored = [], []
+    for run, name in zip(runs, names, strict=True):
+        m, info = run.metrics, run.run_info
+        models = "; ".join(f"{k}: {v}" for k, v in (info.get("models") or {}).items())
+        prompts = ", ".join(f"{p.get('id')} v{p.get('version')}" for p in info.get("prompts") or [])
+        rows.append(
+            (name, str((info.get("dataset") or {}).get("name", "–")), str(m.get("n", "–")))
+            + tuple(_metric_cells(m, key) for _, key, _ in _METRICS)
+            + (
+                _fmt((info.get("timings") or {}).get("clips_per_s"), 2),
+                models or "–",
+                prompts or "–",
+            )  # fmt: skip
+        )
+    hib = {**{k: d for _, k, d in _METRICS}, **(runs[0].metrics.get("higher_is_better") or {})}
+    for j, (_, key, _) in enumerate(_METRICS):
+        scored.append((3 + j, [_num(r.metrics.get(key)) for r in runs], bool(hib.get(key, True))))
+    speeds = [_num((r.run_info.get("timings") or {}).get("clips_per_s")) for r in runs]
+    scored.append((3 + len(_METRICS), speeds, True))
+    numeric = frozenset(range(2, 4 + len(_METRICS)))
+    return Table(_COLUMNS, tuple(rows), frozenset(_best_cells(scored)), numeric)
+
+
+def runs_table(runs: Sequence[RunResult], names: Sequence[str]) -> Table:
+    """Where each run lives and how it went: counts, wall time, start."""
+    rows = []
+    for run, name in zip(runs, names, strict=True):
+        info = run.run_info
+        counts, timings = info.get("counts") or {}, info.get("timings") or {}
+        rows.append((
+            name, str(run.path), str(counts.get("n_predictions", len(run.predictions))),
+            str(counts.get("n_failures", len(run.failures))), str(counts.get("n_reasked", "–")),
+            _fmt(timings.get("wall_s"), 1), str(info.get("started", "–")),
+        ))  # fmt: skip
+    columns = ("strategy", "directory", "predictions", "failures", "re-asked", "wall s", "started")
+    return Table(columns, tuple(rows), numeric=frozenset({2, 3, 4, 5}))
+
+
+def _entry(run: RunResult, name: str, clip: Clip, failures: dict[str, Failure]) -> CardEntry:
+    """The run's prediction for ``clip``, else its failure (item = clip id or video)."""
+    pred = run.predictions.get(clip.clip_id)
+    if pred is not None:
+        return CardEntry(name, prediction=pred)
+    return CardEntry(name, failure=failures.get(clip.clip_id) or failures.get(clip.video))
+
+
+def _priority(card: Card) -> tuple[int, int]:
+    """Lower sorts first: windows with more failed or wrong runs, then runs disagreeing."""
+    truth = card.clip.labels
+    bad, label_sets = 0, set()
+    for e in card.entries:
+        if e.prediction is None:
+            bad += 1
+            continue
+        label_sets.add(frozenset(e.prediction.labels))
+        if truth is not None and any(k != "hit" for _, k in label_diff(truth, e.prediction.labels)):
+            bad += 1
+    return -bad, -int(len(label_sets) > 1)
+
+
+def select_cards(
+    runs: Sequence[RunResult], names: Sequence[str], max_cards: int
+) -> tuple[list[Card], int]:
+    """Up to ``max_cards`` window cards (without thumbnails), most telling first; and the total."""
+    clips: dict[Clip, None] = {}  # Clip is frozen: equal windows of several runs merge
+    for run in runs:
+        clips.update(dict.fromkeys(run.clips))
+    members = [set(run.clips) for run in runs]
+    failures = [{f.item: f for f in run.failures} for run in runs]
+    cards = []
+    for clip in clips:
+        entries = tuple(
+            _entry(run, name, clip, fails)
+            for run, name, has, fails in zip(runs, names, members, failures, strict=True)
+            if clip in has
+        )
+        cards.append(Card(clip, entries))
+    ranked = sorted(cards, key=_priority)  # stable: ties keep dataset order
+    return ranked[:max_cards], len(cards)
+
+
+def _video_path(video: str, runs: Sequence[RunResult]) -> Path:
+    """A relative video path as given, else next to a run's manifest (dataset.path)."""
+    path = Path(video)
+    if path.is_absolute() or path.exists():
+        return path
+    for run in runs:
+        manifest = (run.run_info.get("dataset") or {}).get("path")
+        if manifest and (Path(manifest).parent / path).exists():
+            return Path(manifest).parent / path
+    return path
+
+
+def _jpeg(frame: Any) -> bytes:
+    buf = io.BytesIO()
+    Image.fromarray(frame).save(buf, format="JPEG", quality=85)
+    return buf.getvalue()
+
+
+def _read_thumbs(path: Path, plans: list[tuple[int, ...]]) -> list[Thumbs]:
+    """Thumbnails for several windows of one video: one decode pass, per-window on error."""
+    wanted = sorted({i for plan in plans for i in plan})
+    try:
+        frames, times = read_frames(path, wanted, max_side=THUMB_MAX_SIDE)
+        got = dict(zip(wanted, zip(frames, times, strict=True), strict=True))
+    except InputError:  # a damaged region: find out which windows it spoils
+        got = {}
+        for plan in plans:
+            try:
+                f, t = read_frames(path, plan, max_side=THUMB_MAX_SIDE)
+                got.update(zip(plan, zip(f, t, strict=True), strict=True))
+            except InputError:
+                pass
+    return [
+        Thumbs(tuple(_jpeg(got[i][0]) for i in plan), tuple(got[i][1] for i in plan))
+        if all(i in got for i in plan)
+        else Thumbs(note=f"no thumbnails: frames {list(plan)} of {path} do not decode")
+        for plan in plans
+    ]
+
+
+def add_thumbnails(cards: list[Card], runs: Sequence[RunResult], n: int) -> list[Card]:
+    """Cards with ``n`` thumbnails each; a missing or broken video gives a placeholder note."""
+    if n <= 0:
+        return cards
+    by_video: dict[Path, list[int]] = {}
+    for k, card in enumerate(cards):
+        by_video.setdefault(_video_path(card.clip.video, runs), []).append(k)
+    thumbs: dict[int, Thumbs] = {}
+    spec = SamplerSpec(n_frames=n, max_side=None)
+    for path, idx in by_video.items():
+        try:
+            info = probe(path)
+        except (InputError, OSError) as exc:
+            thumbs.update({k: Thumbs(note=f"no thumbnails: {exc}") for k in idx})
+            continue
+        plans: dict[int, tuple[int, ...]] = {}
+        for k in idx:
+            try:
+                plans[k] = plan_frames(info, cards[k].clip, spec)
+            except InputError as exc:
+                thumbs[k] = Thumbs(note=f"no thumbnails: {exc}")
+        thumbs.update(zip(plans, _read_thumbs(path, list(plans.values())), strict=True))
+    return [Card(c.clip, c.entries, thumbs[k]) for k, c in enumerate(cards)]
+
+
+def _slug(text: str) -> str:
+    return re.sub(r"[^A-Za-z0-9_.-]+", "-", text).strip("-.") or "run"
+
+
+def build_report(runs: Sequence[RunResult], *, max_cards: int = 24, thumbs: int = 4) -> Report:
+    """Everything the report shows, as a ``Report`` view model (see vara.eval.report_html)."""
+    if not runs:
+        raise InputError(f"no runs to report on: {_FIX}")
+    names = _run_names(runs)
+    f1 = per_class_f1_png(names, [r.metrics for r in runs])
+    confusion = []
+    for k, (run, name) in enumerate(zip(runs, names, strict=True), start=1):
+        png = confusion_png(name, run.metrics.get("confusion"))
+        if png is not None:
+            confusion.append(Plot(f"confusion: {name}", f"confusion-{k}-{_slug(name)}.png", png))
+    cards, n_windows = select_cards(runs, names, max_cards)
+    return Report(
+        title="vara report: " + ", ".join(names),
+        tables=(("Strategies", metrics_table(runs, names)), ("Runs", runs_table(runs, names))),
+        notes=_notes(runs),
+        f1_plot=Plot("per-class F1", "per_class_f1.png", f1) if f1 else None,
+        confusion_plots=tuple(confusion),
+        cards=tuple(add_thumbnails(cards, runs, thumbs)),
+        n_windows=n_windows,
+    )
+
+
+def _notes(runs: Sequence[RunResult]) -> tuple[str, ...]:
+    datasets = {(r.run_info.get("dataset") or {}).get("sha256") for r in runs}
+    notes = (f"{len(runs)} run(s). Bold green: the best value of a metric across runs.",)
+    if len(datasets) > 1:
+        notes += ("Warning: the runs were evaluated on different datasets (sha256 differ).",)
+    return notes
+
+
+def write_report(
+    runs: Sequence[RunResult], out_dir: str | Path, *, max_cards: int = 24, thumbs: int = 4
+) -> tuple[Path, Path]:
+    """Write ``report.md`` (+ its PNGs) and a self-contained ``report.html`` into ``out_dir``."""
+    if max_cards < 0 or thumbs < 0:
+        raise InputError(f"max_cards and thumbs must be >= 0, got {max_cards} and {thumbs}")
+    report = build_report(runs, max_cards=max_cards, thumbs=thumbs)
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    for plot in ((report.f1_plot,) if report.f1_plot else ()) + report.confusion_plots:
+        (out / plot.file_name).write_bytes(plot.png)
+    md_path, html_path = out / "report.md", out / "report.html"
+    md_path.write_text(render_markdown(report), encoding="utf-8")
+    html_path.write_text(render_html(report), encoding="utf-8")
+    return md_path, html_path
