@@ -4,15 +4,17 @@ label set, prompt templates, models, and the frame store."""
 from __future__ import annotations
 
 import threading
-from dataclasses import dataclass
+from collections import Counter
+from dataclasses import dataclass, field
 
 from vara.config import StrategyConfig
 from vara.prompts.loader import PromptTemplate
 from vara.tools import video
+from vara.tools.cache import CaptionCache
 from vara.tools.chat import ChatModel
 from vara.types import Clip, FrameBatch, LabelSet, PromptRef, SamplerSpec
 
-__all__ = ["Context", "FrameStore"]
+__all__ = ["Context", "FrameStore", "RunStats"]
 
 
 class FrameStore:
@@ -48,6 +50,22 @@ class FrameStore:
         return len(self._batches)
 
 
+class RunStats:
+    """Thread-safe counters a run reports (e.g. caption_requests, caption_cache_hits)."""
+
+    def __init__(self) -> None:
+        self._counts: Counter[str] = Counter()
+        self._lock = threading.Lock()
+
+    def add(self, **counts: int) -> None:
+        with self._lock:
+            self._counts.update(counts)
+
+    def snapshot(self) -> dict[str, int]:
+        with self._lock:
+            return dict(self._counts)
+
+
 @dataclass(frozen=True, eq=False)
 class Context:
     strategy: StrategyConfig
@@ -56,6 +74,8 @@ class Context:
     vlm: ChatModel
     llm: ChatModel  # writes the structured answer from captions; the VLM when none is set
     frames: FrameStore
+    cache: CaptionCache | None = None  # VLM outputs on frames (captions, tokens) are reused
+    stats: RunStats = field(default_factory=RunStats)
 
     @property
     def prompt_refs(self) -> tuple[PromptRef, ...]:

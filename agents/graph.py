@@ -11,7 +11,7 @@ from collections.abc import Callable
 from langgraph.graph import END, START, StateGraph
 from langgraph.graph.state import CompiledStateGraph
 
-from vara.agents import nodes
+from vara.agents import judge, nodes, vision
 from vara.agents.context import Context
 from vara.agents.state import WindowInput, WindowState
 from vara.config import StrategyConfig
@@ -20,6 +20,7 @@ from vara.errors import ConfigError
 __all__ = [
     "GRAPHS",
     "PROMPT_ROLES",
+    "SCHEMA_ROLES",
     "build_caption_reason",
     "build_direct",
     "check_strategy",
@@ -47,7 +48,7 @@ def build_caption_reason() -> CompiledStateGraph:
     """sample -> caption (VLM) -> answer (LLM over captions) -> validate -> ..."""
     g = StateGraph(WindowState, context_schema=Context, input_schema=WindowInput)
     g.add_node("sample", nodes.sample)
-    g.add_node("caption", nodes.caption)
+    g.add_node("caption", vision.caption)
     g.add_node("answer", nodes.answer_from_captions)
     g.add_edge(START, "sample")
     g.add_edge("sample", "caption")
@@ -65,15 +66,48 @@ def build_direct() -> CompiledStateGraph:
     return g.compile(name="direct")
 
 
+def build_caption_judge() -> CompiledStateGraph:
+    """sample -> caption (VLM) -> judge (one yes/no per class, each validated) -> finalize."""
+    g = StateGraph(WindowState, context_schema=Context, input_schema=WindowInput)
+    g.add_node("sample", nodes.sample)
+    g.add_node("caption", vision.caption)
+    g.add_node("judge", judge.judge)
+    g.add_node("finalize", nodes.finalize)
+    g.add_edge(START, "sample")
+    g.add_edge("sample", "caption")
+    g.add_edge("caption", "judge")
+    g.add_edge("judge", "finalize")
+    g.add_edge("finalize", END)
+    return g.compile(name="caption-judge")
+
+
+def build_semantic_tokens() -> CompiledStateGraph:
+    """sample -> tokens (VLM tags per frame) -> answer (LLM over the narrative) -> validate..."""
+    g = StateGraph(WindowState, context_schema=Context, input_schema=WindowInput)
+    g.add_node("sample", nodes.sample)
+    g.add_node("tokens", vision.tokens)
+    g.add_node("answer", nodes.answer_from_tokens)
+    g.add_edge(START, "sample")
+    g.add_edge("sample", "tokens")
+    _answer_loop(g, "tokens")
+    return g.compile(name="semantic-tokens")
+
+
 GRAPHS: dict[str, Callable[[], CompiledStateGraph]] = {
     "caption-reason": build_caption_reason,
     "direct": build_direct,
+    "caption-judge": build_caption_judge,
+    "semantic-tokens": build_semantic_tokens,
 }
 
+# Roles whose prompt asks for structured output, so must name a schema file.
+SCHEMA_ROLES = ("answer", "judge", "tokens")
 # The prompt roles each graph renders; a strategy must name all of them.
 PROMPT_ROLES: dict[str, tuple[str, ...]] = {
     "caption-reason": ("caption", "answer", "reask"),
     "direct": ("answer", "reask"),
+    "caption-judge": ("caption", "judge", "reask"),
+    "semantic-tokens": ("tokens", "answer", "reask"),
 }
 
 

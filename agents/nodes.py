@@ -8,11 +8,15 @@ retry cap lives in one place (``strategy.max_reasks``), not in LangGraph's recur
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
+from typing import Any, TypeVar
+
 from langgraph.runtime import Runtime
 
 from vara.agents.context import Context
 from vara.agents.state import Step, WindowState
 from vara.errors import StructuredOutputError
+from vara.prompts.loader import PromptTemplate
 from vara.tools.chat import ChatModel, Message
 from vara.tools.reason import (
     AnswerInvalid,
@@ -22,25 +26,27 @@ from vara.tools.reason import (
     parse_answer,
     time_ref,
 )
-from vara.types import Caption, Prediction
+from vara.types import Prediction
+
+T = TypeVar("T")
 
 __all__ = [
+    "chat_turns",
+    "with_reasks",
+    "ask_until_valid",
     "sample",
-    "caption",
     "answer_from_captions",
     "answer_from_frames",
+    "answer_from_tokens",
     "validate",
     "route_after_validate",
     "finalize",
     "give_up",
 ]
 
-# A caption of N tokens is roughly 0.6 N English words; asking for fewer words than the
-# token cap keeps captions from being cut mid-sentence.
-_WORDS_PER_TOKEN = 0.6
 
-
-def _messages(system: str, user: str, images=()) -> list[Message]:
+def chat_turns(system: str, user: str, images=()) -> list[Message]:
+    """A system turn (when the prompt has one) and a user turn with the images first."""
     head = [Message("system", system)] if system else []
     return [*head, Message("user", user, images=tuple(images))]
 
@@ -50,44 +56,50 @@ def sample(state: WindowState, runtime: Runtime[Context]) -> dict:
     return {"frame_idx": batch.frame_idx, "timestamps_s": batch.timestamps_s}
 
 
-def caption(state: WindowState, runtime: Runtime[Context]) -> dict:
-    """One VLM caption per group of ``frames_per_caption`` frames (default: all frames)."""
-    ctx = runtime.context
-    clip = state["clip"]
-    batch = ctx.frames.get(clip)
-    prompt = ctx.prompts["caption"]
+def with_reasks(
+    first: list[Message], raws: Sequence[str], errors: Sequence[str], reask: PromptTemplate
+) -> list[Message]:
+    """The first request, then each rejected answer and the re-ask naming what was wrong."""
+    out = list(first)
+    for raw, error in zip(raws, errors, strict=True):
+        out.append(Message("assistant", raw))
+        out.append(Message("user", reask.render(error=error).user))
+    return out
+
+
+def ask_until_valid(
+    ctx: Context,
+    model: ChatModel,
+    first: list[Message],
+    schema: dict[str, Any],
+    parse: Callable[[str], T],
+    *,
+    what: str,
+    max_tokens: int,
+    raws: Sequence[str] = (),
+    errors: Sequence[str] = (),
+) -> tuple[T, list[str], list[str], float]:
+    """One structured request with up to ``max_reasks`` re-asks, for steps that ask several
+    questions per window (judge, tokens); returns (parsed, raws, errors, model latency).
+    ``raws``/``errors`` continue from answers already rejected (e.g. a cached one)."""
+    raws = list(raws)
+    errors = list(errors)
+    latency = 0.0
     gen = ctx.strategy.generation
-    n = len(batch.frame_idx)
-    step = ctx.strategy.frames_per_caption or n
-    captions: list[Caption] = []
-    for lo in range(0, n, step):
-        ts = batch.timestamps_s[lo : lo + step]
-        rendered = prompt.render(
-            domain=ctx.labelset.description,
-            n_frames=len(ts),
-            start_s=clip.start_s,
-            end_s=clip.end_s,
-            timestamps=list(ts),
-            max_words=max(10, int(gen.caption_max_tokens * _WORDS_PER_TOKEN)),
+    while len(raws) <= ctx.strategy.max_reasks:
+        turns = with_reasks(first, raws, errors, ctx.prompts["reask"])
+        done = model.complete(
+            turns, json_schema=schema, max_tokens=max_tokens, temperature=gen.temperature
         )
-        done = ctx.vlm.complete(
-            _messages(rendered.system, rendered.user, batch.frames[lo : lo + step]),
-            max_tokens=gen.caption_max_tokens,
-            temperature=gen.temperature,
-        )
-        captions.append(
-            Caption(
-                clip_id=clip.clip_id,
-                text=done.text.strip(),
-                frame_idx=batch.frame_idx[lo : lo + step],
-                timestamps_s=ts,
-                model=done.model,
-                prompt_id=f"{prompt.id}.v{prompt.version}",
-                prompt_hash=prompt.sha256,
-                latency_s=done.latency_s,
-            )
-        )
-    return {"captions": captions}
+        raws.append(done.text)
+        latency += done.latency_s
+        try:
+            return parse(done.text), raws, errors, latency
+        except AnswerInvalid as exc:
+            errors.append(str(exc))
+    raise StructuredOutputError(
+        f"{what}: {len(raws)} answer(s) failed validation; last: {errors[-1]}", raw=tuple(raws)
+    )
 
 
 def _ask(
@@ -98,19 +110,16 @@ def _ask(
     refs: tuple[str, ...],
 ) -> dict:
     """Send the first request plus every rejected answer with its re-ask, get a new answer."""
-    messages = list(first)
-    reask = ctx.prompts["reask"]
-    for raw, error in zip(state.get("raws", []), state.get("errors", []), strict=True):
-        messages.append(Message("assistant", raw))
-        messages.append(Message("user", reask.render(error=error).user))
+    raws = state.get("raws", [])
+    turns = with_reasks(first, raws, state.get("errors", []), ctx.prompts["reask"])
     schema = answer_schema(ctx.prompts["answer"].schema, ctx.labelset, refs)
     gen = ctx.strategy.generation
     done = model.complete(
-        messages, json_schema=schema, max_tokens=gen.answer_max_tokens, temperature=gen.temperature
+        turns, json_schema=schema, max_tokens=gen.answer_max_tokens, temperature=gen.temperature
     )
     return {
         "refs": refs,
-        "raws": [*state.get("raws", []), done.text],
+        "raws": [*raws, done.text],
         "model_latency_s": state.get("model_latency_s", 0.0) + done.latency_s,
     }
 
@@ -126,7 +135,7 @@ def answer_from_captions(state: WindowState, runtime: Runtime[Context]) -> dict:
         end_s=clip.end_s,
     )
     refs = tuple(caption_ref(i) for i in range(1, len(captions) + 1))
-    return _ask(state, ctx, ctx.llm, _messages(rendered.system, rendered.user), refs)
+    return _ask(state, ctx, ctx.llm, chat_turns(rendered.system, rendered.user), refs)
 
 
 def answer_from_frames(state: WindowState, runtime: Runtime[Context]) -> dict:
@@ -141,8 +150,20 @@ def answer_from_frames(state: WindowState, runtime: Runtime[Context]) -> dict:
         timestamps=list(batch.timestamps_s),
     )
     refs = tuple(time_ref(t) for t in batch.timestamps_s)
-    first = _messages(rendered.system, rendered.user, batch.frames)
+    first = chat_turns(rendered.system, rendered.user, batch.frames)
     return _ask(state, ctx, ctx.vlm, first, refs)
+
+
+def answer_from_tokens(state: WindowState, runtime: Runtime[Context]) -> dict:
+    """The LLM labels the window from its action narrative (the per-frame tokens in order)."""
+    ctx = runtime.context
+    clip = state["clip"]
+    refs = tuple(time_ref(t) for t in state["timestamps_s"])
+    frames = [{"ref": r, "tags": tags} for r, tags in zip(refs, state["tags"], strict=True)]
+    rendered = ctx.prompts["answer"].render(
+        labelset=ctx.labelset, frames=frames, start_s=clip.start_s, end_s=clip.end_s
+    )
+    return _ask(state, ctx, ctx.llm, chat_turns(rendered.system, rendered.user), refs)
 
 
 def validate(state: WindowState, runtime: Runtime[Context]) -> dict:
@@ -154,7 +175,7 @@ def validate(state: WindowState, runtime: Runtime[Context]) -> dict:
         errors = [*state.get("errors", []), str(exc)]
         retry = len(state["raws"]) <= ctx.strategy.max_reasks
         return {"answer": None, "errors": errors, "next": "answer" if retry else "give_up"}
-    return {"answer": parsed, "next": "finalize"}
+    return {"answer": parsed, "raw": state["raws"][-1], "next": "finalize"}
 
 
 def route_after_validate(state: WindowState) -> Step:
@@ -170,6 +191,7 @@ def finalize(state: WindowState, runtime: Runtime[Context]) -> dict:
     if captions:
         models["llm"] = ctx.llm.model_id
     latency = state.get("model_latency_s", 0.0) + sum(c.latency_s for c in captions)
+    rejected = (*state.get("step_errors", ()), *state.get("errors", ()))
     prediction = Prediction(
         clip_id=clip.clip_id,
         video=clip.video,
@@ -181,9 +203,10 @@ def finalize(state: WindowState, runtime: Runtime[Context]) -> dict:
         strategy=ctx.strategy.name,
         prompts=ctx.prompt_refs,
         models=models,
-        raw=state["raws"][-1],
-        attempts=len(state["raws"]),
-        reask_errors=tuple(state.get("errors", ())),
+        raw=state["raw"],
+        attempts=1 + len(rejected),
+        reask_errors=rejected,
+        scores=state.get("scores"),
         captions=captions,
         latency_s=round(latency, 4),
     )

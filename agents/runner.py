@@ -18,14 +18,14 @@ import time
 import traceback
 from collections.abc import Iterable, Sequence
 from concurrent.futures import ALL_COMPLETED, FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from tqdm import tqdm
 
 from vara.agents.context import Context, FrameStore
-from vara.agents.graph import check_strategy, get_graph
+from vara.agents.graph import SCHEMA_ROLES, check_strategy, get_graph
 from vara.config import StrategyConfig
 from vara.errors import ConfigError, StructuredOutputError, VaraError, VideoError
 from vara.prompts.loader import PromptTemplate, load_prompt
@@ -33,12 +33,13 @@ from vara.provenance import meta_info
 from vara.records import JsonlWriter, read_jsonl, write_json_atomic
 from vara.timeline import build_timeline, timeline_csv_rows
 from vara.tools import video
+from vara.tools.cache import CaptionCache
 from vara.tools.chat import ChatModel
 from vara.tools.vlm import EndpointUnreachable, connect
 from vara.tools.windows import make_windows
 from vara.types import Clip, Failure, LabelSet, Prediction, VideoInfo
 
-__all__ = ["RunSummary", "run_videos", "expand_inputs", "VIDEO_SUFFIXES"]
+__all__ = ["RunSummary", "run_videos", "run_clips", "expand_inputs", "VIDEO_SUFFIXES"]
 
 log = logging.getLogger(__name__)
 
@@ -54,6 +55,7 @@ class RunSummary:
     n_resumed: int  # already in predictions.jsonl from an earlier run
     failures: tuple[Failure, ...]
     wall_s: float
+    stats: dict[str, int] = field(default_factory=dict)  # e.g. caption_requests, cache hits
 
 
 def expand_inputs(inputs: Iterable[str | Path]) -> list[str]:
@@ -85,10 +87,12 @@ def _video_keys(paths: Sequence[str]) -> dict[str, str]:
 def _load_prompts(strategy: StrategyConfig, prompts_dir: str | None) -> dict[str, PromptTemplate]:
     check_strategy(strategy, strategy.name)
     prompts = {role: load_prompt(ref, prompts_dir) for role, ref in strategy.prompts.items()}
-    if prompts["answer"].schema is None:
-        raise ConfigError(
-            f"prompt {strategy.prompts['answer']!r} (role answer) names no schema file"
-        )
+    for role in SCHEMA_ROLES:
+        if role in prompts and prompts[role].schema is None:
+            raise ConfigError(
+                f"prompt {strategy.prompts[role]!r} (role {role}) names no schema file; "
+                f"add `schema: <file>.schema.json` to it"
+            )
     return prompts
 
 
@@ -199,38 +203,58 @@ def run_videos(
     strategy: StrategyConfig,
     labelset: LabelSet,
     out_dir: str | Path,
+    **options: Any,
+) -> RunSummary:
+    """Label every window of ``videos``; see the module docstring for what is written.
+
+    ``options`` are those of ``run_clips``.
+    """
+    keys = _video_keys(videos)
+    groups: list[tuple[str, list[Clip]]] = []
+    failures: list[Failure] = []
+    w = strategy.windows
+    for path in videos:
+        try:
+            info = video.probe(path)
+        except VideoError as exc:
+            failures.append(Failure(path, "probe", str(exc)))
+            continue
+        groups.append((path, make_windows(info, w.window_s, w.overlap, video_key=keys[path])))
+    return run_clips(groups, strategy, labelset, out_dir, failures=failures, **options)
+
+
+def run_clips(
+    groups: Sequence[tuple[str, Sequence[Clip]]],
+    strategy: StrategyConfig,
+    labelset: LabelSet,
+    out_dir: str | Path,
     *,
     prompts_dir: str | None = None,
     progress: bool = True,
     vlm: ChatModel | None = None,
     llm: ChatModel | None = None,
+    cache: CaptionCache | None = None,
+    failures: Sequence[Failure] = (),
 ) -> RunSummary:
-    """Label every window of ``videos``; see the module docstring for what is written."""
+    """Label the given clips, grouped by video (any windows: from make_windows or a dataset).
+
+    ``vlm``/``llm`` replace the strategy's endpoints (tests, reuse across strategies);
+    ``cache`` reuses captions; ``failures`` are earlier ones to report with this run's.
+    """
     t0 = time.perf_counter()
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     prompts = _load_prompts(strategy, prompts_dir)
-    keys = _video_keys(videos)
-    failures: list[Failure] = []
-    plans: list[tuple[str, VideoInfo, list[Clip]]] = []
-    for path in videos:
-        try:
-            info = video.probe(path)
-            w = strategy.windows
-            plans.append(
-                (path, info, make_windows(info, w.window_s, w.overlap, video_key=keys[path]))
-            )
-        except VideoError as exc:
-            failures.append(Failure(path, "probe", str(exc)))
+    plans, failures = _plan(groups, list(failures))
     vlm = vlm or connect(strategy.vlm)
     if llm is None:
         llm = connect(strategy.llm) if strategy.llm is not None and strategy.llm.is_set else vlm
-    ctx = Context(strategy, labelset, prompts, vlm, llm, FrameStore(strategy.sampler))
+    frames = FrameStore(strategy.sampler)
+    ctx = Context(strategy, labelset, prompts, vlm, llm, frames, cache=cache)
     fingerprint = _fingerprint(ctx)
     _check_resumable(out, fingerprint)
     run = _Run(ctx, out)
     run.failures.extend(failures)
-    n_windows = sum(len(c) for _, _, c in plans)
     todo = sum(1 for _, _, clips in plans for c in clips if c.clip_id not in run.done)
     write_json_atomic(
         out / "run.json", {"run_info": {"fingerprint": fingerprint, "status": "running"}}
@@ -249,17 +273,33 @@ def run_videos(
         run.writer.close()
         summary = RunSummary(
             out_dir=str(out),
-            n_videos=len(videos),
-            n_windows=n_windows,
+            n_videos=len({path for path, _ in groups} | {f.item for f in failures}),
+            n_windows=sum(len(c) for _, _, c in plans),
             n_predicted=run.n_predicted,
             n_resumed=len(run.done),
             failures=tuple(run.failures),
             wall_s=round(time.perf_counter() - t0, 3),
+            stats=ctx.stats.snapshot(),
         )
         _write_outputs(out, plans, summary, ctx, fingerprint, status=status)
     if run.abort:
         raise run.abort
     return summary
+
+
+def _plan(
+    groups: Sequence[tuple[str, Sequence[Clip]]], failures: list[Failure]
+) -> tuple[list[tuple[str, VideoInfo, list[Clip]]], list[Failure]]:
+    """Probe each video (cached) and sort its clips by start, as one decoding pass needs."""
+    plans = []
+    for path, clips in groups:
+        try:
+            info = video.probe(path)
+        except VideoError as exc:
+            failures.append(Failure(path, "probe", str(exc)))
+            continue
+        plans.append((path, info, sorted(clips, key=lambda c: (c.start_s, c.end_s))))
+    return plans, failures
 
 
 def _write_outputs(
@@ -292,5 +332,6 @@ def _write_outputs(
         "n_failures": len(summary.failures),
         "failures": [f.to_dict() for f in summary.failures],
         "wall_s": summary.wall_s,
+        "stats": summary.stats,
     }
     write_json_atomic(out / "run.json", {"run_info": run_info, "meta_info": meta_info()})

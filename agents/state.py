@@ -3,10 +3,10 @@ so a checkpointer can store it; nodes fetch frames through the context's FrameSt
 
 from __future__ import annotations
 
-from typing import Literal, TypedDict
+from typing import Any, Literal, TypedDict
 
 from vara.tools.reason import Answer
-from vara.types import Caption, Clip, Prediction
+from vara.types import Caption, ClassScores, Clip, Prediction
 
 Step = Literal["finalize", "answer", "give_up"]
 
@@ -25,7 +25,11 @@ class WindowState(TypedDict, total=False):
     refs: tuple[str, ...]  # what the answer may cite: caption:N or t=X.XXs
     raws: list[str]  # every answer text, in order
     errors: list[str]  # the validator's message for each rejected answer
+    step_errors: list[str]  # rejected answers of earlier structured steps (semantic tokens)
+    raw: str  # the accepted answer's text (several, as JSON, for per-class judges)
     answer: Answer | None
+    scores: ClassScores | None  # per-class scores where a strategy yields them
+    tags: list[dict[str, Any]]  # semantic tokens, one dict per frame
     next: Step
     model_latency_s: float
     prediction: Prediction

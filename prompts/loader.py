@@ -32,6 +32,7 @@ __all__ = [
     "RenderedPrompt",
     "load_prompt",
     "list_prompts",
+    "example_variables",
     "load_labelset",
     "list_labelsets",
 ]
@@ -152,6 +153,17 @@ def load_prompt(ref: str, prompts_dir: str | Path | None = None) -> PromptTempla
         schema=schema,
         source=str(entry),
     )
+
+
+def example_variables(labelset: LabelSet) -> dict[str, Any]:
+    """Variables that render every packaged prompt (prompts/examples.yaml + the label set)."""
+    data = yaml.safe_load(_packaged().joinpath("examples.yaml").read_text())
+    return {
+        **data,
+        "labelset": labelset,
+        "domain": labelset.description,
+        "label": labelset.labels[0],
+    }
 
 
 def list_labelsets() -> list[str]:

@@ -13,12 +13,15 @@ from __future__ import annotations
 
 import importlib.util
 import os
+import tempfile
 from pathlib import Path
 
 # Before anything imports torch or huggingface_hub (both read these once, at import).
 os.environ["OMP_NUM_THREADS"] = "1"
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+# Caption caches of test runs go to a throwaway folder, never the user's ~/.cache.
+os.environ["VARA_CACHE_DIR"] = tempfile.mkdtemp(prefix="vara-test-cache-")
 
 import pytest  # noqa: E402
 

@@ -8,7 +8,17 @@ import jsonschema
 import pytest
 
 from vara.prompts.loader import load_labelset, load_prompt
-from vara.tools.reason import AnswerInvalid, answer_schema, caption_items, parse_answer, time_ref
+from vara.tools.reason import (
+    AnswerInvalid,
+    answer_schema,
+    caption_items,
+    judge_schema,
+    parse_answer,
+    parse_judgement,
+    parse_tokens,
+    time_ref,
+    tokens_schema,
+)
 from vara.types import Caption
 
 NEWBORN = load_labelset("newborn-resuscitation")
@@ -87,7 +97,18 @@ def test_caption_items_and_refs():
     assert time_ref(1.0) == "t=1.00s"
 
 
-def test_packaged_answer_schemas_compile_in_xgrammar_as_vllm_runs_it(tiny_vlm_dir):
+def _filled(template, labelset):
+    """A schema as a request would send it, whichever kind of prompt it belongs to."""
+    props = template["properties"]
+    refs = ("caption:1", "t=0.25s")
+    if "labels" in props:
+        return answer_schema(template, labelset, refs)
+    if "answer" in props:
+        return judge_schema(template, refs)
+    return tokens_schema(template, 8)
+
+
+def test_packaged_schemas_compile_in_xgrammar_as_vllm_runs_it(tiny_vlm_dir):
     """vLLM compiles with xgrammar's cache on; xgrammar 0.2.8 then rejects a repetition bound
     above 128 (e.g. {1,160}) with an internal error, which the server returns as HTTP 500."""
     import xgrammar as xgr
@@ -98,14 +119,47 @@ def test_packaged_answer_schemas_compile_in_xgrammar_as_vllm_runs_it(tiny_vlm_di
 
     tok = AutoTokenizer.from_pretrained(tiny_vlm_dir, local_files_only=True)
     compiler = xgr.GrammarCompiler(xgr.TokenizerInfo.from_huggingface(tok), cache_enabled=True)
-    checked = 0
+    compiled = set()
     for pid, version in list_prompts():
         template = load_prompt(f"{pid}.v{version}").schema
+        if template is None:
+            continue
         for labelset in (NEWBORN, KINETICS):
-            if template is not None:
-                schema = decoding_schema(
-                    answer_schema(template, labelset, ("caption:1", "t=0.25s"))
-                )
-                compiler.compile_json_schema(json.dumps(schema))
-                checked += 1
-    assert checked >= 4
+            schema = decoding_schema(_filled(template, labelset))
+            jsonschema.Draft202012Validator.check_schema(schema)
+            compiler.compile_json_schema(json.dumps(schema))
+            compiled.add(pid)
+    assert {"reason", "direct", "judge", "tokens", "narrative"} <= compiled
+
+
+def test_judgement_scores_and_validation():
+    schema = judge_schema(load_prompt("judge.v1").schema, ("caption:1",))
+    ok = json.dumps(
+        {"evidence": [{"ref": "caption:1", "text": "a mask"}], "answer": "yes",
+         "confidence": 80, "reason": "mask on face"}
+    )  # fmt: skip
+    j = parse_judgement(ok, schema)
+    assert j.present and j.score == pytest.approx(0.8)
+    no = parse_judgement(ok.replace('"yes"', '"no"'), schema)
+    assert not no.present and no.score == pytest.approx(0.2)
+    with pytest.raises(AnswerInvalid, match="at answer"):
+        parse_judgement(ok.replace('"yes"', '"maybe"'), schema)
+    with pytest.raises(AnswerInvalid, match="at confidence"):
+        parse_judgement(ok.replace("80", "180"), schema)
+
+
+def test_tokens_need_one_entry_per_frame():
+    schema = tokens_schema(load_prompt("tokens.v1").schema, 2)
+    frame = {
+        "actors": ["nurse"],
+        "actions": ["holds mask"],
+        "objects": [],
+        "body_parts": ["face"],
+        "tools": ["bag"],
+        "motion": "squeezing",
+    }
+    assert parse_tokens(json.dumps({"frames": [frame, frame]}), schema)[1]["tools"] == ["bag"]
+    with pytest.raises(AnswerInvalid, match="at frames"):
+        parse_tokens(json.dumps({"frames": [frame]}), schema)
+    with pytest.raises(AnswerInvalid, match="at frames/0/actors"):
+        parse_tokens(json.dumps({"frames": [dict(frame, actors=["a", "b", "c"])] * 2}), schema)

@@ -25,8 +25,15 @@ from vara.types import Caption, Evidence, LabelSet
 __all__ = [
     "Answer",
     "AnswerInvalid",
+    "Judgement",
+    "TAG_FIELDS",
     "answer_schema",
+    "judge_schema",
+    "tokens_schema",
+    "validate_json",
     "parse_answer",
+    "parse_judgement",
+    "parse_tokens",
     "caption_ref",
     "time_ref",
     "caption_items",
@@ -91,8 +98,8 @@ def _schema_error(error: jsonschema.ValidationError) -> str:
     return f"at {where}: {error.message}"
 
 
-def parse_answer(text: str, schema: dict[str, Any], labelset: LabelSet) -> Answer:
-    """Parse and validate a model's answer text; raise AnswerInvalid with a re-ask message."""
+def validate_json(text: str, schema: dict[str, Any]) -> Any:
+    """Parse ``text`` as JSON and validate it; AnswerInvalid says what is wrong, for a re-ask."""
     try:
         data = json.loads(text)
     except json.JSONDecodeError as exc:
@@ -107,6 +114,19 @@ def parse_answer(text: str, schema: dict[str, Any], labelset: LabelSet) -> Answe
     if errors:
         more = f" (and {len(errors) - 1} more problems)" if len(errors) > 1 else ""
         raise AnswerInvalid(f"the JSON does not match the schema {_schema_error(errors[0])}{more}")
+    return data
+
+
+def _evidence(items: list[dict[str, str]]) -> tuple[Evidence, ...]:
+    return tuple(
+        Evidence(source=_source(e["ref"]), ref=e["ref"], text=e["text"])  # type: ignore[arg-type]
+        for e in items
+    )
+
+
+def parse_answer(text: str, schema: dict[str, Any], labelset: LabelSet) -> Answer:
+    """Parse and validate a model's answer text; raise AnswerInvalid with a re-ask message."""
+    data = validate_json(text, schema)
     # Labels are a set; a repeat adds no claim (a constrained decoder cannot forbid one).
     labels = tuple(dict.fromkeys(data["labels"]))
     for group in labelset.exclusive:
@@ -116,8 +136,57 @@ def parse_answer(text: str, schema: dict[str, Any], labelset: LabelSet) -> Answe
                 f"labels {both} cannot be present together in one clip "
                 f"(rule: {' and '.join(group)} are never done at the same time)"
             )
-    evidence = tuple(
-        Evidence(source=_source(e["ref"]), ref=e["ref"], text=e["text"])  # type: ignore[arg-type]
-        for e in data["evidence"]
+    return Answer(
+        labels=labels, evidence=_evidence(data["evidence"]), explanation=data["explanation"]
     )
-    return Answer(labels=labels, evidence=evidence, explanation=data["explanation"])
+
+
+@dataclass(frozen=True)
+class Judgement:
+    """One class's yes/no; ``score`` is P(present) as the judge states it: c/100 or 1 - c/100."""
+
+    present: bool
+    confidence: int
+    evidence: tuple[Evidence, ...]
+    reason: str
+
+    @property
+    def score(self) -> float:
+        c = self.confidence / 100
+        return c if self.present else 1.0 - c
+
+
+def judge_schema(template: dict[str, Any], refs: Sequence[str]) -> dict:
+    if not refs:
+        raise ValueError("judge_schema: a window must offer at least one citable ref")
+    schema = copy.deepcopy(template)
+    schema["properties"]["evidence"]["items"]["properties"]["ref"]["enum"] = list(
+        dict.fromkeys(refs)
+    )
+    return schema
+
+
+def parse_judgement(text: str, schema: dict[str, Any]) -> Judgement:
+    data = validate_json(text, schema)
+    return Judgement(
+        present=data["answer"] == "yes",
+        confidence=int(data["confidence"]),
+        evidence=_evidence(data["evidence"]),
+        reason=data["reason"],
+    )
+
+
+TAG_FIELDS = ("actors", "actions", "objects", "body_parts", "tools", "motion")
+
+
+def tokens_schema(template: dict[str, Any], n_frames: int) -> dict:
+    """The tokens schema with exactly one entry per frame."""
+    schema = copy.deepcopy(template)
+    frames = schema["properties"]["frames"]
+    frames["minItems"] = frames["maxItems"] = n_frames
+    return schema
+
+
+def parse_tokens(text: str, schema: dict[str, Any]) -> tuple[dict[str, Any], ...]:
+    """Per-frame tag dicts (keys TAG_FIELDS), in frame order."""
+    return tuple(validate_json(text, schema)["frames"])

@@ -1,9 +1,12 @@
 """The ``vara`` command line: probe videos, run strategies, serve models, build a tiny test VLM.
 
     vara probe VIDEO...
-    vara run VIDEO|DIR... --labels SET [--strategy caption-reason|direct] --out DIR
+    vara run VIDEO|DIR... --labels SET [--strategy NAME|YAML] --out DIR
              [--vlm-url URL --vlm-model M] [--llm-url URL --llm-model M]
              [--window-s 2 --overlap 0.5 --frames 8] [--set key.sub=value ...]
+    vara eval MANIFEST --labels SET --strategy S [--strategy S2 ...] --out DIR [same flags]
+    vara compare RUN_DIR... --out DIR
+    vara prompts list | show ID | render ID [--labels SET] | diff ID1 ID2
     vara serve MODEL [--port 8000] [--cpu]
     vara tiny-vlm DIR
     vara labels [NAME] | vara strategies
@@ -20,7 +23,9 @@ import logging
 import sys
 from pathlib import Path
 
-from vara.errors import VaraError
+import yaml
+
+from vara.errors import InputError, VaraError
 
 EXIT_OK, EXIT_FAILURES, EXIT_ERROR = 0, 1, 2
 MAX_FAILURES_SHOWN = 20  # the rest are in failures.jsonl
@@ -61,6 +66,20 @@ def _run_overrides(args: argparse.Namespace) -> list[str]:
     return o + list(args.set)
 
 
+def _open_cache(args: argparse.Namespace):
+    from vara.tools.cache import CaptionCache, default_cache_path
+
+    return None if args.no_cache else CaptionCache(args.cache or default_cache_path())
+
+
+def _add_cache_flags(s: argparse.ArgumentParser) -> None:
+    s.add_argument(
+        "--cache",
+        help="caption cache file (default: $VARA_CACHE_DIR or ~/.cache/vara/captions.sqlite)",
+    )
+    s.add_argument("--no-cache", action="store_true", help="always ask the VLM, store nothing")
+
+
 def _cmd_run(args: argparse.Namespace) -> int:
     from vara.agents.runner import expand_inputs, run_videos
     from vara.agents.strategies import load_strategy
@@ -75,7 +94,13 @@ def _cmd_run(args: argparse.Namespace) -> int:
     handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
     logging.getLogger("vara").addHandler(handler)
     summary = run_videos(
-        videos, strategy, labelset, out, prompts_dir=args.prompts_dir, progress=not args.no_progress
+        videos,
+        strategy,
+        labelset,
+        out,
+        prompts_dir=args.prompts_dir,
+        progress=not args.no_progress,
+        cache=_open_cache(args),
     )
     print(
         f"{summary.n_windows} windows in {summary.n_videos} video(s): {summary.n_predicted} "
@@ -88,6 +113,89 @@ def _cmd_run(args: argparse.Namespace) -> int:
         more = len(summary.failures) - MAX_FAILURES_SHOWN
         print(f"... and {more} more failures: see {out}/failures.jsonl", file=sys.stderr)
     return EXIT_FAILURES if summary.failures else EXIT_OK
+
+
+def _cmd_eval(args: argparse.Namespace) -> int:
+    from vara.agents.strategies import load_strategy
+    from vara.eval.datasets import load_dataset
+    from vara.eval.runner import evaluate
+    from vara.prompts.loader import load_labelset
+
+    labelset = load_labelset(args.labels)
+    strategies = [
+        load_strategy(s, _run_overrides(args)) for s in args.strategy or ["caption-reason"]
+    ]
+    dataset = load_dataset(
+        args.manifest,
+        labelset,
+        window_s=args.window_s or 2.0,
+        overlap=args.overlap if args.overlap is not None else 0.5,
+        min_overlap=args.min_overlap,
+    )
+    paths = evaluate(
+        dataset,
+        labelset,
+        strategies,
+        args.out,
+        prompts_dir=args.prompts_dir,
+        cache=_open_cache(args),
+        progress=not args.no_progress,
+    )
+    status = EXIT_OK
+    print(
+        f"{'strategy':<20} {'macro-F1':>8} {'95% CI':>15} {'exact':>6} {'halluc.':>7} {'failed':>6}"
+    )
+    for path in paths:
+        r = json.loads(path.read_text())
+        m, c = r["metrics"], r["run_info"]["counts"]
+        lo, hi = m["macro_f1_ci95"] or (float("nan"), float("nan"))
+        print(
+            f"{r['run_info']['strategy']:<20} {m['macro_f1']:>8.3f} [{lo:.3f}, {hi:.3f}] "
+            f"{m['exact_match']:>6.3f} {m['hallucination_rate']:>7.3f} {c['n_failures']:>6}"
+        )
+        status = EXIT_FAILURES if c["n_failures"] else status
+    print(f"results: {', '.join(str(p) for p in paths)}; report: vara compare {args.out}")
+    return status
+
+
+def _cmd_compare(args: argparse.Namespace) -> int:
+    from vara.eval.report import find_runs, write_report
+
+    md, html = write_report(find_runs(args.runs), args.out, max_cards=args.max_cards)
+    print(f"wrote {html} and {md}")
+    return EXIT_OK
+
+
+def _cmd_prompts(args: argparse.Namespace) -> int:
+    import difflib
+
+    from vara.prompts.loader import example_variables, list_prompts, load_labelset, load_prompt
+
+    if args.action == "list":
+        for pid, version in list_prompts(args.prompts_dir):
+            p = load_prompt(f"{pid}.v{version}", args.prompts_dir)
+            print(f"{pid}.v{version}  {p.sha256[:12]}  {' '.join(p.description.split())[:90]}")
+        return EXIT_OK
+    if not args.ids:
+        raise InputError(f"vara prompts {args.action} needs a prompt id, e.g. reason.v1")
+    first = load_prompt(args.ids[0], args.prompts_dir)
+    if args.action == "show":
+        print(Path(first.source).read_text(), end="")
+    elif args.action == "render":
+        variables = example_variables(load_labelset(args.labels))
+        for item in args.var:
+            key, _, value = item.partition("=")
+            variables[key] = yaml.safe_load(value)
+        r = first.render(**variables)
+        print(f"--- system ---\n{r.system}\n--- user ---\n{r.user}")
+    elif args.action == "diff":
+        if len(args.ids) != 2:
+            raise InputError("vara prompts diff needs two prompt ids, e.g. reason.v1 reason.v2")
+        second = load_prompt(args.ids[1], args.prompts_dir)
+        a, b = (Path(p.source).read_text().splitlines(keepends=True) for p in (first, second))
+        names = (f"{p.id}.v{p.version}" for p in (first, second))
+        sys.stdout.writelines(difflib.unified_diff(a, b, *names))
+    return EXIT_OK
 
 
 def _cmd_serve(args: argparse.Namespace) -> int:
@@ -153,6 +261,29 @@ def _cmd_strategies(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _add_model_flags(s: argparse.ArgumentParser) -> None:
+    """Flags shared by run and eval: models, sampling, overrides, cache, progress."""
+    s.add_argument("--vlm-url", help="vLLM server base URL, e.g. http://127.0.0.1:8000/v1")
+    s.add_argument("--vlm-model", help="served model name, or hub id / local path in-process")
+    s.add_argument("--llm-url", help="server of a separate reasoning LLM (default: the VLM)")
+    s.add_argument("--llm-model", help="model name of the reasoning LLM")
+    s.add_argument("--window-s", type=float, help="window length in seconds (default 2)")
+    s.add_argument("--overlap", type=float, help="window overlap fraction 0..1 (default 0.5)")
+    s.add_argument("--frames", type=int, help="frames sampled per window (default 8)")
+    s.add_argument("--max-side", type=int, help="resize frames so the longer side is at most this")
+    s.add_argument("--concurrency", type=int, help="windows in flight at once (default 4)")
+    s.add_argument("--prompts-dir", help="directory of prompt files shadowing the packaged ones")
+    s.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override any strategy field, e.g. --set generation.temperature=0.2",
+    )
+    s.add_argument("--no-progress", action="store_true", help="no progress bar")
+    _add_cache_flags(s)
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="vara", description="Video activity recognition with local VLMs."
@@ -172,25 +303,44 @@ def build_parser() -> argparse.ArgumentParser:
     )
     s.add_argument("--strategy", default="caption-reason", help="strategy name or .yaml path")
     s.add_argument("--out", required=True, help="output directory (a re-run resumes it)")
-    s.add_argument("--vlm-url", help="vLLM server base URL, e.g. http://127.0.0.1:8000/v1")
-    s.add_argument("--vlm-model", help="served model name, or hub id / local path in-process")
-    s.add_argument("--llm-url", help="server of a separate reasoning LLM (default: the VLM)")
-    s.add_argument("--llm-model", help="model name of the reasoning LLM")
-    s.add_argument("--window-s", type=float, help="window length in seconds (strategy default 2)")
-    s.add_argument("--overlap", type=float, help="window overlap fraction 0..1 (default 0.5)")
-    s.add_argument("--frames", type=int, help="frames sampled per window (default 8)")
-    s.add_argument("--max-side", type=int, help="resize frames so the longer side is at most this")
-    s.add_argument("--concurrency", type=int, help="windows in flight at once (default 4)")
-    s.add_argument("--prompts-dir", help="directory of prompt files shadowing the packaged ones")
+    _add_model_flags(s)
+    s.set_defaults(func=_cmd_run)
+
+    s = sub.add_parser(
+        "eval", help="evaluate strategies on a labelled manifest; write results.json"
+    )
+    s.add_argument("manifest", help="clip manifest or interval annotations (.csv or .jsonl)")
+    s.add_argument("--labels", required=True, help="label set name or .yaml path")
+    s.add_argument("--strategy", action="append", help="strategy name or .yaml (repeatable)")
+    s.add_argument("--out", required=True, help="output directory: one folder per strategy")
     s.add_argument(
-        "--set",
+        "--min-overlap",
+        type=float,
+        default=0.5,
+        help="intervals: a label is positive when it covers more than this share of a window",
+    )
+    _add_model_flags(s)
+    s.set_defaults(func=_cmd_eval)
+
+    s = sub.add_parser("compare", help="Markdown + single-file HTML report comparing eval runs")
+    s.add_argument("runs", nargs="+", help="vara eval output dirs (or single strategy dirs)")
+    s.add_argument("--out", required=True, help="report directory")
+    s.add_argument("--max-cards", type=int, default=24, help="per-window cards to show")
+    s.set_defaults(func=_cmd_compare)
+
+    s = sub.add_parser("prompts", help="list, show, render or diff prompt templates")
+    s.add_argument("action", choices=["list", "show", "render", "diff"], help="what to do")
+    s.add_argument("ids", nargs="*", help="prompt id(s): reason or reason.v1")
+    s.add_argument("--labels", default="newborn-resuscitation", help="label set for render")
+    s.add_argument(
+        "--var",
         action="append",
         default=[],
         metavar="KEY=VALUE",
-        help="override any strategy field, e.g. --set generation.temperature=0.2",
+        help="override an example variable when rendering (YAML value)",
     )
-    s.add_argument("--no-progress", action="store_true", help="no progress bar")
-    s.set_defaults(func=_cmd_run)
+    s.add_argument("--prompts-dir", help="directory of prompt files shadowing the packaged ones")
+    s.set_defaults(func=_cmd_prompts)
 
     s = sub.add_parser("serve", help="start a vLLM OpenAI-compatible server for a model")
     s.add_argument("model", help="hub id or local path")

@@ -65,6 +65,7 @@ class WindowSpec:
 class Generation:
     caption_max_tokens: int = 128
     answer_max_tokens: int = 1024
+    tokens_max_tokens: int = 1536
     temperature: float = 0.0
 
 

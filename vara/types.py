@@ -251,6 +251,7 @@ class Caption(_Record):
     prompt_id: str
     prompt_hash: str
     latency_s: float
+    cached: bool = False  # served from the caption cache (latency_s is the original request's)
 
 
 @dataclass(frozen=True)

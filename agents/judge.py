@@ -1,0 +1,110 @@
+"""caption-judge: one schema-constrained yes/no judgement per class from a window's captions.
+
+The newborn study's caption -> LLM-judge design, without its regex parsing and its silent
+"no" on an unparseable answer: each judgement is constrained to {evidence, answer: yes|no,
+confidence 0-100, reason}, validated, re-asked once, and a second failure fails the window.
+
+From the judgements: ``scores`` = P(present) per class (confidence/100 for "yes", 1 - that
+for "no"), usable for per-class threshold tuning. Multi-label: the classes judged "yes"; when
+two exclusive classes are both "yes", the lower-scored one is dropped and the explanation
+says so. Single-label: the class with the highest score (ties: label-set order).
+"""
+
+from __future__ import annotations
+
+import json
+from functools import partial
+
+from langgraph.runtime import Runtime
+
+from vara.agents.context import Context
+from vara.agents.nodes import ask_until_valid, chat_turns
+from vara.agents.state import WindowState
+from vara.tools.reason import (
+    Answer,
+    Judgement,
+    caption_items,
+    caption_ref,
+    judge_schema,
+    parse_judgement,
+)
+from vara.types import ClassScores, LabelSet
+
+__all__ = ["judge", "decide"]
+
+DEFAULT_THRESHOLD = 0.5
+
+
+def judge(state: WindowState, runtime: Runtime[Context]) -> dict:
+    ctx = runtime.context
+    clip = state["clip"]
+    captions = state["captions"]
+    prompt = ctx.prompts["judge"]
+    schema = judge_schema(prompt.schema, [caption_ref(i) for i in range(1, len(captions) + 1)])
+    items = caption_items(captions)
+    judgements: dict[str, Judgement] = {}
+    accepted: dict[str, str] = {}
+    raws: list[str] = []
+    errors: list[str] = []
+    latency = 0.0
+    for label in ctx.labelset.labels:
+        rendered = prompt.render(
+            labelset=ctx.labelset,
+            label=label,
+            captions=items,
+            start_s=clip.start_s,
+            end_s=clip.end_s,
+        )
+        j, r, e, lat = ask_until_valid(
+            ctx,
+            ctx.llm,
+            chat_turns(rendered.system, rendered.user),
+            schema,
+            partial(parse_judgement, schema=schema),
+            what=f"window {clip.clip_id}, judging {label.name!r}",
+            max_tokens=ctx.strategy.generation.answer_max_tokens,
+        )
+        judgements[label.name], accepted[label.name] = j, r[-1]
+        raws += r
+        errors += e
+        latency += lat
+    answer, scores = decide(ctx.labelset, judgements)
+    return {
+        "answer": answer,
+        "scores": scores,
+        "raws": raws,
+        "errors": errors,
+        "raw": json.dumps(accepted, ensure_ascii=False),
+        "model_latency_s": latency,
+    }
+
+
+def decide(labelset: LabelSet, judgements: dict[str, Judgement]) -> tuple[Answer, ClassScores]:
+    """Labels, evidence and explanation from per-class judgements (see the module docstring)."""
+    names = labelset.names
+    scores = ClassScores(
+        labels=names,
+        probs=tuple(judgements[n].score for n in names),
+        thresholds=(DEFAULT_THRESHOLD,) * len(names),
+    )
+    notes: list[str] = []
+    if labelset.multi_label:
+        chosen = [n for n in names if judgements[n].present]
+        for group in labelset.exclusive:
+            clash = [n for n in group if n in chosen]
+            if len(clash) > 1:
+                keep = max(clash, key=lambda n: judgements[n].score)
+                dropped = [n for n in clash if n != keep]
+                chosen = [n for n in chosen if n not in dropped]
+                notes.append(f"{', '.join(dropped)} dropped: exclusive with {keep} (higher score)")
+    else:
+        chosen = [max(names, key=lambda n: judgements[n].score)]
+    cited = [n for n in names if n in chosen] or list(names)
+    evidence = tuple(dict.fromkeys(e for n in cited for e in judgements[n].evidence))
+    lines = [
+        f"{n}: {'yes' if judgements[n].present else 'no'} ({judgements[n].confidence}%), "
+        f"{judgements[n].reason}"
+        for n in names
+    ]
+    answer = Answer(labels=tuple(chosen), evidence=evidence, explanation="; ".join(lines + notes))
+    return answer, scores

@@ -1,0 +1,185 @@
+"""``vara eval``: run strategies over a labelled dataset and write self-describing results.
+
+For each strategy: ``out/<strategy>/`` gets ``clips.jsonl`` (the evaluated set with ground
+truth), the runner's ``predictions.jsonl``/``failures.jsonl``/``run.json``, and
+``results.json`` = run_info (config, prompts, models, counts incl. caption requests and cache
+hits, timings, failures) + metrics (``vara.eval.metrics``) + meta_info. The format is in
+docs/results-format.md. Re-running resumes each strategy's missing clips; a directory that
+holds a different dataset is refused. Models are connected once per endpoint and shared by
+the strategies, and the caption cache lets strategies that caption the same way share
+captions (caption-reason and caption-judge do).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+from collections import defaultdict
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from vara.agents.runner import run_clips
+from vara.config import Endpoint, StrategyConfig
+from vara.errors import ConfigError
+from vara.eval.datasets import Dataset
+from vara.eval.metrics import compute_metrics
+from vara.provenance import meta_info
+from vara.records import read_jsonl, write_json_atomic
+from vara.tools.cache import CaptionCache
+from vara.tools.chat import ChatModel
+from vara.tools.vlm import connect
+from vara.types import Clip, Failure, LabelSet, Prediction
+
+__all__ = ["evaluate", "results_for"]
+
+
+def _now() -> str:
+    return dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
+
+
+def _groups(clips: Sequence[Clip]) -> list[tuple[str, list[Clip]]]:
+    by_video: dict[str, list[Clip]] = defaultdict(list)
+    for c in clips:
+        by_video[c.video].append(c)
+    return list(by_video.items())
+
+
+def _write_clips(out: Path, dataset: Dataset) -> None:
+    """Record the evaluated set; refuse to resume a directory made from another one."""
+    path = out / "clips.jsonl"
+    records = [c.to_dict() for c in dataset.clips]
+    if path.exists() and read_jsonl(path) != records:
+        raise ConfigError(
+            f"'{out}' holds results for a different dataset than {dataset.path}; use a new --out"
+        )
+    out.mkdir(parents=True, exist_ok=True)
+    tmp = out / "clips.jsonl.tmp"
+    tmp.write_text("".join(json.dumps(r) + "\n" for r in records))
+    tmp.replace(path)
+
+
+class _Models:
+    """One client/engine per endpoint, shared by every strategy of the evaluation."""
+
+    def __init__(self) -> None:
+        self._open: dict[Endpoint, ChatModel] = {}
+
+    def get(self, endpoint: Endpoint) -> ChatModel:
+        if endpoint not in self._open:
+            self._open[endpoint] = connect(endpoint)
+        return self._open[endpoint]
+
+    def pair(self, strategy: StrategyConfig) -> tuple[ChatModel, ChatModel]:
+        vlm = self.get(strategy.vlm)
+        return vlm, self.get(strategy.answer_model)
+
+
+def evaluate(
+    dataset: Dataset,
+    labelset: LabelSet,
+    strategies: Sequence[StrategyConfig],
+    out_dir: str | Path,
+    *,
+    prompts_dir: str | None = None,
+    cache: CaptionCache | None = None,
+    progress: bool = True,
+) -> list[Path]:
+    """Evaluate each strategy on ``dataset``; return the results.json paths."""
+    names = [s.name for s in strategies]
+    dupes = sorted({n for n in names if names.count(n) > 1})
+    if dupes:
+        raise ConfigError(f"strategies {dupes} given twice: give each variant its own `name`")
+    models = _Models()
+    paths = []
+    for strategy in strategies:
+        out = Path(out_dir) / strategy.name
+        _write_clips(out, dataset)
+        started = _now()
+        vlm, llm = models.pair(strategy)
+        summary = run_clips(
+            _groups(dataset.clips), strategy, labelset, out, prompts_dir=prompts_dir,
+            progress=progress, vlm=vlm, llm=llm, cache=cache,
+        )  # fmt: skip
+        run = {
+            "started": started,
+            "finished": _now(),
+            "wall_s": summary.wall_s,
+            "n_predicted": summary.n_predicted,
+            "stats": summary.stats,
+            "failures": summary.failures,
+        }
+        results = results_for(out, dataset, labelset, strategy, run)
+        write_json_atomic(out / "results.json", results)
+        paths.append(out / "results.json")
+    return paths
+
+
+def results_for(
+    out: Path,
+    dataset: Dataset,
+    labelset: LabelSet,
+    strategy: StrategyConfig,
+    run: dict[str, Any],
+) -> dict[str, Any]:
+    """results.json for one strategy dir, from its predictions and this run's bookkeeping."""
+    preds = {
+        p.clip_id: p
+        for p in (Prediction.from_dict(r) for r in read_jsonl(out / "predictions.jsonl"))
+    }
+    clips = dataset.clips
+    got = [preds.get(c.clip_id) for c in clips]
+    metrics = compute_metrics(
+        labelset,
+        truth=[c.labels or () for c in clips],
+        predicted=[p.labels if p else None for p in got],
+        reasked=[p is None or p.attempts > 1 for p in got],
+        scores=_scores(labelset, got),
+    )
+    failures: tuple[Failure, ...] = run["failures"]
+    fingerprint = json.loads((out / "run.json").read_text())["run_info"]["fingerprint"]
+    stats = run["stats"]
+    run_info = {
+        "strategy": strategy.name,
+        "dataset": {
+            "name": dataset.name,
+            "path": dataset.path,
+            "sha256": dataset.sha256,
+            "n_clips": len(clips),
+        },
+        "labelset": labelset.to_dict(),
+        "config": strategy.to_dict(),
+        # What the runner resolved: prompt ids + hashes and model ids (run.json fingerprint).
+        "prompts": fingerprint["prompts"],
+        "models": fingerprint["models"],
+        "counts": {
+            "n_clips": len(clips),
+            "n_predictions": sum(p is not None for p in got),
+            "n_failures": len(failures),
+            "n_reasked": sum(p is not None and p.attempts > 1 for p in got),
+            "caption_requests": stats.get("caption_requests", 0),
+            "caption_cache_hits": stats.get("caption_cache_hits", 0),
+        },
+        "timings": {
+            "wall_s": run["wall_s"],
+            "clips_per_s": round(run["n_predicted"] / run["wall_s"], 4) if run["wall_s"] else None,
+        },
+        "failures": [f.to_dict() for f in failures],
+        "started": run["started"],
+        "finished": run["finished"],
+    }
+    return {"run_info": run_info, "metrics": metrics, "meta_info": meta_info()}
+
+
+def _scores(labelset: LabelSet, got: Sequence[Prediction | None]):
+    """Per-clip class scores in label-set order, or None when the strategy yields none."""
+    if not any(p is not None and p.scores is not None for p in got):
+        return None
+    out = []
+    for p in got:
+        if p is None or p.scores is None:
+            out.append(None)
+            continue
+        by_label = dict(zip(p.scores.labels, p.scores.probs, strict=True))
+        out.append(tuple(by_label.get(n, 0.0) for n in labelset.names))
+    return out
