@@ -134,13 +134,19 @@ def load_prompt(ref: str, prompts_dir: str | Path | None = None) -> PromptTempla
         raise ConfigError(f"prompt file {entry}: unknown keys {sorted(unknown)}")
     schema = None
     if data.get("schema"):
-        schema_entry = entry.parent.joinpath(data["schema"])  # type: ignore[union-attr]
-        try:
-            schema_bytes = schema_entry.read_bytes()
-        except (FileNotFoundError, OSError):
+        # Beside the prompt first, then the packaged prompts: an experiment's reason.v2.yaml
+        # may reuse answer.v1.schema.json.
+        for folder in (entry.parent, _packaged()):  # type: ignore[union-attr]
+            try:
+                schema_bytes = folder.joinpath(data["schema"]).read_bytes()
+                break
+            except OSError:
+                continue
+        else:
             raise ConfigError(
-                f"prompt file {entry}: schema file {data['schema']!r} missing"
-            ) from None
+                f"prompt file {entry}: schema file {data['schema']!r} is neither beside it "
+                f"nor among the packaged prompts"
+            )
         digest.update(schema_bytes)
         schema = json.loads(schema_bytes)
     return PromptTemplate(

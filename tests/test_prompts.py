@@ -129,3 +129,11 @@ def test_system_prompts_list_every_label_and_rule():
         for rule in NEWBORN.rules:
             assert f"- {rule}" in system
         assert "\n\n" not in system
+
+
+def test_a_prompt_in_prompts_dir_may_reuse_a_packaged_schema(tmp_path):
+    (tmp_path / "reason.v2.yaml").write_text("schema: answer.v1.schema.json\nuser: hi\n")
+    assert load_prompt("reason.v2", tmp_path).schema == load_prompt("reason.v1").schema
+    (tmp_path / "reason.v3.yaml").write_text("schema: nope.schema.json\nuser: hi\n")
+    with pytest.raises(ConfigError, match="neither beside it nor among the packaged"):
+        load_prompt("reason.v3", tmp_path)

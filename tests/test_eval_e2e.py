@@ -1,0 +1,200 @@
+"""`vara eval` end to end against the real vLLM server: four strategies on the shared clips,
+metrics recomputed with scikit-learn from the files on disk, the caption cache across a
+prompt edit (counted by the server), SIGKILL + resume, and `vara compare` on the result."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+import numpy as np
+import pytest
+from sklearn.metrics import (
+    accuracy_score,
+    confusion_matrix,
+    f1_score,
+    precision_recall_fscore_support,
+)
+
+from vara.cli import main
+from vara.eval.metrics import FAILED
+from vara.prompts.loader import load_labelset
+from vara.records import read_jsonl
+from vara.testing import write_test_video
+from vara.types import Clip, Prediction
+
+STRATEGIES = ("caption-reason", "direct", "caption-judge", "semantic-tokens")
+KINETICS = load_labelset("kinetics-sample")
+pytestmark = pytest.mark.server
+
+
+def _images_seen(server) -> float:
+    """Images the server has processed so far (vLLM's multimodal cache queries)."""
+    text = httpx.get(server.url.removesuffix("/v1") + "/metrics", timeout=10).text
+    return sum(
+        float(v) for v in re.findall(r"^vllm:mm_cache_queries_total\{.*\} (\S+)$", text, re.M)
+    )
+
+
+@pytest.fixture(scope="module")
+def shared_eval(vllm_server, shared_videos, tmp_path_factory):
+    out = tmp_path_factory.mktemp("eval") / "shared"
+    cache = out.parent / "captions.sqlite"
+    args = ["eval", str(shared_videos / "manifest.csv"), "--labels", "kinetics-sample"]
+    args += [a for s in STRATEGIES for a in ("--strategy", s)]
+    # 4 frames: semantic tokens for 8 frames can outgrow the tiny model's 2048-token context.
+    args += ["--frames", "4", "--vlm-url", vllm_server.url, "--cache", str(cache)]
+    assert main([*args, "--out", str(out), "--no-progress"]) == 0
+    return out, cache
+
+
+def test_all_four_strategies_complete_on_the_shared_clips(shared_eval):
+    out, _ = shared_eval
+    for s in STRATEGIES:
+        r = json.loads((out / s / "results.json").read_text())
+        info = r["run_info"]
+        assert info["strategy"] == s and info["dataset"]["n_clips"] == 7
+        assert info["counts"]["n_predictions"] == 7 and info["counts"]["n_failures"] == 0
+        assert r["metrics"]["coverage"] == 1.0
+        assert all(len(p["sha256"]) == 64 for p in info["prompts"])
+        assert "torch" in r["meta_info"]["packages"]
+        for p in read_jsonl(out / s / "predictions.jsonl"):
+            assert len(p["labels"]) == 1 and p["labels"][0] in KINETICS.names
+    # caption-judge captions exactly as caption-reason does: every caption came from the cache.
+    judge = json.loads((out / "caption-judge" / "results.json").read_text())["run_info"]
+    assert judge["counts"]["caption_requests"] == 0 and judge["counts"]["caption_cache_hits"] == 7
+    scores = [p["scores"] for p in read_jsonl(out / "caption-judge" / "predictions.jsonl")]
+    assert all(len(s["probs"]) == len(KINETICS.names) for s in scores)
+
+
+def _recompute(strategy_dir: Path) -> dict:
+    """Single-label metrics straight from clips.jsonl + predictions.jsonl with scikit-learn."""
+    clips = [Clip.from_dict(r) for r in read_jsonl(strategy_dir / "clips.jsonl")]
+    preds = {
+        r["clip_id"]: Prediction.from_dict(r)
+        for r in read_jsonl(strategy_dir / "predictions.jsonl")
+    }
+    y_true = [c.labels[0] for c in clips]
+    y_pred = [preds[c.clip_id].labels[0] if c.clip_id in preds else FAILED for c in clips]
+    seen = [n for n in KINETICS.names if n in set(y_true) | set(y_pred)]
+    p, r, f, s = precision_recall_fscore_support(
+        y_true, y_pred, labels=list(KINETICS.names), average=None, zero_division=0
+    )
+    macro = precision_recall_fscore_support(
+        y_true, y_pred, labels=seen, average="macro", zero_division=0
+    )
+    return {
+        "per_class": {n: [p[i], r[i], f[i], s[i]] for i, n in enumerate(KINETICS.names)},
+        "macro": macro[:3],
+        "micro_f1": f1_score(y_true, y_pred, labels=seen, average="micro", zero_division=0),
+        "weighted_f1": f1_score(y_true, y_pred, labels=seen, average="weighted", zero_division=0),
+        "exact_match": accuracy_score(y_true, y_pred),
+        "matrix": confusion_matrix(y_true, y_pred, labels=[*KINETICS.names, FAILED]).tolist(),
+    }
+
+
+@pytest.mark.parametrize("strategy", STRATEGIES)
+def test_every_metric_matches_a_scikit_learn_recomputation(shared_eval, strategy):
+    out, _ = shared_eval
+    m = json.loads((out / strategy / "results.json").read_text())["metrics"]
+    want = _recompute(out / strategy)
+    for name, (p, r, f, s) in want["per_class"].items():
+        got = m["per_class"][name]
+        assert np.allclose([got["precision"], got["recall"], got["f1"]], [p, r, f]), name
+        assert got["support"] == s
+    assert np.allclose([m["macro_precision"], m["macro_recall"], m["macro_f1"]], want["macro"])
+    assert m["micro_f1"] == pytest.approx(want["micro_f1"])
+    assert m["weighted_f1"] == pytest.approx(want["weighted_f1"])
+    assert m["exact_match"] == pytest.approx(want["exact_match"])
+    assert m["confusion"]["matrix"] == want["matrix"]
+    lo, hi = m["macro_f1_ci95"]
+    assert 0.0 <= lo <= hi <= 1.0
+
+
+def test_editing_only_the_reasoning_prompt_makes_no_caption_requests(
+    shared_eval, vllm_server, shared_videos, tmp_path
+):
+    _, cache = shared_eval
+    prompts = tmp_path / "prompts"
+    prompts.mkdir()
+    v1 = (Path(__file__).resolve().parents[1] / "prompts" / "reason.v1.yaml").read_text()
+    (prompts / "reason.v2.yaml").write_text(
+        v1.replace("You are a careful annotator", "You are a meticulous annotator")
+    )
+    before = _images_seen(vllm_server)
+    out = tmp_path / "edited"
+    code = main(
+        ["eval", str(shared_videos / "manifest.csv"), "--labels", "kinetics-sample",
+         "--strategy", "caption-reason", "--set", "prompts.answer=reason.v2",
+         "--prompts-dir", str(prompts), "--frames", "4", "--vlm-url", vllm_server.url,
+         "--cache", str(cache), "--out", str(out), "--no-progress"]
+    )  # fmt: skip
+    assert code == 0
+    counts = json.loads((out / "caption-reason" / "results.json").read_text())["run_info"]["counts"]
+    assert counts["caption_requests"] == 0 and counts["caption_cache_hits"] == 7
+    assert _images_seen(vllm_server) == before  # the server saw no frame at all
+    used = {
+        (p["id"], p["version"])
+        for r in read_jsonl(out / "caption-reason" / "predictions.jsonl")
+        for p in r["prompts"]
+    }
+    assert ("reason", 2) in used and ("reason", 1) not in used
+
+
+def test_sigkill_mid_eval_then_rerun_gives_one_prediction_per_window(vllm_server, tmp_path):
+    video = write_test_video(tmp_path / "long.mp4", n_frames=500, fps=25.0, codec="h264")
+    manifest = tmp_path / "intervals.csv"
+    manifest.write_text("video,label,start_s,end_s\nlong.mp4,tai chi,0,20\n")
+    out = tmp_path / "out"
+    args = [sys.executable, "-m", "vara.cli", "eval", str(manifest), "--labels",
+            "kinetics-sample", "--strategy", "caption-reason", "--frames", "4",
+            "--concurrency", "2", "--vlm-url", vllm_server.url, "--no-cache",
+            "--out", str(out), "--no-progress"]  # fmt: skip
+    proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    preds = out / "caption-reason" / "predictions.jsonl"
+    deadline = time.monotonic() + 300
+    while time.monotonic() < deadline and proc.poll() is None:
+        if preds.exists() and preds.read_bytes().count(b"\n") >= 3:
+            break
+        time.sleep(0.05)
+    assert proc.poll() is None, "eval finished before it could be killed"
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    assert not (out / "caption-reason" / "results.json").exists()
+    r = subprocess.run(args, capture_output=True, text=True, timeout=600)
+    assert r.returncode == 0, r.stderr
+    n_windows = len(read_jsonl(out / "caption-reason" / "clips.jsonl"))
+    ids = [row["clip_id"] for row in read_jsonl(preds)]
+    assert n_windows == 19 and len(ids) == len(set(ids)) == n_windows
+    assert json.loads((out / "caption-reason" / "results.json").read_text())["metrics"]["n"] == 19
+    assert video.exists()
+
+
+def test_a_bad_manifest_row_is_one_line_naming_it(tmp_path, shared_videos):
+    manifest = tmp_path / "m.csv"
+    manifest.write_text(f"video,labels\n{shared_videos / 'tai_chi.mp4'},tai chii\n")
+    r = subprocess.run(
+        [sys.executable, "-m", "vara.cli", "eval", str(manifest), "--labels", "kinetics-sample",
+         "--out", str(tmp_path / "o"), "--vlm-url", "http://127.0.0.1:9/v1"],
+        capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert r.returncode == 2
+    line = r.stderr.strip()
+    assert "\n" not in line and "m.csv" in line and "line 2" in line and "tai chi" in line, line
+
+
+def test_compare_writes_a_report_of_the_four_strategies(shared_eval, tmp_path):
+    out, _ = shared_eval
+    assert main(["compare", str(out), "--out", str(tmp_path / "report")]) == 0
+    html = (tmp_path / "report" / "report.html").read_text()
+    for s in STRATEGIES:
+        assert s in html
+    assert "data:image/png;base64," in html and "<script" not in html
+    assert (tmp_path / "report" / "report.md").exists()
