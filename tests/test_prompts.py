@@ -5,11 +5,18 @@ from __future__ import annotations
 import hashlib
 import json
 from importlib import resources
+from pathlib import Path
 
 import pytest
 
 from vara.errors import ConfigError
-from vara.prompts.loader import list_labelsets, list_prompts, load_labelset, load_prompt
+from vara.prompts.loader import (
+    example_variables,
+    list_labelsets,
+    list_prompts,
+    load_labelset,
+    load_prompt,
+)
 
 NEWBORN = load_labelset("newborn-resuscitation")
 KINETICS = load_labelset("kinetics-sample")
@@ -82,48 +89,27 @@ def test_prompts_dir_shadows_and_adds(tmp_path):
         load_prompt("bad", tmp_path)
 
 
-CAPTIONS = [{"ref": "caption:1", "start_s": 0.25, "end_s": 1.75, "text": "A hand holds a mask."}]
-
-# Snapshot of the rendered text: a prompt edit must show up here (and get a new version).
-SNAPSHOTS = {
-    ("caption.v1", "user"): (
-        "These 2 frames are in time order, taken from 0.00 s to 2.00 s of a video "
-        "(at 0.50 s, 1.50 s).\nDescribe what happens in at most 76 words."
-    ),
-    ("reason.v1", "user"): (
-        "Clip from 0.00 s to 2.00 s.\n[caption:1] (0.25-1.75 s): A hand holds a mask.\n"
-        "Which activities happen in this clip?"
-    ),
-    ("direct.v1", "user"): (
-        "2 frames from 0.00 s to 2.00 s, taken at t=0.50s, t=1.50s.\n"
-        "Which activities happen in this clip?"
-    ),
-    ("reask.v1", "user"): (
-        "That answer was rejected: bad JSON\n"
-        "Reply again with only a JSON object that follows the required format and fixes this."
-    ),
-}
+# Snapshot of every packaged prompt rendered with prompts/examples.yaml and the newborn set:
+# an edit to a released prompt shows up here (and should be a new version instead).
+SNAPSHOT_DIR = Path(__file__).parent / "snapshots" / "prompts"
 
 
-def _render(ref):
-    common = dict(n_frames=2, start_s=0.0, end_s=2.0, timestamps=[0.5, 1.5])
-    variables = {
-        "caption.v1": dict(common, domain=NEWBORN.description, max_words=76),
-        "reason.v1": dict(labelset=NEWBORN, captions=CAPTIONS, start_s=0.0, end_s=2.0),
-        "direct.v1": dict(common, labelset=NEWBORN),
-        "reask.v1": dict(error="bad JSON"),
-    }[ref]
-    return load_prompt(ref).render(**variables)
-
-
-@pytest.mark.parametrize("ref, part", sorted(SNAPSHOTS))
-def test_rendered_prompt_snapshot(ref, part):
-    assert getattr(_render(ref), part) == SNAPSHOTS[(ref, part)]
+@pytest.mark.parametrize("pid, version", list_prompts())
+def test_rendered_prompt_snapshot(pid, version):
+    rendered = load_prompt(f"{pid}.v{version}").render(**example_variables(NEWBORN))
+    text = f"--- system ---\n{rendered.system}\n--- user ---\n{rendered.user}\n"
+    snap = SNAPSHOT_DIR / f"{pid}.v{version}.txt"
+    if not snap.exists():  # a new prompt: write its first snapshot, review it, commit it
+        snap.parent.mkdir(parents=True, exist_ok=True)
+        snap.write_text(text)
+        pytest.fail(f"wrote a new snapshot {snap}; review and commit it")
+    assert text == snap.read_text(), f"{pid}.v{version} renders differently from {snap}"
 
 
 def test_system_prompts_list_every_label_and_rule():
-    for ref in ("reason.v1", "direct.v1"):
-        system = _render(ref).system
+    variables = example_variables(NEWBORN)
+    for ref in ("reason.v1", "direct.v1", "narrative.v1"):
+        system = load_prompt(ref).render(**variables).system
         for label in NEWBORN.labels:
             assert f"- {label.name}: {label.description}" in system
         for rule in NEWBORN.rules:

@@ -1,0 +1,76 @@
+"""The caption cache: what changes the key, what survives a reopen or a rename."""
+
+from __future__ import annotations
+
+import shutil
+
+import pytest
+
+from vara.errors import InputError
+from vara.tools.cache import CachedCaption, CaptionCache, file_sha256
+
+BASE = dict(
+    frame_idx=(3, 9),
+    max_side=448,
+    model="m",
+    prompt_sha256="p1",
+    rendered="describe",
+    generation={"max_tokens": 128},
+)
+
+
+@pytest.fixture
+def video(tmp_path):
+    path = tmp_path / "a.mp4"
+    path.write_bytes(b"not really a video, but bytes to hash" * 100)
+    return path
+
+
+def test_hit_after_reopen_and_after_a_rename(tmp_path, video):
+    db = tmp_path / "c.sqlite"
+    cache = CaptionCache(db)
+    key = cache.key(video=video, **BASE)
+    assert cache.get(key) is None
+    cache.put(key, CachedCaption("a hand holds a mask", "m", 0.4))
+    cache.close()
+    again = CaptionCache(db)
+    assert again.get(again.key(video=video, **BASE)) == CachedCaption(
+        "a hand holds a mask", "m", 0.4
+    )
+    moved = tmp_path / "sub" / "renamed.mp4"
+    moved.parent.mkdir()
+    shutil.move(video, moved)  # same bytes, new path: the content hash still matches
+    assert again.get(again.key(video=moved, **BASE)) is not None
+    assert len(again) == 1
+
+
+@pytest.mark.parametrize(
+    "change",
+    [
+        {"frame_idx": (3, 10)},
+        {"max_side": 224},
+        {"model": "other"},
+        {"prompt_sha256": "p2"},
+        {"rendered": "describe briefly"},
+        {"generation": {"max_tokens": 64}},
+    ],
+)
+def test_every_input_of_a_caption_changes_the_key(tmp_path, video, change):
+    cache = CaptionCache(tmp_path / "c.sqlite")
+    cache.put(cache.key(video=video, **BASE), CachedCaption("x", "m", 0.1))
+    assert cache.get(cache.key(video=video, **{**BASE, **change})) is None
+
+
+def test_edited_video_bytes_miss(tmp_path, video):
+    cache = CaptionCache(tmp_path / "c.sqlite")
+    cache.put(cache.key(video=video, **BASE), CachedCaption("x", "m", 0.1))
+    video.write_bytes(video.read_bytes() + b"more")
+    assert cache.get(cache.key(video=video, **BASE)) is None
+    assert file_sha256(video) == cache.video_sha256(video)
+
+
+def test_unusable_cache_path_names_the_fix(tmp_path):
+    blocker = tmp_path / "file"
+    blocker.write_text("")
+    with pytest.raises(InputError, match="--no-cache"):
+        CaptionCache(blocker / "c.sqlite")
