@@ -172,11 +172,14 @@ class _Run:
         if not todo:
             return
         inflight: dict[Future, Clip] = {}
-        limit = self.ctx.strategy.concurrency
-        with ThreadPoolExecutor(max_workers=limit) as pool:
+        workers = self.ctx.strategy.concurrency
+        # Decoded windows wait in the pool's queue, so a worker that frees up starts the next
+        # window at once instead of waiting for it to be decoded; memory stays bounded.
+        queued = 2 * workers
+        with ThreadPoolExecutor(max_workers=workers) as pool:
             try:
                 for batch in video.iter_frame_batches(path, todo, self.ctx.strategy.sampler):
-                    while len(inflight) >= limit:
+                    while len(inflight) >= queued:
                         self._drain(inflight, bar, FIRST_COMPLETED)
                     if self.abort:
                         break

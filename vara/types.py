@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import base64
 import dataclasses
+import functools
 import types
 import typing
 from dataclasses import dataclass, field
@@ -42,12 +43,19 @@ class _Record:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]):
-        hints = typing.get_type_hints(cls)
-        names = {f.name for f in dataclasses.fields(cls)}
+        hints = _hints(cls)
+        names = hints.keys()
         unknown = set(data) - names
         if unknown:
             raise ValueError(f"{cls.__name__}.from_dict: unknown keys {sorted(unknown)}")
         return cls(**{k: _load(hints[k], v) for k, v in data.items()})
+
+
+@functools.cache
+def _hints(cls: type) -> dict[str, Any]:
+    """Resolved field types of a dataclass (resolving costs ~0.5 ms; records are many)."""
+    hints = typing.get_type_hints(cls)
+    return {f.name: hints[f.name] for f in dataclasses.fields(cls)}
 
 
 def _dump(value: Any) -> Any:
