@@ -123,3 +123,24 @@ def test_a_prompt_in_prompts_dir_may_reuse_a_packaged_schema(tmp_path):
     (tmp_path / "reason.v3.yaml").write_text("schema: nope.schema.json\nuser: hi\n")
     with pytest.raises(ConfigError, match="neither beside it nor among the packaged"):
         load_prompt("reason.v3", tmp_path)
+
+
+def test_prompts_cli_list_show_render_diff(tmp_path, capsys):
+    from vara.cli import main
+
+    assert main(["prompts", "list"]) == 0
+    listed = capsys.readouterr().out
+    for pid, version in list_prompts():
+        assert f"{pid}.v{version}" in listed
+    assert main(["prompts", "show", "reask.v1"]) == 0
+    assert "That answer was rejected" in capsys.readouterr().out
+    assert main(["prompts", "render", "judge", "--labels", "kinetics-sample"]) == 0
+    rendered = capsys.readouterr().out
+    assert "--- user ---" in rendered and 'Does "arm wrestling" happen' in rendered
+    v1 = (Path(__file__).resolve().parents[1] / "prompts" / "reason.v1.yaml").read_text()
+    (tmp_path / "reason.v2.yaml").write_text(v1.replace("careful", "meticulous"))
+    assert main(["prompts", "diff", "reason.v1", "reason.v2", "--prompts-dir", str(tmp_path)]) == 0
+    diff = capsys.readouterr().out
+    assert "-You are a careful annotator" in diff and "+You are a meticulous annotator" in diff
+    assert main(["prompts", "render", "nope.v1"]) == 2
+    assert "not found" in capsys.readouterr().err
