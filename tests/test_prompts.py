@@ -141,6 +141,10 @@ def test_prompts_cli_list_show_render_diff(tmp_path, capsys):
     (tmp_path / "reason.v2.yaml").write_text(v1.replace("careful", "meticulous"))
     assert main(["prompts", "diff", "reason.v1", "reason.v2", "--prompts-dir", str(tmp_path)]) == 0
     diff = capsys.readouterr().out
-    assert "-You are a careful annotator" in diff and "+You are a meticulous annotator" in diff
+    changed = [ln for ln in diff.splitlines() if ln[:1] in "+-" and "annotator" in ln]
+    assert changed == [
+        "-  You are a careful annotator of videos. Setting: {{ labelset.description }}",
+        "+  You are a meticulous annotator of videos. Setting: {{ labelset.description }}",
+    ]
     assert main(["prompts", "render", "nope.v1"]) == 2
     assert "not found" in capsys.readouterr().err
