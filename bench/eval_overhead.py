@@ -28,17 +28,16 @@ import time
 from pathlib import Path
 
 import httpx
+from _common import synthetic_dataset, tiny_server_options
 
 from vara.agents.strategies import load_strategy
-from vara.eval.datasets import load_dataset
 from vara.eval.runner import evaluate
 from vara.prompts.loader import load_labelset, load_prompt
 from vara.records import read_jsonl
-from vara.testing import build_tiny_vlm, write_test_video
 from vara.tools.chat import Message
 from vara.tools.reason import answer_schema, time_ref
 from vara.tools.video import iter_frame_batches
-from vara.tools.vllm_server import ServerOptions, VLLMServer
+from vara.tools.vllm_server import VLLMServer
 from vara.tools.vlm import decoding_schema, to_openai_messages
 
 
@@ -105,14 +104,9 @@ def main() -> None:
     ap.add_argument("--out", type=Path, help="write the results JSON here")
     args = ap.parse_args()
     work = Path(tempfile.mkdtemp(prefix="vara-overhead-"))
-    video = write_test_video(work / "v.mp4", n_frames=int(args.seconds * 25), fps=25.0,
-                             size=(320, 240), codec="h264")  # fmt: skip
-    manifest = work / "m.csv"
-    manifest.write_text(f"video,label,start_s,end_s\n{video.name},tai chi,0,{args.seconds}\n")
     labelset = load_labelset("kinetics-sample")
-    dataset = load_dataset(manifest, labelset)
-    model = build_tiny_vlm(work / "tiny-vlm")
-    opts = ServerOptions.cpu_test_defaults(model, served_model_name="tiny", max_images=16)
+    dataset = synthetic_dataset(work, args.seconds, labelset)
+    opts = tiny_server_options(work)
     rows = []
     with VLLMServer(opts, log_path=work / "server.log") as server:
         overrides = [f"vlm.url={server.url}", "vlm.model=tiny", f"sampler.n_frames={args.frames}",

