@@ -119,7 +119,8 @@ td.best{background:var(--best);font-weight:700}
 img.plot{max-width:100%;border:1px solid var(--line);border-radius:6px;background:#fff}
 .plots{display:flex;flex-wrap:wrap;gap:16px;align-items:flex-start}
 .cards{display:grid;grid-template-columns:repeat(auto-fill,minmax(560px,1fr));gap:16px}
-.card{border:1px solid var(--line);border-radius:8px;padding:12px 14px;background:#fff}
+.card{border:1px solid var(--line);border-radius:8px;padding:12px 14px;background:#fff;
+min-width:0;overflow-wrap:anywhere}
 .card>header{display:flex;flex-wrap:wrap;gap:4px 12px;align-items:baseline;margin-bottom:8px}
 .thumbs{display:flex;gap:6px;margin-bottom:8px}
 .thumbs figure{margin:0;flex:0 1 160px;min-width:0;text-align:center;font-size:11px;
