@@ -46,9 +46,6 @@ class FrameStore:
         with self._lock:
             self._batches.pop(clip_id, None)
 
-    def __len__(self) -> int:
-        return len(self._batches)
-
 
 class RunStats:
     """Thread-safe counters a run reports (e.g. caption_requests, caption_cache_hits)."""

@@ -34,6 +34,7 @@ __all__ = [
     "chat_turns",
     "with_reasks",
     "ask_until_valid",
+    "validation_failed",
     "sample",
     "answer_from_captions",
     "answer_from_frames",
@@ -67,6 +68,15 @@ def with_reasks(
     return out
 
 
+def validation_failed(
+    what: str, raws: Sequence[str], errors: Sequence[str]
+) -> StructuredOutputError:
+    """The loud end of a re-ask loop: every answer kept, the last validator message shown."""
+    return StructuredOutputError(
+        f"{what}: {len(raws)} answer(s) failed validation; last: {errors[-1]}", raw=tuple(raws)
+    )
+
+
 def ask_until_valid(
     ctx: Context,
     model: ChatModel,
@@ -97,9 +107,7 @@ def ask_until_valid(
             return parse(done.text), raws, errors, latency
         except AnswerInvalid as exc:
             errors.append(str(exc))
-    raise StructuredOutputError(
-        f"{what}: {len(raws)} answer(s) failed validation; last: {errors[-1]}", raw=tuple(raws)
-    )
+    raise validation_failed(what, raws, errors)
 
 
 def _ask(
@@ -215,9 +223,4 @@ def finalize(state: WindowState, runtime: Runtime[Context]) -> dict:
 
 def give_up(state: WindowState, runtime: Runtime[Context]) -> dict:
     """Fail loudly with every answer kept; never substitute a default label."""
-    clip = state["clip"]
-    n = len(state["raws"])
-    raise StructuredOutputError(
-        f"window {clip.clip_id}: {n} answer(s) failed validation; last: {state['errors'][-1]}",
-        raw=tuple(state["raws"]),
-    )
+    raise validation_failed(f"window {state['clip'].clip_id}", state["raws"], state["errors"])

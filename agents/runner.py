@@ -30,7 +30,7 @@ from vara.config import StrategyConfig
 from vara.errors import ConfigError, StructuredOutputError, VaraError, VideoError
 from vara.prompts.loader import PromptTemplate, load_prompt
 from vara.provenance import meta_info
-from vara.records import JsonlWriter, read_jsonl, write_json_atomic
+from vara.records import JsonlWriter, read_jsonl, write_json_atomic, write_jsonl_atomic
 from vara.timeline import build_timeline, timeline_csv_rows
 from vara.tools import video
 from vara.tools.cache import CaptionCache
@@ -248,7 +248,8 @@ def run_clips(
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     prompts = _load_prompts(strategy, prompts_dir)
-    plans, failures = _plan(groups, list(failures))
+    failures = list(failures)
+    plans = _plan(groups, failures)
     vlm = vlm or connect(strategy.vlm)
     if llm is None:
         llm = connect(strategy.llm) if strategy.llm is not None and strategy.llm.is_set else vlm
@@ -292,8 +293,9 @@ def run_clips(
 
 def _plan(
     groups: Sequence[tuple[str, Sequence[Clip]]], failures: list[Failure]
-) -> tuple[list[tuple[str, VideoInfo, list[Clip]]], list[Failure]]:
-    """Probe each video (cached) and sort its clips by start, as one decoding pass needs."""
+) -> list[tuple[str, VideoInfo, list[Clip]]]:
+    """Probe each video (cached) and sort its clips by start, as one decoding pass needs;
+    a video that cannot be probed is appended to ``failures``."""
     plans = []
     for path, clips in groups:
         try:
@@ -302,7 +304,7 @@ def _plan(
             failures.append(Failure(path, "probe", str(exc)))
             continue
         plans.append((path, info, sorted(clips, key=lambda c: (c.start_s, c.end_s))))
-    return plans, failures
+    return plans
 
 
 def _write_outputs(
@@ -319,10 +321,7 @@ def _write_outputs(
     write_json_atomic(out / "timeline.json", {"timelines": [t.to_dict() for t in timelines]})
     with open(out / "timeline.csv", "w", newline="") as fh:
         csv.writer(fh).writerows(timeline_csv_rows(timelines))
-    with JsonlWriter(out / "failures.jsonl.tmp") as w:
-        for f in summary.failures:
-            w.append(f.to_dict())
-    os.replace(out / "failures.jsonl.tmp", out / "failures.jsonl")
+    write_jsonl_atomic(out / "failures.jsonl", (f.to_dict() for f in summary.failures))
     run_info = {
         "fingerprint": fingerprint,
         "status": status,

@@ -141,14 +141,21 @@ def tokens(state: WindowState, runtime: Runtime[Context]) -> dict:
         ctx, batch, slice(0, n), prompt, rendered, max_tokens=max_tokens, json_schema=schema
     )
     parse = partial(parse_tokens, schema=schema)
+    reask_latency_s = 0.0
     try:
         tags, errors, text = parse(first.text), [], first.text
     except AnswerInvalid as exc:
         turns = chat_turns(rendered.system, rendered.user, batch.frames)
-        tags, raws, errors, _ = ask_until_valid(
+        tags, raws, errors, reask_latency_s = ask_until_valid(
             ctx, ctx.vlm, turns, schema, parse, what=f"window {clip.clip_id}, semantic tokens",
             max_tokens=max_tokens, raws=[first.text], errors=[str(exc)],
         )  # fmt: skip
+        ctx.stats.add(caption_requests=len(raws) - 1)  # re-asks send the frames too
         text = raws[-1]
     record = dataclasses.replace(first, text=text)  # provenance: the tokens as accepted
-    return {"captions": [record], "tags": list(tags), "step_errors": errors}
+    return {
+        "captions": [record],
+        "tags": list(tags),
+        "step_errors": errors,
+        "model_latency_s": state.get("model_latency_s", 0.0) + reask_latency_s,
+    }

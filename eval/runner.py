@@ -25,7 +25,7 @@ from vara.errors import ConfigError
 from vara.eval.datasets import Dataset
 from vara.eval.metrics import compute_metrics
 from vara.provenance import meta_info
-from vara.records import read_jsonl, write_json_atomic
+from vara.records import read_jsonl, write_json_atomic, write_jsonl_atomic
 from vara.tools.cache import CaptionCache
 from vara.tools.chat import ChatModel
 from vara.tools.vlm import connect
@@ -54,9 +54,7 @@ def _write_clips(out: Path, dataset: Dataset) -> None:
             f"'{out}' holds results for a different dataset than {dataset.path}; use a new --out"
         )
     out.mkdir(parents=True, exist_ok=True)
-    tmp = out / "clips.jsonl.tmp"
-    tmp.write_text("".join(json.dumps(r) + "\n" for r in records))
-    tmp.replace(path)
+    write_jsonl_atomic(path, records)
 
 
 class _Models:

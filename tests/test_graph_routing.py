@@ -125,3 +125,18 @@ def test_max_reasks_zero_gives_up_after_one_answer():
     with pytest.raises(StructuredOutputError):
         build_caption_reason().invoke({"clip": CLIP}, context=ctx)
     assert len(llm.requests) == 1
+
+
+def test_semantic_tokens_reask_sends_frames_again_and_is_counted():
+    from vara.agents.graph import build_semantic_tokens
+
+    tag = {"actors": ["nurse"], "actions": ["holds mask"], "objects": [], "body_parts": [],
+           "tools": [], "motion": ""}  # fmt: skip
+    vlm = ScriptedChatModel(['{"frames": []}', json.dumps({"frames": [tag] * 4})])
+    llm = ScriptedChatModel([_answer(["Ventilation"], ref="t=0.25s")])
+    ctx = _context("semantic-tokens", vlm, llm)
+    pred = build_semantic_tokens().invoke({"clip": CLIP}, context=ctx)["prediction"]
+    assert len(vlm.requests[1]["messages"][-3].images) == 4  # the re-ask repeats the frames
+    assert ctx.stats.snapshot()["caption_requests"] == 2
+    assert pred.attempts == 2 and "at frames" in pred.reask_errors[0]
+    assert pred.labels == ("Ventilation",)

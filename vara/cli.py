@@ -125,13 +125,9 @@ def _cmd_eval(args: argparse.Namespace) -> int:
     strategies = [
         load_strategy(s, _run_overrides(args)) for s in args.strategy or ["caption-reason"]
     ]
-    dataset = load_dataset(
-        args.manifest,
-        labelset,
-        window_s=args.window_s or 2.0,
-        overlap=args.overlap if args.overlap is not None else 0.5,
-        min_overlap=args.min_overlap,
-    )
+    windows = {"window_s": args.window_s, "overlap": args.overlap}  # None: the protocol's
+    windows = {k: v for k, v in windows.items() if v is not None}
+    dataset = load_dataset(args.manifest, labelset, min_overlap=args.min_overlap, **windows)
     paths = evaluate(
         dataset,
         labelset,

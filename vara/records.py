@@ -11,10 +11,11 @@ from __future__ import annotations
 import json
 import os
 import threading
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
-__all__ = ["JsonlWriter", "read_jsonl", "repair_jsonl", "write_json_atomic"]
+__all__ = ["JsonlWriter", "read_jsonl", "repair_jsonl", "write_json_atomic", "write_jsonl_atomic"]
 
 
 class JsonlWriter:
@@ -73,6 +74,14 @@ def repair_jsonl(path: str | Path) -> None:
         keep = data.rfind(b"\n") + 1
         with open(p, "r+b") as fh:
             fh.truncate(keep)
+
+
+def write_jsonl_atomic(path: str | Path, records: Iterable[dict[str, Any]]) -> None:
+    """Replace ``path`` with these records, one JSON object per line, all or nothing."""
+    p = Path(path)
+    tmp = p.with_name(p.name + ".tmp")
+    tmp.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in records))
+    os.replace(tmp, p)
 
 
 def write_json_atomic(path: str | Path, obj: Any) -> None:
