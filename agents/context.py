@@ -12,6 +12,7 @@ from vara.prompts.loader import PromptTemplate
 from vara.tools import video
 from vara.tools.cache import CaptionCache
 from vara.tools.chat import ChatModel
+from vara.tools.classifier import Classifier
 from vara.types import Clip, FrameBatch, LabelSet, PromptRef, SamplerSpec
 
 __all__ = ["Context", "FrameStore", "RunStats"]
@@ -68,11 +69,19 @@ class Context:
     strategy: StrategyConfig
     labelset: LabelSet
     prompts: dict[str, PromptTemplate]  # role (caption, answer, reask) -> template
-    vlm: ChatModel
-    llm: ChatModel  # writes the structured answer from captions; the VLM when none is set
+    vlm: ChatModel | None  # None only for graphs that never ask a VLM (classifier)
+    llm: ChatModel | None  # writes the structured answer; the VLM when none is set
     frames: FrameStore
     cache: CaptionCache | None = None  # VLM outputs on frames (captions, tokens) are reused
     stats: RunStats = field(default_factory=RunStats)
+    classifier: Classifier | None = None  # strategy.classifier.run_dir, loaded once per run
+
+    def model_ids(self) -> dict[str, str]:
+        """Role -> model id of every model this run uses (provenance, resume fingerprint)."""
+        ids = {role: m.model_id for role, m in (("vlm", self.vlm), ("llm", self.llm)) if m}
+        if self.classifier is not None:
+            ids["classifier"] = self.classifier.model_id
+        return ids
 
     @property
     def prompt_refs(self) -> tuple[PromptRef, ...]:

@@ -11,7 +11,7 @@ from collections.abc import Callable
 from langgraph.graph import END, START, StateGraph
 from langgraph.graph.state import CompiledStateGraph
 
-from vara.agents import judge, nodes, vision
+from vara.agents import classify, judge, nodes, vision
 from vara.agents.context import Context
 from vara.agents.state import WindowInput, WindowState
 from vara.config import StrategyConfig
@@ -21,6 +21,8 @@ __all__ = [
     "GRAPHS",
     "PROMPT_ROLES",
     "SCHEMA_ROLES",
+    "NEEDS_CLASSIFIER",
+    "NO_VLM",
     "build_caption_reason",
     "build_direct",
     "check_strategy",
@@ -93,22 +95,62 @@ def build_semantic_tokens() -> CompiledStateGraph:
     return g.compile(name="semantic-tokens")
 
 
+def build_classifier() -> CompiledStateGraph:
+    """sample -> classify (trained classifier) -> labels from its scores -> finalize."""
+    g = StateGraph(WindowState, context_schema=Context, input_schema=WindowInput)
+    g.add_node("sample", nodes.sample)
+    g.add_node("classify", classify.classify)
+    g.add_node("decide", classify.from_scores)
+    g.add_node("finalize", nodes.finalize)
+    g.add_edge(START, "sample")
+    g.add_edge("sample", "classify")
+    g.add_edge("classify", "decide")
+    g.add_edge("decide", "finalize")
+    g.add_edge("finalize", END)
+    return g.compile(name="classifier")
+
+
+def build_classifier_explain() -> CompiledStateGraph:
+    """sample -> classify -> caption (VLM) -> explain (LLM, labels fixed) -> finalize."""
+    g = StateGraph(WindowState, context_schema=Context, input_schema=WindowInput)
+    g.add_node("sample", nodes.sample)
+    g.add_node("classify", classify.classify)
+    g.add_node("caption", vision.caption)
+    g.add_node("explain", classify.explain)
+    g.add_node("finalize", nodes.finalize)
+    g.add_edge(START, "sample")
+    g.add_edge("sample", "classify")
+    g.add_edge("classify", "caption")
+    g.add_edge("caption", "explain")
+    g.add_edge("explain", "finalize")
+    g.add_edge("finalize", END)
+    return g.compile(name="classifier-explain")
+
+
 GRAPHS: dict[str, Callable[[], CompiledStateGraph]] = {
     "caption-reason": build_caption_reason,
     "direct": build_direct,
     "caption-judge": build_caption_judge,
     "semantic-tokens": build_semantic_tokens,
+    "classifier": build_classifier,
+    "classifier-explain": build_classifier_explain,
 }
 
 # Roles whose prompt asks for structured output, so must name a schema file.
-SCHEMA_ROLES = ("answer", "judge", "tokens")
+SCHEMA_ROLES = ("answer", "judge", "tokens", "explain")
 # The prompt roles each graph renders; a strategy must name all of them.
 PROMPT_ROLES: dict[str, tuple[str, ...]] = {
     "caption-reason": ("caption", "answer", "reask"),
     "direct": ("answer", "reask"),
     "caption-judge": ("caption", "judge", "reask"),
     "semantic-tokens": ("tokens", "answer", "reask"),
+    "classifier": (),
+    "classifier-explain": ("caption", "explain", "reask"),
 }
+# Graphs that cannot run without a trained classifier (classifier.run_dir).
+NEEDS_CLASSIFIER = ("classifier", "classifier-explain")
+# Graphs that never ask a VLM, so a strategy may leave vlm unset.
+NO_VLM = ("classifier",)
 
 
 def check_strategy(config: StrategyConfig, source: str) -> None:
@@ -121,6 +163,10 @@ def check_strategy(config: StrategyConfig, source: str) -> None:
     if missing:
         raise ConfigError(
             f"strategy {source}: graph {config.graph!r} needs prompts for roles {missing}"
+        )
+    if config.graph not in NO_VLM and not config.vlm.is_set:
+        raise ConfigError(
+            f"strategy {source}: graph {config.graph!r} asks a VLM: set vlm.model or vlm.url"
         )
 
 

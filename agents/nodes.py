@@ -195,9 +195,12 @@ def finalize(state: WindowState, runtime: Runtime[Context]) -> dict:
     clip = state["clip"]
     parsed = state["answer"]
     captions = tuple(state.get("captions", ()))
-    models = {"vlm": ctx.vlm.model_id}
-    if captions:
+    # The models this window's answer rests on (a direct answer never asks the LLM).
+    models = {"vlm": ctx.vlm.model_id} if ctx.vlm is not None else {}
+    if captions and ctx.llm is not None:
         models["llm"] = ctx.llm.model_id
+    if state.get("scores") is not None and ctx.classifier is not None:
+        models["classifier"] = ctx.classifier.model_id
     latency = state.get("model_latency_s", 0.0) + sum(c.latency_s for c in captions)
     rejected = (*state.get("step_errors", ()), *state.get("errors", ()))
     prediction = Prediction(

@@ -25,7 +25,7 @@ from typing import Any
 from tqdm import tqdm
 
 from vara.agents.context import Context, FrameStore
-from vara.agents.graph import SCHEMA_ROLES, check_strategy, get_graph
+from vara.agents.graph import NEEDS_CLASSIFIER, NO_VLM, SCHEMA_ROLES, check_strategy, get_graph
 from vara.config import StrategyConfig
 from vara.errors import ConfigError, StructuredOutputError, VaraError, VideoError
 from vara.prompts.loader import PromptTemplate, load_prompt
@@ -35,6 +35,7 @@ from vara.timeline import build_timeline, timeline_csv_rows
 from vara.tools import video
 from vara.tools.cache import CaptionCache
 from vara.tools.chat import ChatModel
+from vara.tools.classifier import Classifier, load_classifier
 from vara.tools.vlm import EndpointUnreachable, connect
 from vara.tools.windows import make_windows
 from vara.types import Clip, Failure, LabelSet, Prediction, VideoInfo
@@ -96,6 +97,25 @@ def _load_prompts(strategy: StrategyConfig, prompts_dir: str | None) -> dict[str
     return prompts
 
 
+def _load_classifier(strategy: StrategyConfig, labelset: LabelSet) -> Classifier | None:
+    spec = strategy.classifier
+    if not spec.run_dir:
+        if strategy.graph in NEEDS_CLASSIFIER:
+            raise ConfigError(
+                f"strategy {strategy.name}: graph {strategy.graph!r} needs a trained classifier: "
+                "set classifier.run_dir=RUN_DIR (the out dir of `vara finetune`)"
+            )
+        return None
+    clf = load_classifier(spec.run_dir, device=spec.device, batch_size=spec.batch_size)
+    if tuple(clf.labels) != labelset.names:
+        raise ConfigError(
+            f"classifier '{spec.run_dir}' was trained on labels {list(clf.labels)}, but the "
+            f"label set {labelset.name!r} has {list(labelset.names)}: pass --labels "
+            f"{clf.info.labelset or 'SET'} (the set it was trained with)"
+        )
+    return clf
+
+
 def _fingerprint(ctx: Context) -> dict[str, Any]:
     """What must match for a re-run to resume an out_dir (not URLs, timeouts, concurrency)."""
     s = ctx.strategy.to_dict()
@@ -114,7 +134,7 @@ def _fingerprint(ctx: Context) -> dict[str, Any]:
         },
         "labelset": ctx.labelset.to_dict(),
         "prompts": [p.to_dict() for p in ctx.prompt_refs],
-        "models": {"vlm": ctx.vlm.model_id, "llm": ctx.llm.model_id},
+        "models": ctx.model_ids(),
     }
 
 
@@ -238,10 +258,12 @@ def run_clips(
     llm: ChatModel | None = None,
     cache: CaptionCache | None = None,
     failures: Sequence[Failure] = (),
+    classifier: Classifier | None = None,
 ) -> RunSummary:
     """Label the given clips, grouped by video (any windows: from make_windows or a dataset).
 
-    ``vlm``/``llm`` replace the strategy's endpoints (tests, reuse across strategies);
+    ``vlm``/``llm`` replace the strategy's endpoints (tests, reuse across strategies), and
+    ``classifier`` its ``classifier.run_dir``;
     ``cache`` reuses captions; ``failures`` are earlier ones to report with this run's.
     """
     t0 = time.perf_counter()
@@ -250,11 +272,15 @@ def run_clips(
     prompts = _load_prompts(strategy, prompts_dir)
     failures = list(failures)
     plans = _plan(groups, failures)
-    vlm = vlm or connect(strategy.vlm)
+    if vlm is None and strategy.graph not in NO_VLM:
+        vlm = connect(strategy.vlm)
     if llm is None:
         llm = connect(strategy.llm) if strategy.llm is not None and strategy.llm.is_set else vlm
     frames = FrameStore(strategy.sampler)
-    ctx = Context(strategy, labelset, prompts, vlm, llm, frames, cache=cache)
+    ctx = Context(
+        strategy, labelset, prompts, vlm, llm, frames, cache=cache,
+        classifier=classifier or _load_classifier(strategy, labelset),
+    )  # fmt: skip
     fingerprint = _fingerprint(ctx)
     _check_resumable(out, fingerprint)
     run = _Run(ctx, out)

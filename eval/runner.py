@@ -19,6 +19,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from vara.agents.graph import NO_VLM
 from vara.agents.runner import run_clips
 from vara.config import Endpoint, StrategyConfig
 from vara.errors import ConfigError
@@ -68,7 +69,10 @@ class _Models:
             self._open[endpoint] = connect(endpoint)
         return self._open[endpoint]
 
-    def pair(self, strategy: StrategyConfig) -> tuple[ChatModel, ChatModel]:
+    def pair(self, strategy: StrategyConfig) -> tuple[ChatModel | None, ChatModel | None]:
+        """(vlm, llm) of a strategy; (None, None) for graphs that ask no language model."""
+        if strategy.graph in NO_VLM:
+            return None, None
         vlm = self.get(strategy.vlm)
         return vlm, self.get(strategy.answer_model)
 

@@ -75,3 +75,49 @@ def shared_videos():
             f"real sample clips not found at {SHARED_VIDEOS} (clone with ../shared beside it)"
         )
     return SHARED_VIDEOS
+
+
+def write_interval_manifest(dst: Path, videos_dir: Path) -> Path:
+    """An interval manifest of the shared clips: each labelled over its whole length."""
+    import csv
+
+    from vara.tools.video import probe
+
+    with open(videos_dir / "manifest.csv", newline="") as fh:
+        rows = list(csv.DictReader(fh))
+    with open(dst, "w", newline="") as fh:
+        out = csv.writer(fh)
+        out.writerow(["video", "label", "start_s", "end_s"])
+        for row in rows:
+            video = videos_dir / row["path"]
+            out.writerow([video, row["label"], 0.0, probe(video).duration_s])
+    return dst
+
+
+# The tiny classifier run: small enough to train in seconds on one CPU thread.
+TINY_CLASSIFIER_OVERRIDES = (
+    "data.labels=kinetics-sample",
+    "data.n_frames=4",
+    "data.max_side=112",
+    "train.epochs=2",
+    "model.head_hidden=64",
+    "lora.r=4",
+    "lora.alpha=8",
+)
+
+
+@pytest.fixture(scope="session")
+def tiny_classifier_run(tiny_vlm_dir, shared_videos, tmp_path_factory):
+    """A `vara finetune lora_classifier` run directory (tiny VLM, kinetics-sample, the shared
+    clips split by video), trained once per session (~10 s)."""
+    from vara.finetune.recipes import run_config
+
+    root = tmp_path_factory.mktemp("classifier")
+    manifest = write_interval_manifest(root / "intervals.csv", shared_videos)
+    overrides = [
+        f"data.manifest={manifest}",
+        f"model.backbone={tiny_vlm_dir}",
+        f"out={root / 'run'}",
+        *TINY_CLASSIFIER_OVERRIDES,
+    ]
+    return run_config("lora_classifier", overrides, progress=False)

@@ -74,12 +74,15 @@ def test_wheel_holds_subpackages_prompts_and_strategies(wheel):
     assert "vara = vara.cli:main" in entry
 
 
-# Which top-level packages each layer may import (DESIGN.md: eval -> agents -> tools -> core).
+# Which top-level packages each layer may import (DESIGN.md: eval -> agents -> tools -> core;
+# finetune -> eval (datasets, metrics: training scores what eval scores) -> tools -> core).
+# tools.classifier reads finetune's run directories by their on-disk contract, so no layer
+# but finetune imports finetune.
 LAYERS = {
     "tools": {"tools", "prompts"},
     "agents": {"agents", "tools", "prompts"},
     "prompts": {"prompts"},
-    "finetune": {"finetune"},
+    "finetune": {"finetune", "eval", "tools", "prompts"},
     "eval": {"eval", "agents", "tools", "prompts"},
 }
 CORE = {"types", "errors", "config", "records", "timeline", "provenance"}

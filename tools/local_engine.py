@@ -182,24 +182,11 @@ def _load(model: str, device: str, dtype: Any) -> tuple[Any, Any, Any]:
     )
     from transformers.models.auto.modeling_auto import MODEL_FOR_IMAGE_TEXT_TO_TEXT_MAPPING_NAMES
 
-    path = Path(model).expanduser()
-    local = path.exists()
-    if not local and _looks_like_path(model):
-        raise InputError(
-            f"model directory '{model}' does not exist (a hub id looks like 'org/name')"
-        )
-    if local and not (path / "config.json").is_file():
-        raise InputError(
-            f"model directory '{model}' has no config.json (not a transformers "
-            "checkpoint): pass the folder that save_pretrained wrote"
-        )
-    source = str(path) if local else model
-    # A local directory never touches the hub; a hub id loads (and caches) as usual.
-    kwargs: dict[str, Any] = {"local_files_only": True} if local else {}
+    source, kwargs = model_source(model)
     try:
         config = AutoConfig.from_pretrained(source, **kwargs)
     except (OSError, ValueError) as exc:
-        raise _not_found(model, exc) from exc
+        raise not_loadable(model, exc) from exc
     vlm = config.model_type in MODEL_FOR_IMAGE_TEXT_TO_TEXT_MAPPING_NAMES
     try:
         if vlm:
@@ -215,8 +202,25 @@ def _load(model: str, device: str, dtype: Any) -> tuple[Any, Any, Any]:
     except ImportError as exc:
         raise EndpointError(f"model '{model}' needs a package that is missing here: {exc}") from exc
     except (OSError, ValueError) as exc:
-        raise _not_found(model, exc) from exc
+        raise not_loadable(model, exc) from exc
     return net.to(device).eval(), processor, tokenizer
+
+
+def model_source(model: str) -> tuple[str, dict[str, Any]]:
+    """(what to pass to ``from_pretrained``, its kwargs) for a hub id or a local directory;
+    a local directory never touches the hub, a hub id loads (and caches) as usual."""
+    path = Path(model).expanduser()
+    local = path.exists()
+    if not local and _looks_like_path(model):
+        raise InputError(
+            f"model directory '{model}' does not exist (a hub id looks like 'org/name')"
+        )
+    if local and not (path / "config.json").is_file():
+        raise InputError(
+            f"model directory '{model}' has no config.json (not a transformers "
+            "checkpoint): pass the folder that save_pretrained wrote"
+        )
+    return (str(path), {"local_files_only": True}) if local else (model, {})
 
 
 def _looks_like_path(model: str) -> bool:
@@ -224,7 +228,7 @@ def _looks_like_path(model: str) -> bool:
     return model.startswith(("/", ".", "~")) or "\\" in model or model.count("/") > 1
 
 
-def _not_found(model: str, exc: Exception) -> VaraError:
+def not_loadable(model: str, exc: Exception) -> VaraError:
     reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
     if Path(model).expanduser().exists():
         return InputError(f"model directory '{model}' cannot be loaded: {reason}")

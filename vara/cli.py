@@ -7,6 +7,7 @@
     vara eval MANIFEST --labels SET --strategy S [--strategy S2 ...] --out DIR [same flags]
     vara compare RUN_DIR... --out DIR
     vara prompts list | show ID | render ID [--labels SET] | diff ID1 ID2
+    vara finetune CONFIG [key.sub=value ...]      (CONFIG: lora_classifier | timesformer | a .yaml)
     vara serve MODEL [--port 8000] [--cpu]
     vara tiny-vlm DIR
     vara labels [NAME] | vara strategies
@@ -226,6 +227,22 @@ def _cmd_serve(args: argparse.Namespace) -> int:
     return EXIT_ERROR
 
 
+def _cmd_finetune(args: argparse.Namespace) -> int:
+    from vara.finetune.recipes import run_config
+
+    out = run_config(args.config, args.overrides, progress=not args.quiet)
+    card = json.loads((out / "run_card.json").read_text())
+    final = card.get("final") or {}
+    print(
+        f"run directory {out}: {card['data']['n_train']} train / {card['data']['n_val']} val "
+        f"windows, val macro-F1 {final.get('val_macro_f1', float('nan')):.3f}, "
+        f"{card['wall_s']:.1f} s"
+    )
+    print(f"evaluate it: vara eval {out / 'val.jsonl'} --labels {card['data']['labelset']} "
+          f"--strategy classifier --set classifier.run_dir={out} --out runs/eval")  # fmt: skip
+    return EXIT_OK
+
+
 def _cmd_tiny_vlm(args: argparse.Namespace) -> int:
     from vara.testing import build_tiny_vlm
 
@@ -351,6 +368,14 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--log", default="vllm-server.log", help="server log file")
     s.add_argument("--url-file", help="write the base URL here once the server is ready")
     s.set_defaults(func=_cmd_serve)
+
+    s = sub.add_parser(
+        "finetune", help="train a classifier (LoRA VLM or TimeSformer) from a recipe config"
+    )
+    s.add_argument("config", help="packaged config name (lora_classifier, timesformer) or a .yaml")
+    s.add_argument("overrides", nargs="*", help="key.sub=value, e.g. data.manifest=labels.csv")
+    s.add_argument("--quiet", action="store_true", help="no progress bars")
+    s.set_defaults(func=_cmd_finetune)
 
     s = sub.add_parser("tiny-vlm", help="build a tiny random-weight VLM offline (for smoke tests)")
     s.add_argument("dir", help="output directory")

@@ -25,6 +25,8 @@ __all__ = [
     "Endpoint",
     "WindowSpec",
     "Generation",
+    "ClassifierSpec",
+    "AgentSpec",
     "StrategyConfig",
     "strategy_schema",
     "parse_strategy",
@@ -70,6 +72,25 @@ class Generation:
 
 
 @dataclass(frozen=True)
+class ClassifierSpec:
+    """A trained classifier (``vara finetune`` run directory) the strategy may call."""
+
+    run_dir: str | None = None  # None = no classifier; strategies that need one refuse to start
+    device: str = "auto"  # auto = cuda if available, else cpu
+    batch_size: int = 8  # windows per forward pass when several are scored at once
+
+
+@dataclass(frozen=True)
+class AgentSpec:
+    """The tool-calling loop of the ``agentic`` graph."""
+
+    max_steps: int = 4  # LLM turns that may call tools before the final structured answer
+    first_tool: str | None = None  # force this tool on the first turn (named tool_choice)
+    look_again_max_frames: int = 8  # cap on frames one look_again call may decode
+    tool_max_tokens: int = 256  # budget of a tool-calling turn
+
+
+@dataclass(frozen=True)
 class StrategyConfig:
     name: str
     graph: str
@@ -83,6 +104,8 @@ class StrategyConfig:
     generation: Generation = field(default_factory=Generation)
     max_reasks: int = 1
     concurrency: int = 4
+    classifier: ClassifierSpec = field(default_factory=ClassifierSpec)
+    agent: AgentSpec = field(default_factory=AgentSpec)
 
     @property
     def answer_model(self) -> Endpoint:
@@ -121,6 +144,8 @@ def parse_strategy(data: dict[str, Any], *, source: str = "<strategy>") -> Strat
             generation=Generation(**d.get("generation", {})),
             max_reasks=d.get("max_reasks", 1),
             concurrency=d.get("concurrency", 4),
+            classifier=ClassifierSpec(**d.get("classifier", {})),
+            agent=AgentSpec(**d.get("agent", {})),
         )
     except ValueError as exc:  # __post_init__ checks, e.g. SamplerSpec
         raise ConfigError(f"strategy {source}: {exc}") from None

@@ -1,0 +1,434 @@
+"""What the training recipes share: config sections, data set-up, the training loop, and
+writing the run directory. A recipe (``lora_classifier.py``, ``timesformer.py``) builds its
+model and calls these in order; each piece is small enough to read in one sitting."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+import os
+import platform
+import random
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, ClassVar
+
+import numpy as np
+import torch
+import yaml
+from torch import nn
+from tqdm import tqdm
+
+from vara.config import apply_overrides
+from vara.errors import ConfigError
+from vara.eval.datasets import Dataset, load_dataset
+from vara.eval.metrics import compute_metrics, tune_thresholds
+from vara.finetune.data import (
+    Split,
+    WindowFrames,
+    cache_frames,
+    split_by_video,
+    targets,
+    write_split,
+)
+from vara.prompts.loader import load_labelset
+from vara.provenance import meta_info
+from vara.records import write_json_atomic
+from vara.tools.classifier import ClassifierInfo, decide
+from vara.types import Clip, LabelSet, SamplerSpec
+
+log = logging.getLogger(__name__)
+
+
+# ---- config -----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class DataSpec:
+    manifest: str | None = None  # clips or interval manifest (CSV/JSONL), as for vara eval
+    labels: str = "newborn-resuscitation"  # packaged label set or a YAML path
+    format: str = "auto"  # auto | clips | intervals
+    window_s: float = 2.0  # interval manifests: window length (the study's 2 s)
+    overlap: float = 0.5  # ... and overlap (50 %)
+    min_overlap: float = 0.5  # a label is positive above this fraction of the window
+    n_frames: int = 8  # frames per window the model sees; more = finer motion, more memory
+    max_side: int = 448  # frames are resized so the longer side is at most this
+
+
+@dataclass(frozen=True)
+class SplitSpec:
+    val_fraction: float = 0.2  # share of VIDEOS held out (never windows of one video)
+    val_videos: tuple[str, ...] = ()  # or name the held-out videos explicitly
+
+
+@dataclass(frozen=True)
+class TrainSpec:
+    epochs: int = 5
+    batch_size: int = 4  # windows per optimiser micro-step
+    grad_accum: int = 1  # micro-steps per optimiser step (effective batch = product)
+    eval_batch_size: int = 8
+    lr: float = 2.0e-4  # LoRA / backbone learning rate
+    head_lr: float = 1.0e-3  # head (and pooling) learning rate
+    weight_decay: float = 0.01
+    max_grad_norm: float = 1.0  # gradient clipping; 0 = off
+    precision: str = "auto"  # auto = bf16 autocast where the GPU supports it, else fp32
+    loss: str = "auto"  # auto = BCE with pos_weight (multi-label sets), CE (single-label)
+    device: str = "auto"  # auto = cuda if available, else cpu
+    num_workers: int = 0  # DataLoader workers that decode + preprocess batches
+    max_steps: int | None = None  # stop after this many optimiser steps (smoke tests)
+
+    def __post_init__(self) -> None:
+        if self.epochs < 1 or self.batch_size < 1 or self.grad_accum < 1:
+            raise ValueError("train: epochs, batch_size and grad_accum must be >= 1")
+        if self.precision not in ("auto", "fp32", "bf16"):
+            raise ValueError(f"train.precision must be auto, fp32 or bf16, got {self.precision!r}")
+        if self.loss not in ("auto", "bce", "ce"):
+            raise ValueError(f"train.loss must be auto, bce or ce, got {self.loss!r}")
+
+
+@dataclass(frozen=True)
+class Config:
+    recipe: str
+    out: str = "runs/finetune"  # the run directory
+    seed: int = 0
+    data: DataSpec = field(default_factory=DataSpec)
+    split: SplitSpec = field(default_factory=SplitSpec)
+    train: TrainSpec = field(default_factory=TrainSpec)
+
+    SECTIONS: ClassVar[dict[str, type]] = {"data": DataSpec, "split": SplitSpec, "train": TrainSpec}
+
+    def to_dict(self) -> dict[str, Any]:
+        return json.loads(json.dumps(dataclasses.asdict(self)))
+
+
+def _section(cls: type, name: str, values: Any, source: str):
+    if not isinstance(values, dict):
+        raise ConfigError(f"{source}: {name} must be a mapping")
+    known = {f.name: f for f in dataclasses.fields(cls)}
+    unknown = sorted(set(values) - set(known))
+    if unknown:
+        raise ConfigError(f"{source}: unknown key(s) {unknown} in {name}; known: {sorted(known)}")
+    values = {k: tuple(v) if isinstance(v, list) else v for k, v in values.items()}
+    try:
+        return cls(**values)
+    except (TypeError, ValueError) as exc:
+        raise ConfigError(f"{source}: {name}: {exc}") from None
+
+
+def load_config(cls: type, path: str | Path, overrides: Sequence[str] = ()):
+    """YAML file + ``key.sub=value`` overrides -> the recipe's frozen config."""
+    src = Path(path)
+    if not src.is_file():
+        raise ConfigError(f"finetune config '{src}' not found")
+    data = yaml.safe_load(src.read_text()) or {}
+    data = apply_overrides(data, list(overrides))
+    top = {f.name for f in dataclasses.fields(cls)} - set(cls.SECTIONS)
+    unknown = sorted(set(data) - top - set(cls.SECTIONS))
+    if unknown:
+        raise ConfigError(
+            f"{src}: unknown key(s) {unknown}; known: {sorted(top | set(cls.SECTIONS))}"
+        )
+    kwargs = {k: v for k, v in data.items() if k in top}
+    for name, section in cls.SECTIONS.items():
+        kwargs[name] = _section(section, name, data.get(name) or {}, str(src))
+    cfg = _section(cls, "config", kwargs, str(src))
+    if cfg.data.manifest is None:
+        raise ConfigError(f"{src}: data.manifest is not set; pass data.manifest=PATH")
+    return cfg
+
+
+# ---- set-up -----------------------------------------------------------------------------
+
+
+def prepare_out(cfg: Config) -> Path:
+    """Create the run directory; refuse one holding a finished run or another config."""
+    out = Path(cfg.out)
+    if (out / "run_card.json").exists():
+        raise ConfigError(f"'{out}' holds a finished run (run_card.json); use a new out=DIR")
+    out.mkdir(parents=True, exist_ok=True)
+    text = yaml.safe_dump(cfg.to_dict(), sort_keys=False)
+    previous = out / "config.yaml"
+    if previous.exists() and previous.read_text() != text:
+        raise ConfigError(
+            f"'{out}' holds an interrupted run with a different config; use a new out=DIR "
+            "(or the same config to resume it)"
+        )
+    previous.write_text(text)
+    return out
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
+def resolve_device(device: str) -> str:
+    if device == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        raise ConfigError(f"train.device={device!r} but no CUDA device is available; use cpu")
+    return device
+
+
+@dataclass(frozen=True)
+class TrainData:
+    labelset: LabelSet
+    dataset: Dataset
+    split: Split
+    train: WindowFrames
+    val: WindowFrames
+    train_y: np.ndarray
+
+    @property
+    def val_clips(self) -> tuple[Clip, ...]:
+        return self.split.val
+
+
+def load_data(cfg: Config, out: Path, *, progress: bool = True) -> TrainData:
+    """Manifest -> windows -> split by video -> decoded frames (cached under out/frames)."""
+    d = cfg.data
+    labelset = load_labelset(d.labels)
+    dataset = load_dataset(
+        d.manifest, labelset, window_s=d.window_s, overlap=d.overlap,
+        min_overlap=d.min_overlap, format=d.format,
+    )  # fmt: skip
+    split = split_by_video(
+        dataset.clips, val_fraction=cfg.split.val_fraction, seed=cfg.seed,
+        val_videos=cfg.split.val_videos,
+    )  # fmt: skip
+    write_split(out, dataset, split)
+    sampler = SamplerSpec(n_frames=d.n_frames, max_side=d.max_side)
+    paths = cache_frames([*split.train, *split.val], sampler, out / "frames", progress=progress)
+    n = len(split.train)
+    train_y, val_y = targets(split.train, labelset), targets(split.val, labelset)
+    log.info("%d train / %d val windows; val videos %s", n, len(split.val), split.val_videos)
+    return TrainData(
+        labelset, dataset, split, WindowFrames(paths[:n], train_y), WindowFrames(paths[n:], val_y),
+        train_y,
+    )  # fmt: skip
+
+
+def class_prior(y: np.ndarray, labelset: LabelSet) -> list[float]:
+    """Share of training windows per class: the head's starting bias."""
+    if labelset.multi_label:
+        return [float(v) for v in y.mean(0)]
+    counts = np.bincount(y, minlength=len(labelset.labels)).astype(float)
+    return [float(v) for v in counts / counts.sum()]
+
+
+def loss_for(spec: TrainSpec, labelset: LabelSet, y: np.ndarray, device: str) -> nn.Module:
+    kind = spec.loss if spec.loss != "auto" else ("bce" if labelset.multi_label else "ce")
+    if kind == "bce":
+        if not labelset.multi_label:
+            raise ConfigError("train.loss=bce needs a multi-label label set; use ce or auto")
+        pos = y.sum(0)
+        # neg/pos per class (rare classes weigh more); a class with no positives gets 1.
+        weight = np.where(pos > 0, (len(y) - pos) / np.maximum(pos, 1), 1.0)
+        return nn.BCEWithLogitsLoss(
+            pos_weight=torch.tensor(weight, dtype=torch.float32, device=device)
+        )
+    if labelset.multi_label:
+        raise ConfigError("train.loss=ce needs a single-label label set; use bce or auto")
+    return nn.CrossEntropyLoss()
+
+
+class Collate:
+    """(frames, target) items -> {"inputs": model inputs, "y": targets} (runs in workers)."""
+
+    def __init__(self, encode):
+        self.encode = encode
+
+    def __call__(self, items: Sequence[tuple[np.ndarray, Any]]) -> dict[str, Any]:
+        frames = [f for f, _ in items]
+        return {
+            "inputs": self.encode(frames),
+            "y": torch.as_tensor(np.stack([t for _, t in items])),
+        }
+
+
+# ---- train ------------------------------------------------------------------------------
+
+
+def autocast(device: str, precision: str):
+    kind = device.split(":")[0]
+    bf16 = precision == "bf16" or (
+        precision == "auto" and kind == "cuda" and torch.cuda.is_bf16_supported()
+    )
+    return torch.autocast(device_type=kind, dtype=torch.bfloat16, enabled=bf16)
+
+
+def _loader(ds: WindowFrames, collate: Collate, batch_size: int, *, shuffle: bool, seed: int,
+            workers: int) -> torch.utils.data.DataLoader:  # fmt: skip
+    g = torch.Generator().manual_seed(seed)
+    return torch.utils.data.DataLoader(
+        ds, batch_size=batch_size, shuffle=shuffle, generator=g, collate_fn=collate,
+        num_workers=workers, persistent_workers=False,
+    )  # fmt: skip
+
+
+def _trainable(model: nn.Module) -> dict[str, torch.Tensor]:
+    return {n: p.detach().cpu().clone() for n, p in model.named_parameters() if p.requires_grad}
+
+
+def _resume(path: Path, model: nn.Module, optimizer) -> tuple[int, list[dict[str, Any]]]:
+    if not path.exists():
+        return 0, []
+    state = torch.load(path, map_location="cpu", weights_only=False)
+    missing = set(_trainable(model)) - set(state["weights"])
+    if missing:
+        raise ConfigError(f"checkpoint {path} does not fit this model; use a new out=DIR")
+    params = dict(model.named_parameters())
+    with torch.no_grad():
+        for n, v in state["weights"].items():
+            params[n].copy_(v)
+    optimizer.load_state_dict(state["optimizer"])
+    torch.set_rng_state(state["rng"])
+    log.info("resuming after epoch %d from %s", state["epoch"], path)
+    return state["epoch"], state["history"]
+
+
+def train_loop(cfg: Config, model: nn.Module, optimizer, loss_fn: nn.Module, collate: Collate,
+               data: TrainData, out: Path, *, device: str,
+               progress: bool = True) -> list[dict[str, Any]]:  # fmt: skip
+    """Epochs of AdamW steps (accumulation, clipping, autocast) with a validation pass after
+    each; checkpoints the trainable weights after every epoch. Returns per-epoch metrics."""
+    t = cfg.train
+    ckpt = out / "checkpoint.pt"
+    start, history = _resume(ckpt, model, optimizer)
+    step = sum(h["steps"] for h in history)
+    for epoch in range(start, t.epochs):
+        if t.max_steps is not None and step >= t.max_steps:
+            break
+        model.train()
+        loader = _loader(data.train, collate, t.batch_size, shuffle=True, seed=cfg.seed + epoch,
+                         workers=t.num_workers)  # fmt: skip
+        losses, steps = [], 0
+        bar = tqdm(loader, desc=f"epoch {epoch + 1}/{t.epochs}", unit="batch", disable=not progress)
+        optimizer.zero_grad(set_to_none=True)
+        for i, batch in enumerate(bar):
+            inputs = {k: v.to(device) for k, v in batch["inputs"].items()}
+            with autocast(device, t.precision):
+                logits = model(inputs)
+            loss = loss_fn(logits.float(), batch["y"].to(device))
+            (loss / t.grad_accum).backward()
+            losses.append(loss.item())
+            if (i + 1) % t.grad_accum == 0 or i + 1 == len(loader):
+                if t.max_grad_norm > 0:
+                    params = [p for g in optimizer.param_groups for p in g["params"]]
+                    nn.utils.clip_grad_norm_(params, t.max_grad_norm)
+                optimizer.step()
+                optimizer.zero_grad(set_to_none=True)
+                steps += 1
+                step += 1
+                bar.set_postfix(loss=f"{np.mean(losses[-10:]):.4f}", refresh=False)
+                if t.max_steps is not None and step >= t.max_steps:
+                    break
+        bar.close()
+        record = {"epoch": epoch + 1, "steps": steps, "train_loss": float(np.mean(losses)),
+                  "train_losses": [round(x, 6) for x in losses],
+                  **validate(model, collate, data, loss_fn, device, t)}  # fmt: skip
+        history.append(record)
+        log.info("epoch %d: train loss %.4f, val %s", epoch + 1, record["train_loss"],
+                 {k: record[k] for k in ("val_loss", "val_macro_f1")})  # fmt: skip
+        state = {"epoch": epoch + 1, "weights": _trainable(model), "history": history,
+                 "optimizer": optimizer.state_dict(), "rng": torch.get_rng_state()}  # fmt: skip
+        torch.save(state, ckpt.with_suffix(".tmp"))
+        os.replace(ckpt.with_suffix(".tmp"), ckpt)
+    return history
+
+
+@torch.inference_mode()
+def predict_logits(model: nn.Module, collate: Collate, ds: WindowFrames, device: str,
+                   batch_size: int) -> np.ndarray:  # fmt: skip
+    model.eval()
+    out = []
+    for i in range(0, len(ds), batch_size):
+        batch = collate([ds[j] for j in range(i, min(i + batch_size, len(ds)))])
+        out.append(model({k: v.to(device) for k, v in batch["inputs"].items()}).float().cpu())
+    return torch.cat(out).numpy() if out else np.zeros((0, 0), np.float32)
+
+
+def probabilities(logits: np.ndarray, multi_label: bool) -> np.ndarray:
+    if multi_label:
+        return 1.0 / (1.0 + np.exp(-logits))
+    z = np.exp(logits - logits.max(axis=1, keepdims=True))
+    return z / z.sum(axis=1, keepdims=True)
+
+
+def validate(model, collate, data: TrainData, loss_fn, device: str, t: TrainSpec) -> dict[str, Any]:
+    logits = predict_logits(model, collate, data.val, device, t.eval_batch_size)
+    loss = float(
+        loss_fn(torch.as_tensor(logits).to(device), torch.as_tensor(data.val.y).to(device))
+    )
+    ls = data.labelset
+    probs = probabilities(logits, ls.multi_label)
+    half = [0.5] * len(ls.labels)
+    predicted = [decide(ls.names, p, half, ls.multi_label) for p in probs]
+    truth = [c.labels for c in data.val_clips]
+    m = compute_metrics(ls, truth, predicted, reasked=[False] * len(truth), n_boot=0)
+    return {"val_loss": loss, "val_macro_f1": m["macro_f1"],
+            "val_per_class_f1": {k: v["f1"] for k, v in m["per_class"].items()}}  # fmt: skip
+
+
+def tune(labelset: LabelSet, clips: Sequence[Clip], logits: np.ndarray) -> dict[str, float]:
+    """Per-class thresholds maximising F1 on the validation windows (multi-label only)."""
+    if not labelset.multi_label:
+        return {}
+    probs = probabilities(logits, True)
+    tuned = tune_thresholds(labelset, [c.labels for c in clips], [tuple(p) for p in probs])
+    return dict(zip(labelset.names, tuned["tuned"], strict=True))
+
+
+# ---- save -------------------------------------------------------------------------------
+
+
+def save_safetensors(state: dict[str, torch.Tensor], path: Path) -> None:
+    from safetensors.torch import save_file
+
+    save_file(state, str(path))
+
+
+def hardware() -> dict[str, Any]:
+    info: dict[str, Any] = {
+        "cpu": platform.processor() or platform.machine(),
+        "cores": os.cpu_count(),
+    }
+    if torch.cuda.is_available():
+        info["gpu"] = torch.cuda.get_device_name(0)
+        info["gpu_peak_mem_gib"] = round(torch.cuda.max_memory_allocated() / 2**30, 3)
+    return info
+
+
+def write_run(out: Path, cfg: Config, info: ClassifierInfo, data: TrainData,
+              thresholds: dict[str, float], val_logits: np.ndarray,
+              history: list[dict[str, Any]], *, wall_s: float,
+              extra: dict[str, Any] | None = None) -> None:  # fmt: skip
+    """The files of the run-directory contract (docs/finetune.md); run_card.json last, so
+    its presence means the run finished."""
+    write_json_atomic(out / "classifier.json", info.to_dict())
+    write_json_atomic(out / "label_map.json", {lab: i for i, lab in enumerate(info.labels)})
+    write_json_atomic(out / "thresholds.json", thresholds)
+    np.save(out / "val_logits.npy", val_logits)
+    card = {
+        "recipe": cfg.recipe,
+        "data": {
+            "manifest": data.dataset.path,
+            "manifest_sha256": data.dataset.sha256,
+            "labelset": data.labelset.name,
+            "n_train": len(data.split.train),
+            "n_val": len(data.split.val),
+            "val_videos": list(data.split.val_videos),
+        },
+        "epochs": history,
+        "final": history[-1] if history else None,
+        "thresholds": thresholds,
+        "wall_s": round(wall_s, 3),
+        **(extra or {}),
+        "hardware": hardware(),
+        "meta_info": meta_info(),
+    }
+    (out / "checkpoint.pt").unlink(missing_ok=True)
+    write_json_atomic(out / "run_card.json", card)

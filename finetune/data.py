@@ -1,0 +1,163 @@
+"""Training data shared by the recipes: manifest -> windows -> split by video -> frame cache.
+
+Windows come from the same manifests and windowing rule as ``vara eval``
+(``vara.eval.datasets.load_dataset``), so a model trains and is evaluated on identical
+windows. The split is by video: every window of one video lands on the same side, so the
+validation score is never inflated by near-duplicate neighbouring windows. Frames are decoded
+once, exactly as the classifier tool will see them at inference (``tools.video`` with the
+same sampler), into one ``.npy`` per window under ``<out>/frames``; a re-run re-uses them.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import random
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from tqdm import tqdm
+
+from vara.errors import InputError, VideoError
+from vara.eval.datasets import Dataset
+from vara.records import write_json_atomic, write_jsonl_atomic
+from vara.tools import video
+from vara.types import Clip, LabelSet, SamplerSpec
+
+__all__ = ["Split", "split_by_video", "targets", "cache_frames", "WindowFrames", "write_split"]
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Split:
+    train: tuple[Clip, ...]
+    val: tuple[Clip, ...]
+    val_videos: tuple[str, ...]
+
+
+def split_by_video(
+    clips: Sequence[Clip],
+    *,
+    val_fraction: float = 0.2,
+    seed: int = 0,
+    val_videos: Sequence[str] = (),
+) -> Split:
+    """Hold out whole videos: ``val_videos`` (paths or file names) if given, else a seeded
+    random ``val_fraction`` of the videos (at least one, and at least one left to train)."""
+    videos = sorted({c.video for c in clips})
+    if len(videos) < 2:
+        raise InputError(
+            f"the manifest has {len(videos)} video(s); a split by video needs at least 2 "
+            "(windows of one video on both sides would leak)"
+        )
+    if val_videos:
+        wanted = set(val_videos)
+        held = [v for v in videos if v in wanted or Path(v).name in wanted]
+        found = {Path(v).name for v in held} | set(held)
+        unknown = sorted(w for w in wanted if w not in found)
+        if unknown:
+            raise InputError(f"split.val_videos {unknown} are not videos of the manifest")
+    else:
+        if not 0 < val_fraction < 1:
+            raise InputError(f"split.val_fraction must be in (0, 1), got {val_fraction}")
+        order = videos[:]
+        random.Random(seed).shuffle(order)
+        n_val = min(len(videos) - 1, max(1, round(val_fraction * len(videos))))
+        held = sorted(order[:n_val])
+    if len(held) == len(videos):
+        raise InputError("split.val_videos holds every video: nothing left to train on")
+    is_val = set(held)
+    return Split(
+        train=tuple(c for c in clips if c.video not in is_val),
+        val=tuple(c for c in clips if c.video in is_val),
+        val_videos=tuple(held),
+    )
+
+
+def targets(clips: Sequence[Clip], labelset: LabelSet) -> np.ndarray:
+    """(N, C) 0/1 float32 for multi-label sets, (N,) int64 class indices for single-label."""
+    index = {name: i for i, name in enumerate(labelset.names)}
+    if labelset.multi_label:
+        y = np.zeros((len(clips), len(index)), np.float32)
+        for i, c in enumerate(clips):
+            y[i, [index[lab] for lab in c.labels]] = 1.0
+        return y
+    return np.array([index[c.labels[0]] for c in clips], np.int64)
+
+
+def _window_file(root: Path, clip: Clip, sampler: SamplerSpec) -> Path:
+    key = json.dumps([clip.video, clip.start_s, clip.end_s, sampler.to_dict()], sort_keys=True)
+    return root / f"{hashlib.sha256(key.encode()).hexdigest()[:20]}.npy"
+
+
+def cache_frames(
+    clips: Sequence[Clip], sampler: SamplerSpec, root: Path, *, progress: bool = True
+) -> list[Path]:
+    """Decode each clip's frames once (one pass per video) into ``root``; returns one .npy
+    path per clip. Files already there are kept, so an interrupted run resumes."""
+    root.mkdir(parents=True, exist_ok=True)
+    paths = [_window_file(root, c, sampler) for c in clips]
+    todo: dict[str, list[tuple[Clip, Path]]] = {}
+    for clip, path in zip(clips, paths, strict=True):
+        if not path.exists():
+            todo.setdefault(clip.video, []).append((clip, path))
+    n = sum(len(v) for v in todo.values())
+    with tqdm(total=n, unit="win", desc="decode frames", disable=not progress or n == 0) as bar:
+        for src, items in todo.items():
+            items.sort(key=lambda cp: (cp[0].start_s, cp[0].end_s))
+            where = {c.clip_id: p for c, p in items}
+            try:
+                for batch in video.iter_frame_batches(src, [c for c, _ in items], sampler):
+                    tmp = where[batch.clip.clip_id].with_suffix(".tmp.npy")
+                    np.save(tmp, batch.frames)
+                    tmp.replace(where[batch.clip.clip_id])
+                    bar.update(1)
+            except VideoError as exc:
+                raise InputError(
+                    f"training video '{src}' cannot be decoded ({exc}); fix or remove it "
+                    "from the manifest (a training set must not silently lose windows)"
+                ) from None
+    return paths
+
+
+class WindowFrames:
+    """A torch-style dataset: (frames (T, H, W, 3) uint8, target) per cached window."""
+
+    def __init__(self, paths: Sequence[Path], y: np.ndarray):
+        if len(paths) != len(y):
+            raise ValueError(f"{len(paths)} frame files for {len(y)} targets")
+        self.paths = list(paths)
+        self.y = y
+
+    def __len__(self) -> int:
+        return len(self.paths)
+
+    def __getitem__(self, i: int) -> tuple[np.ndarray, Any]:
+        return np.load(self.paths[i]), self.y[i]
+
+
+def write_split(out: Path, dataset: Dataset, split: Split) -> None:
+    """split.json (which videos hold out) and val.jsonl: the validation windows as a clip
+    manifest, so ``vara eval OUT/val.jsonl`` scores exactly the held-out windows."""
+    write_json_atomic(
+        out / "split.json",
+        {
+            "manifest": dataset.path,
+            "manifest_sha256": dataset.sha256,
+            "val_videos": list(split.val_videos),
+            "n_train": len(split.train),
+            "n_val": len(split.val),
+        },
+    )
+    write_jsonl_atomic(
+        out / "val.jsonl",
+        (
+            {"video": c.video, "start_s": c.start_s, "end_s": c.end_s, "labels": list(c.labels)}
+            for c in split.val
+        ),
+    )

@@ -1,0 +1,173 @@
+"""The LoRA VLM classifier recipe: training on the shared clips, the run-directory contract,
+reload with bit-identical logits, `vara eval --strategy classifier`, resume, config errors."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+import yaml
+from conftest import TINY_CLASSIFIER_OVERRIDES, write_interval_manifest
+
+from vara.cli import main as cli
+from vara.errors import ConfigError, InputError
+from vara.eval.datasets import load_dataset
+from vara.finetune import common
+from vara.finetune.data import cache_frames, split_by_video
+from vara.finetune.recipes import run_config
+from vara.prompts.loader import load_labelset
+from vara.tools.classifier import load_classifier, read_info
+from vara.tools.classifier_model import MeanPool, VideoClassifier
+from vara.types import Clip, SamplerSpec
+
+KINETICS = load_labelset("kinetics-sample")
+
+
+def _val_frames(run: Path) -> list[np.ndarray]:
+    cfg = yaml.safe_load((run / "config.yaml").read_text())["data"]
+    ds = load_dataset(run / "val.jsonl", KINETICS)
+    sampler = SamplerSpec(n_frames=cfg["n_frames"], max_side=cfg["max_side"])
+    return [np.load(p) for p in cache_frames(ds.clips, sampler, run / "frames", progress=False)]
+
+
+def test_training_lowers_the_loss(tiny_classifier_run):
+    card = json.loads((tiny_classifier_run / "run_card.json").read_text())
+    first, last = card["epochs"][0]["train_losses"], card["epochs"][-1]["train_losses"]
+    assert np.mean(last) < 0.8 * np.mean(first), (np.mean(first), np.mean(last))
+    assert card["data"]["n_train"] > 0 and card["data"]["n_val"] > 0
+    assert card["trainable_parameters"] < card["total_parameters"]
+    assert {"torch", "peft", "transformers"} <= set(card["meta_info"]["packages"])
+
+
+def test_run_directory_contract(tiny_classifier_run):
+    run = tiny_classifier_run
+    for name in ("classifier.json", "label_map.json", "thresholds.json", "config.yaml",
+                 "run_card.json", "split.json", "val.jsonl", "head.safetensors",
+                 "adapter/adapter_config.json"):  # fmt: skip
+        assert (run / name).is_file(), name
+    assert not (run / "checkpoint.pt").exists()  # removed once the run finished
+    info = read_info(run)
+    assert info.kind == "vlm-lora" and info.labels == KINETICS.names and not info.multi_label
+    assert json.loads((run / "label_map.json").read_text()) == {
+        lab: i for i, lab in enumerate(KINETICS.names)
+    }
+    assert info.instruction.startswith("These 4 frames")
+
+
+def test_split_is_by_video(tiny_classifier_run):
+    split = json.loads((tiny_classifier_run / "split.json").read_text())
+    val = {json.loads(line)["video"] for line in (tiny_classifier_run / "val.jsonl").open()}
+    assert val == set(split["val_videos"]) and len(val) >= 1
+    card = json.loads((tiny_classifier_run / "run_card.json").read_text())
+    assert card["data"]["n_val"] == sum(1 for _ in (tiny_classifier_run / "val.jsonl").open())
+
+
+def test_reload_gives_bit_identical_logits(tiny_classifier_run):
+    clf = load_classifier(tiny_classifier_run, batch_size=8)
+    got = clf.logits(_val_frames(tiny_classifier_run))
+    want = np.load(tiny_classifier_run / "val_logits.npy")
+    assert got.dtype == want.dtype and got.shape == want.shape
+    assert np.array_equal(got, want)
+
+
+def test_eval_with_the_classifier_strategy(tiny_classifier_run, tmp_path, capsys):
+    run = tiny_classifier_run
+    code = cli([
+        "eval", str(run / "val.jsonl"), "--labels", "kinetics-sample", "--strategy", "classifier",
+        "--set", f"classifier.run_dir={run}", "--set", "sampler.n_frames=4",
+        "--set", "sampler.max_side=112", "--out", str(tmp_path / "eval"),
+    ])  # fmt: skip
+    assert code == 0, capsys.readouterr()
+    results = json.loads((tmp_path / "eval" / "classifier" / "results.json").read_text())
+    n_val = json.loads((run / "split.json").read_text())["n_val"]
+    assert results["metrics"]["n"] == n_val and results["metrics"]["coverage"] == 1.0
+    preds = [json.loads(x) for x in (tmp_path / "eval" / "classifier" / "predictions.jsonl").open()]
+    clf_id = load_classifier(run).model_id
+    # The same windows, frames and weights as training's final validation pass.
+    want = np.load(run / "val_logits.npy")
+    probs = np.exp(want - want.max(1, keepdims=True))
+    probs /= probs.sum(1, keepdims=True)
+    val = [json.loads(line) for line in (run / "val.jsonl").open()]
+    order = {(v["video"], v["start_s"]): i for i, v in enumerate(val)}
+    for p in preds:
+        assert p["models"] == {"classifier": clf_id}
+        assert p["evidence"][0]["source"] == "classifier"
+        row = probs[order[(p["video"], p["start_s"])]]
+        assert p["scores"]["probs"] == pytest.approx(row.tolist(), abs=2e-6)
+        assert p["labels"] == [KINETICS.names[int(np.argmax(row))]]
+
+
+def test_interrupted_training_resumes_without_redoing_epochs(
+    tiny_vlm_dir, shared_videos, tmp_path, monkeypatch
+):
+    manifest = write_interval_manifest(tmp_path / "m.csv", shared_videos)
+    overrides = [
+        f"data.manifest={manifest}",
+        f"model.backbone={tiny_vlm_dir}",
+        f"out={tmp_path / 'run'}",
+        *TINY_CLASSIFIER_OVERRIDES,
+        "train.epochs=1",
+    ]
+
+    def crash(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(common, "write_run", crash)
+    with pytest.raises(KeyboardInterrupt):
+        run_config("lora_classifier", overrides, progress=False)
+    assert (tmp_path / "run" / "checkpoint.pt").exists()
+    monkeypatch.undo()
+    frames = sorted((tmp_path / "run" / "frames").iterdir())
+    mtimes = [f.stat().st_mtime_ns for f in frames]
+    steps = []
+    real_step = torch.optim.AdamW.step
+    monkeypatch.setattr(
+        torch.optim.AdamW, "step", lambda self, *a, **k: steps.append(1) or real_step(self, *a, **k)
+    )
+    run = run_config("lora_classifier", overrides, progress=False)
+    assert steps == []  # epoch 1 came from the checkpoint
+    assert [f.stat().st_mtime_ns for f in sorted((run / "frames").iterdir())] == mtimes
+    card = json.loads((run / "run_card.json").read_text())
+    assert len(card["epochs"]) == 1
+    with pytest.raises(ConfigError, match="finished run"):
+        run_config("lora_classifier", overrides, progress=False)
+
+
+def test_config_errors_name_the_fix(tmp_path, tiny_vlm_dir):
+    with pytest.raises(ConfigError, match="data.manifest is not set"):
+        run_config("lora_classifier", [])
+    with pytest.raises(ConfigError, match=r"unknown key\(s\) \['lr'\] in lora"):
+        run_config("lora_classifier", ["data.manifest=x.csv", "lora.lr=1"])
+    with pytest.raises(ConfigError, match="not found; packaged"):
+        run_config("no-such-recipe", [])
+    with pytest.raises(InputError, match="no classifier.json"):
+        load_classifier(tmp_path)
+
+
+def test_split_by_video_rules():
+    clips = [Clip(f"{v}:{i}", v, i, i + 2.0, ("a",)) for v in ("x.mp4", "y.mp4", "z.mp4")
+             for i in range(3)]  # fmt: skip
+    s = split_by_video(clips, val_fraction=0.34, seed=1)
+    assert {c.video for c in s.train}.isdisjoint({c.video for c in s.val})
+    assert len(s.val) == 3 and len(s.train) == 6
+    assert split_by_video(clips, val_videos=["y.mp4"]).val_videos == ("y.mp4",)
+    with pytest.raises(InputError, match="not videos of the manifest"):
+        split_by_video(clips, val_videos=["nope.mp4"])
+    with pytest.raises(InputError, match="at least 2"):
+        split_by_video(clips[:3])
+
+
+def test_head_bias_starts_at_the_prior_and_pos_weight_favours_rare_classes():
+    model = VideoClassifier(torch.nn.Identity(), hidden_size=8, n_classes=3, image_token_id=1)
+    model.init_bias([0.5, 0.1, 0.9], multi_label=True)
+    want = [math.log(p / (1 - p)) for p in (0.5, 0.1, 0.9)]
+    assert model.head[-1].bias.tolist() == pytest.approx(want, rel=1e-5)
+    assert isinstance(model.pool, MeanPool)
+    newborn = load_labelset("newborn-resuscitation")
+    y = np.array([[1, 0, 0], [1, 1, 0], [1, 0, 0], [0, 0, 0]], np.float32)
+    loss = common.loss_for(common.TrainSpec(), newborn, y, "cpu")
+    assert loss.pos_weight.tolist() == pytest.approx([1 / 3, 3.0, 1.0])

@@ -1,0 +1,254 @@
+"""A trained classifier as a tool: load a ``vara finetune`` run directory, score FrameBatches.
+
+The run directory is an on-disk contract (docs/finetune.md), read here without importing
+``vara.finetune``::
+
+    classifier.json    kind ("vlm-lora" | "timesformer"), backbone, labels, multi_label,
+                       n_frames, and for vlm-lora: instruction, pooling, head_hidden
+    label_map.json     label -> output index
+    thresholds.json    label -> decision threshold (tuned on the validation videos)
+    adapter/           PEFT LoRA adapter of the backbone           (vlm-lora)
+    head.safetensors   pooling + MLP head weights                   (vlm-lora)
+    model/             save_pretrained TimeSformer + its processor  (timesformer)
+
+``predict`` resamples each batch's frames uniformly to the trained frame count, runs the
+windows in batches of ``batch_size`` and returns one ``ClassScores`` per window: sigmoid
+probabilities and tuned thresholds for multi-label sets, softmax probabilities (thresholds 0:
+the top class wins) for single-label sets.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from vara.errors import InputError
+from vara.types import ClassScores, FrameBatch
+
+__all__ = ["Classifier", "ClassifierInfo", "load_classifier", "read_info", "decide", "resample"]
+
+KINDS = ("vlm-lora", "timesformer")
+FORMAT = 1
+
+
+@dataclass(frozen=True)
+class ClassifierInfo:
+    """classifier.json: what a run directory holds and how to rebuild its model."""
+
+    kind: str
+    backbone: str  # hub id or local path the run started from
+    labels: tuple[str, ...]
+    multi_label: bool
+    n_frames: int
+    labelset: str = ""
+    instruction: str = ""  # vlm-lora: the text after the frames
+    pooling: str = "mean"  # vlm-lora
+    head_hidden: int = 256  # vlm-lora
+    format: int = FORMAT
+
+    def to_dict(self) -> dict[str, Any]:
+        d = dict(self.__dict__)
+        d["labels"] = list(self.labels)
+        return d
+
+
+def read_info(run_dir: str | Path) -> ClassifierInfo:
+    run = Path(run_dir)
+    path = run / "classifier.json"
+    if not path.is_file():
+        raise InputError(
+            f"'{run}' is not a classifier run directory (no classifier.json): pass the "
+            "--out folder of `vara finetune`"
+        )
+    try:
+        data = json.loads(path.read_text())
+        data["labels"] = tuple(data["labels"])
+        info = ClassifierInfo(**data)
+    except (json.JSONDecodeError, KeyError, TypeError) as exc:
+        raise InputError(
+            f"{path} is unreadable or incomplete ({exc}); re-run the training"
+        ) from None
+    if info.kind not in KINDS or info.format != FORMAT:
+        raise InputError(
+            f"{path}: kind {info.kind!r} format {info.format} is not one this vara reads "
+            f"(kinds {KINDS}, format {FORMAT})"
+        )
+    return info
+
+
+def resample(frames: np.ndarray, n: int) -> np.ndarray:
+    """``n`` frames spread uniformly over ``frames`` (repeating some when there are fewer)."""
+    idx = np.linspace(0, len(frames) - 1, n).round().astype(int)
+    return frames[idx]
+
+
+def decide(labels: Sequence[str], probs: Sequence[float], thresholds: Sequence[float],
+           multi_label: bool) -> tuple[str, ...]:  # fmt: skip
+    """Labels a score vector stands for: every class at or above its threshold (multi-label),
+    else the top class."""
+    if multi_label:
+        return tuple(lab for lab, p, t in zip(labels, probs, thresholds, strict=True) if p >= t)
+    return (labels[int(np.argmax(probs))],)
+
+
+class Classifier:
+    """A loaded run directory. Thread-safe: concurrent windows share one model."""
+
+    def __init__(self, run_dir: str | Path, *, device: str = "auto", batch_size: int = 8):
+        import torch
+
+        self.run_dir = Path(run_dir)
+        self.info = read_info(self.run_dir)
+        self.labels = self.info.labels
+        self.batch_size = batch_size
+        self.device = _device(device)
+        self.thresholds = _thresholds(self.run_dir, self.info)
+        self.model_id = f"{self.info.kind}:{self.run_dir.name}@{_weights_hash(self.run_dir)}"
+        self._lock = threading.Lock()
+        if self.info.kind == "vlm-lora":
+            self._model, self._encode = _load_vlm_lora(self.run_dir, self.info)
+        else:
+            self._model, self._encode = _load_timesformer(self.run_dir)
+        self._model.to(self.device).eval()
+        self._torch = torch
+
+    def logits(self, windows: Sequence[np.ndarray]) -> np.ndarray:
+        """Raw head outputs (float32) for (T, H, W, 3) uint8 windows."""
+        n = self.info.n_frames
+        out = []
+        with self._lock, self._torch.inference_mode():
+            for i in range(0, len(windows), self.batch_size):
+                chunk = [resample(w, n) for w in windows[i : i + self.batch_size]]
+                inputs = {k: v.to(self.device) for k, v in self._encode(chunk).items()}
+                out.append(self._model(inputs).float().cpu().numpy())
+        return np.concatenate(out) if out else np.zeros((0, len(self.labels)), np.float32)
+
+    def predict(self, batches: Sequence[FrameBatch]) -> list[ClassScores]:
+        logits = self.logits([b.frames for b in batches])
+        if self.info.multi_label:
+            probs = 1.0 / (1.0 + np.exp(-logits))
+        else:
+            z = np.exp(logits - logits.max(axis=1, keepdims=True))
+            probs = z / z.sum(axis=1, keepdims=True)
+        return [
+            ClassScores(
+                labels=self.labels,
+                probs=tuple(round(float(p), 6) for p in row),
+                thresholds=self.thresholds,
+                adapter_id=self.model_id,
+            )
+            for row in probs
+        ]
+
+    def labels_for(self, scores: ClassScores) -> tuple[str, ...]:
+        return decide(scores.labels, scores.probs, scores.thresholds, self.info.multi_label)
+
+
+def load_classifier(run_dir: str | Path, **kwargs: Any) -> Classifier:
+    return Classifier(run_dir, **kwargs)
+
+
+def _device(device: str) -> str:
+    import torch
+
+    if device == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        raise InputError(f"classifier.device={device!r} but no CUDA device is available; use cpu")
+    return device
+
+
+def _thresholds(run: Path, info: ClassifierInfo) -> tuple[float, ...]:
+    if not info.multi_label:
+        return tuple(0.0 for _ in info.labels)
+    path = run / "thresholds.json"
+    data = json.loads(path.read_text()) if path.is_file() else {}
+    missing = [lab for lab in info.labels if lab not in data]
+    if missing:
+        raise InputError(f"{path}: no threshold for {missing}; re-run the training")
+    return tuple(float(data[lab]) for lab in info.labels)
+
+
+def _weights_hash(run: Path) -> str:
+    """Short content hash of the trained weights: the id predictions carry."""
+    import hashlib
+
+    h = hashlib.sha256()
+    files = sorted(p for p in run.rglob("*.safetensors") if p.is_file())
+    if not files:
+        raise InputError(f"'{run}' holds no weights (*.safetensors); the training did not finish")
+    for p in files:
+        h.update(p.relative_to(run).as_posix().encode())
+        h.update(p.read_bytes())
+    return h.hexdigest()[:12]
+
+
+def _load_vlm_lora(run: Path, info: ClassifierInfo):
+    from peft import PeftModel
+    from safetensors.torch import load_file
+
+    from vara.tools.classifier_model import (
+        FrameEncoder,
+        VideoClassifier,
+        backbone_facts,
+        load_backbone,
+    )
+
+    backbone, processor = load_backbone(info.backbone)
+    hidden, image_token = backbone_facts(backbone)
+    backbone = PeftModel.from_pretrained(backbone, str(run / "adapter"), is_trainable=False)
+    model = VideoClassifier(
+        backbone,
+        hidden_size=hidden,
+        n_classes=len(info.labels),
+        image_token_id=image_token,
+        pooling=info.pooling,
+        head_hidden=info.head_hidden,
+    )
+    model.load_head_state(load_file(str(run / "head.safetensors")))
+    return model, FrameEncoder(processor, info.instruction)
+
+
+class _TimesformerAdapter:
+    """A TimeSformer video classifier behind the same (inputs dict -> logits) call."""
+
+    def __init__(self, net: Any):
+        self.net = net
+
+    def to(self, device: str) -> _TimesformerAdapter:
+        self.net.to(device)
+        return self
+
+    def eval(self) -> _TimesformerAdapter:
+        self.net.eval()
+        return self
+
+    def __call__(self, inputs: dict[str, Any]) -> Any:
+        return self.net(**inputs).logits
+
+
+def _load_timesformer(run: Path):
+    from transformers import TimesformerForVideoClassification
+
+    try:
+        from transformers import VideoMAEImageProcessorPil as processor_cls
+    except ImportError:  # transformers without a separate PIL class: this one is PIL
+        from transformers import VideoMAEImageProcessor as processor_cls
+
+    path = run / "model"
+    net = TimesformerForVideoClassification.from_pretrained(str(path), local_files_only=True)
+    # The PIL image processor, named directly as the recipe does: transformers' video
+    # processors need torchvision, and the default VideoMAEImageProcessor picks a torchvision
+    # backend wherever torchvision imports, whose resizing differs from training's.
+    processor = processor_cls.from_pretrained(str(path), local_files_only=True)
+
+    def encode(windows: Sequence[np.ndarray]) -> dict[str, Any]:
+        return dict(processor([list(w) for w in windows], return_tensors="pt"))
+
+    return _TimesformerAdapter(net), encode

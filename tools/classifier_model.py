@@ -1,0 +1,229 @@
+"""The LoRA VLM classifier as a torch module: VLM backbone -> pooled vision-token states -> MLP.
+
+The newborn-resuscitation study's best model: a VLM's language model reads the window's
+frames (as images, after a fixed instruction), its last hidden states at the vision-token
+positions are pooled (mean, or attention with a learned query) and an MLP head gives one
+logit per class. ``finetune.lora_classifier`` trains it (LoRA on the backbone, the head in
+full) and ``tools.classifier`` rebuilds it from a run directory; both build it here, so the
+two can never disagree about the architecture.
+
+The backbone is loaded with transformers' ``AutoModel`` (the VLM without its LM head), by
+hub id or local path. Frames go through the model's own processor and chat template.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from vara.errors import InputError
+from vara.tools.local_engine import model_source, not_loadable
+
+__all__ = [
+    "AttentionPool",
+    "FrameEncoder",
+    "MeanPool",
+    "VideoClassifier",
+    "load_backbone",
+    "lora_target_names",
+]
+
+POOLINGS = ("mean", "attention")
+
+
+class MeanPool(nn.Module):
+    """Average of the hidden states at the vision-token positions."""
+
+    def forward(self, hidden: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        m = mask.unsqueeze(-1).to(hidden.dtype)
+        return (hidden * m).sum(1) / m.sum(1).clamp(min=1.0)
+
+
+class AttentionPool(nn.Module):
+    """A learned query attends over the vision-token states (softmax over those positions)."""
+
+    def __init__(self, hidden_size: int):
+        super().__init__()
+        self.query = nn.Parameter(torch.zeros(hidden_size))  # zero = starts as the mean
+        self.norm = nn.LayerNorm(hidden_size)
+
+    def forward(self, hidden: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        h = self.norm(hidden)
+        logits = (h @ self.query) / math.sqrt(h.shape[-1])
+        logits = logits.masked_fill(~mask, float("-inf"))
+        weights = torch.softmax(logits, dim=1).unsqueeze(-1)
+        return (hidden * weights).sum(1)
+
+
+class VideoClassifier(nn.Module):
+    """backbone (a transformers VLM base model, maybe PEFT-wrapped) + pooling + MLP head.
+
+    The attribute is ``backbone``, never ``config``: PEFT treats a module with a transformers
+    config attribute as a transformers model and fails on it.
+    """
+
+    def __init__(
+        self,
+        backbone: nn.Module,
+        *,
+        hidden_size: int,
+        n_classes: int,
+        image_token_id: int,
+        pooling: str = "mean",
+        head_hidden: int = 256,
+        dropout: float = 0.1,
+    ):
+        super().__init__()
+        if pooling not in POOLINGS:
+            raise InputError(f"pooling must be one of {POOLINGS}, got {pooling!r}")
+        self.backbone = backbone
+        self.image_token_id = image_token_id
+        self.pool = MeanPool() if pooling == "mean" else AttentionPool(hidden_size)
+        self.head = nn.Sequential(
+            nn.LayerNorm(hidden_size),
+            nn.Linear(hidden_size, head_hidden),
+            nn.GELU(),
+            nn.Dropout(dropout),
+            nn.Linear(head_hidden, n_classes),
+        )
+
+    def forward(self, inputs: dict[str, torch.Tensor]) -> torch.Tensor:
+        out = self.backbone(**inputs, use_cache=False)
+        mask = inputs["input_ids"] == self.image_token_id
+        if not bool(mask.any(dim=1).all()):
+            raise ValueError("an input has no vision tokens: were its frames dropped?")
+        # The head runs in float32 whatever the backbone's precision: it is tiny, and the
+        # pooled logits feed the loss and the tuned thresholds.
+        pooled = self.pool(out.last_hidden_state.float(), mask)
+        return self.head(pooled)
+
+    def head_state(self) -> dict[str, torch.Tensor]:
+        """Weights trained in full (pooling + head): saved beside the PEFT adapter."""
+        state = {f"pool.{k}": v for k, v in self.pool.state_dict().items()}
+        state.update({f"head.{k}": v for k, v in self.head.state_dict().items()})
+        return {k: v.detach().cpu().contiguous() for k, v in state.items()}
+
+    def load_head_state(self, state: dict[str, torch.Tensor]) -> None:
+        for name, module in (("pool", self.pool), ("head", self.head)):
+            part = {k[len(name) + 1 :]: v for k, v in state.items() if k.startswith(name + ".")}
+            module.load_state_dict(part, strict=True)
+
+    def init_bias(self, prior: Sequence[float], multi_label: bool) -> None:
+        """Start at the class prior: logit(p) per class (BCE) or log p (softmax)."""
+        p = torch.tensor(prior, dtype=torch.float32).clamp(1e-4, 1 - 1e-4)
+        bias = torch.log(p / (1 - p)) if multi_label else torch.log(p)
+        with torch.no_grad():
+            self.head[-1].bias.copy_(bias)
+
+
+class FrameEncoder:
+    """Frames of windows -> backbone inputs: the model's chat template with one image per
+    frame before a fixed instruction, then the processor (resize, normalise, tokenise)."""
+
+    def __init__(self, processor: Any, instruction: str):
+        self.processor = processor
+        self.instruction = instruction
+        self._templates: dict[int, str] = {}
+
+    def text(self, n_frames: int) -> str:
+        if n_frames not in self._templates:
+            content: list[dict[str, str]] = [{"type": "image"} for _ in range(n_frames)]
+            content.append({"type": "text", "text": self.instruction})
+            conversation = [{"role": "user", "content": content}]
+            self._templates[n_frames] = self.processor.apply_chat_template(
+                conversation, add_generation_prompt=False, tokenize=False
+            )
+        return self._templates[n_frames]
+
+    def __call__(self, windows: Sequence[np.ndarray]) -> dict[str, torch.Tensor]:
+        """``windows``: (T, H, W, 3) uint8 RGB arrays, all with the same T."""
+        from PIL import Image
+
+        counts = {len(w) for w in windows}
+        if len(counts) != 1:
+            raise ValueError(f"windows in one batch need the same frame count, got {counts}")
+        text = self.text(counts.pop())
+        images = [[Image.fromarray(np.ascontiguousarray(f)) for f in w] for w in windows]
+        return dict(
+            self.processor(
+                text=[text] * len(windows), images=images, return_tensors="pt", padding=True
+            )
+        )
+
+
+def load_backbone(model: str, *, dtype: torch.dtype = torch.float32) -> tuple[nn.Module, Any]:
+    """(VLM base model without LM head, processor) by hub id or local path."""
+    from transformers import AutoConfig, AutoModel, AutoProcessor
+
+    source, kwargs = model_source(model)
+    try:
+        config = AutoConfig.from_pretrained(source, **kwargs)
+        processor = AutoProcessor.from_pretrained(source, **kwargs)
+        if getattr(processor, "image_processor", None) is None:
+            raise InputError(
+                f"model '{model}' ({config.model_type}) has no image processor here: the "
+                "classifier needs a vision-language checkpoint whose processor loads "
+                "without torchvision (Idefics3/SmolVLM), or a working torchvision"
+            )
+        backbone = AutoModel.from_pretrained(source, dtype=dtype, **kwargs)
+    except ImportError as exc:
+        raise InputError(f"model '{model}' needs a package that is missing here: {exc}") from exc
+    except (OSError, ValueError) as exc:
+        raise not_loadable(model, exc) from exc
+    return backbone, processor
+
+
+def backbone_facts(backbone: nn.Module) -> tuple[int, int]:
+    """(hidden size of the language model, id of the image token)."""
+    config = backbone.config
+    text = getattr(config, "text_config", None) or config
+    token = getattr(config, "image_token_id", None)
+    if token is None:
+        token = getattr(config, "image_token_index", None)
+    if token is None:
+        raise InputError(
+            f"backbone {type(backbone).__name__} names no image token id in its config: "
+            "it is not a supported vision-language model"
+        )
+    return int(text.hidden_size), int(token)
+
+
+def lora_target_names(backbone: nn.Module, modules: Sequence[str], vision: bool) -> list[str]:
+    """Full names of the Linear layers LoRA adapts: those whose last name part is in
+    ``modules``, inside the language model only unless ``vision``."""
+    decoder = backbone.get_decoder() if hasattr(backbone, "get_decoder") else None
+    prefix = next((n for n, m in backbone.named_modules() if m is decoder), None)
+    if not vision and not prefix:
+        raise InputError(
+            f"cannot find the language model inside {type(backbone).__name__}: set "
+            "lora.vision_tower: true to adapt matching layers everywhere"
+        )
+    names = [
+        name
+        for name, module in backbone.named_modules()
+        if isinstance(module, nn.Linear)
+        and name.rsplit(".", 1)[-1] in modules
+        and (vision or name.startswith(prefix + "."))
+    ]
+    if not names:
+        raise InputError(
+            f"lora.target_modules {list(modules)} match no Linear layer of "
+            f"{type(backbone).__name__}; e.g. q_proj, k_proj, v_proj, o_proj"
+        )
+    return names
+
+
+def file_sha256(path: Path) -> str:
+    import hashlib
+
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
