@@ -18,7 +18,13 @@ from langgraph.runtime import Runtime
 from vara.agents.context import Context
 from vara.agents.nodes import ask_until_valid, chat_turns
 from vara.agents.state import WindowState
-from vara.tools.reason import Answer, caption_items, caption_ref, validate_json
+from vara.tools.reason import (
+    Answer,
+    caption_items,
+    caption_ref,
+    explain_schema,
+    validate_json,
+)
 from vara.types import ClassScores, Evidence
 
 __all__ = ["classify", "from_scores", "explain", "score_text", "CLASSIFIER_REF"]
@@ -82,8 +88,7 @@ def explain(state: WindowState, runtime: Runtime[Context]) -> dict:
         end_s=clip.end_s,
     )
     refs = [caption_ref(i) for i in range(1, len(captions) + 1)] + [CLASSIFIER_REF]
-    schema = json.loads(json.dumps(prompt.schema))
-    schema["properties"]["evidence"]["items"]["properties"]["ref"]["enum"] = refs
+    schema = explain_schema(prompt.schema, refs)
 
     def parse(text: str) -> tuple[tuple[Evidence, ...], str]:
         data = validate_json(text, schema)

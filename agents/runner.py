@@ -40,7 +40,14 @@ from vara.tools.vlm import EndpointUnreachable, connect
 from vara.tools.windows import make_windows
 from vara.types import Clip, Failure, LabelSet, Prediction, VideoInfo
 
-__all__ = ["RunSummary", "run_videos", "run_clips", "expand_inputs", "VIDEO_SUFFIXES"]
+__all__ = [
+    "RunSummary",
+    "run_videos",
+    "run_clips",
+    "expand_inputs",
+    "load_run_classifier",
+    "VIDEO_SUFFIXES",
+]
 
 log = logging.getLogger(__name__)
 
@@ -97,7 +104,8 @@ def _load_prompts(strategy: StrategyConfig, prompts_dir: str | None) -> dict[str
     return prompts
 
 
-def _load_classifier(strategy: StrategyConfig, labelset: LabelSet) -> Classifier | None:
+def load_run_classifier(strategy: StrategyConfig, labelset: LabelSet) -> Classifier | None:
+    """The strategy's classifier.run_dir, checked against the graph and the label set."""
     spec = strategy.classifier
     if not spec.run_dir:
         if strategy.graph in NEEDS_CLASSIFIER:
@@ -279,7 +287,7 @@ def run_clips(
     frames = FrameStore(strategy.sampler)
     ctx = Context(
         strategy, labelset, prompts, vlm, llm, frames, cache=cache,
-        classifier=classifier or _load_classifier(strategy, labelset),
+        classifier=classifier or load_run_classifier(strategy, labelset),
     )  # fmt: skip
     fingerprint = _fingerprint(ctx)
     _check_resumable(out, fingerprint)

@@ -12,6 +12,7 @@ from vara.tools.reason import (
     AnswerInvalid,
     answer_schema,
     caption_items,
+    explain_schema,
     judge_schema,
     parse_answer,
     parse_judgement,
@@ -105,6 +106,8 @@ def _filled(template, labelset):
         return answer_schema(template, labelset, refs)
     if "answer" in props:
         return judge_schema(template, refs)
+    if "explanation" in props:
+        return explain_schema(template, (*refs, "classifier"))
     return tokens_schema(template, 8)
 
 
@@ -129,7 +132,7 @@ def test_packaged_schemas_compile_in_xgrammar_as_vllm_runs_it(tiny_vlm_dir):
             jsonschema.Draft202012Validator.check_schema(schema)
             compiler.compile_json_schema(json.dumps(schema))
             compiled.add(pid)
-    assert {"reason", "direct", "judge", "tokens", "narrative"} <= compiled
+    assert {"reason", "direct", "judge", "tokens", "narrative", "explain"} <= compiled
 
 
 def test_judgement_scores_and_validation():

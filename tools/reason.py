@@ -29,6 +29,7 @@ __all__ = [
     "TAG_FIELDS",
     "answer_schema",
     "judge_schema",
+    "explain_schema",
     "tokens_schema",
     "validate_json",
     "parse_answer",
@@ -86,6 +87,17 @@ def answer_schema(template: dict[str, Any], labelset: LabelSet, refs: Sequence[s
     else:
         labels["minItems"] = labels["maxItems"] = 1
     props["evidence"]["items"]["properties"]["ref"]["enum"] = list(dict.fromkeys(refs))
+    return schema
+
+
+def explain_schema(template: dict[str, Any], refs: Sequence[str]) -> dict:
+    """Fill an explanation schema (labels fixed elsewhere) with the refs it may cite."""
+    if not refs:
+        raise ValueError("explain_schema: a window must offer at least one citable ref")
+    schema = copy.deepcopy(template)
+    schema["properties"]["evidence"]["items"]["properties"]["ref"]["enum"] = list(
+        dict.fromkeys(refs)
+    )
     return schema
 
 

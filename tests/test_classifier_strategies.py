@@ -1,0 +1,113 @@
+"""The trained-classifier strategies end to end: `classifier-explain` against the real vLLM
+server (labels stay the classifier's, the explanation is schema-valid and cites it), a
+multi-label LoRA run (BCE, attention pooling, vision-tower LoRA, tuned thresholds) on
+synthetic interval annotations, and the errors a misconfigured classifier strategy gives."""
+
+from __future__ import annotations
+
+import csv
+import json
+
+import numpy as np
+import pytest
+
+from vara.agents.runner import load_run_classifier
+from vara.agents.strategies import load_strategy
+from vara.cli import main as cli
+from vara.errors import ConfigError
+from vara.finetune.recipes import run_config
+from vara.prompts.loader import load_labelset
+from vara.testing import write_test_video
+from vara.tools.classifier import load_classifier
+
+KINETICS = load_labelset("kinetics-sample")
+
+
+@pytest.mark.server
+def test_classifier_explain_keeps_the_classifier_labels(tiny_classifier_run, vllm_server, tmp_path):
+    run = tiny_classifier_run
+    args = [
+        "eval", str(run / "val.jsonl"), "--labels", "kinetics-sample",
+        "--strategy", "classifier", "--strategy", "classifier-explain",
+        "--set", f"classifier.run_dir={run}", "--frames", "4", "--set", "sampler.max_side=112",
+        "--vlm-url", vllm_server.url, "--out", str(tmp_path / "eval"), "--no-progress",
+    ]  # fmt: skip
+    assert cli(args) == 0
+    plain = {
+        p["clip_id"]: p
+        for p in map(json.loads, open(tmp_path / "eval/classifier/predictions.jsonl"))
+    }
+    explained = [
+        json.loads(line) for line in open(tmp_path / "eval/classifier-explain/predictions.jsonl")
+    ]
+    assert len(explained) == len(plain) > 0
+    clf_id = load_classifier(run).model_id
+    for p in explained:
+        same = plain[p["clip_id"]]
+        assert p["labels"] == same["labels"] and p["scores"] == same["scores"]
+        assert p["models"]["classifier"] == clf_id and p["models"]["llm"] == "tiny-vlm"
+        assert p["evidence"][0] == same["evidence"][0]  # the scores, first
+        refs = {e["ref"] for e in p["evidence"][1:]}
+        assert refs <= {"classifier", "caption:1"} and p["explanation"]
+        assert len(p["captions"]) == 1
+        assert {r["id"] for r in p["prompts"]} == {"caption", "explain", "reask"}
+
+
+def _synthetic_intervals(tmp_path):
+    """Three synthetic videos annotated with the newborn labels over chosen spans."""
+    rows = [("video", "label", "start_s", "end_s")]
+    spans = {
+        "a.mp4": [("Ventilation", 0.0, 3.0), ("Stimulation", 2.0, 4.0)],
+        "b.mp4": [("Suction", 1.0, 4.0)],
+        "c.mp4": [("Ventilation", 0.0, 2.0), ("Suction", 2.0, 4.0)],
+    }
+    for seed, (name, items) in enumerate(spans.items()):
+        write_test_video(tmp_path / name, n_frames=100, fps=25.0, seed=seed)
+        rows += [(name, *item) for item in items]
+    with open(tmp_path / "intervals.csv", "w", newline="") as fh:
+        csv.writer(fh).writerows(rows)
+    return tmp_path / "intervals.csv"
+
+
+def test_multi_label_run_with_attention_pooling_and_vision_lora(tiny_vlm_dir, tmp_path):
+    manifest = _synthetic_intervals(tmp_path)
+    out = run_config(
+        "lora_classifier",
+        [
+            f"data.manifest={manifest}",
+            f"model.backbone={tiny_vlm_dir}",
+            f"out={tmp_path / 'run'}",
+            "data.n_frames=2",
+            "data.max_side=64",
+            "train.epochs=1",
+            "train.batch_size=2",
+            "model.pooling=attention",
+            "lora.vision_tower=true",
+            "lora.r=2",
+            "split.val_videos=[c.mp4]",
+        ],  # fmt: skip
+        progress=False,
+    )
+    newborn = load_labelset("newborn-resuscitation")
+    thresholds = json.loads((out / "thresholds.json").read_text())
+    assert list(thresholds) == list(newborn.names)
+    adapter = json.loads((out / "adapter/adapter_config.json").read_text())
+    targets = adapter["target_modules"]
+    assert any("vision_model" in t for t in targets) and any("text_model" in t for t in targets)
+    clf = load_classifier(out)
+    assert clf.info.multi_label and clf.info.pooling == "attention"
+    assert clf.thresholds == tuple(thresholds[name] for name in newborn.names)
+    frames = np.zeros((2, 48, 64, 3), np.uint8)
+    logits = clf.logits([frames, frames[:1]])  # a 1-frame window is resampled to 2
+    assert logits.shape == (2, 3) and np.array_equal(logits[0], logits[1])
+
+
+def test_classifier_strategy_errors_name_the_fix(tiny_classifier_run, tmp_path, capsys):
+    manifest = tiny_classifier_run / "val.jsonl"
+    args = ["eval", str(manifest), "--labels", "kinetics-sample", "--strategy", "classifier"]
+    assert cli([*args, "--out", str(tmp_path / "e")]) == 2
+    assert "set classifier.run_dir=RUN_DIR" in capsys.readouterr().err
+    # A classifier trained on another label set is refused before any window runs.
+    strategy = load_strategy("classifier", [f"classifier.run_dir={tiny_classifier_run}"])
+    with pytest.raises(ConfigError, match="trained on labels .* pass --labels kinetics-sample"):
+        load_run_classifier(strategy, load_labelset("newborn-resuscitation"))
