@@ -115,6 +115,15 @@ def load_run_classifier(strategy: StrategyConfig, labelset: LabelSet) -> Classif
             )
         return None
     clf = load_classifier(spec.run_dir, device=spec.device, batch_size=spec.batch_size)
+    trained = (clf.info.n_frames, clf.info.max_side)
+    sampled = (strategy.sampler.n_frames, strategy.sampler.max_side)
+    if sampled[0] != trained[0] or (trained[1] is not None and sampled[1] != trained[1]):
+        log.warning(
+            "classifier %s was trained on %d frames per window at max side %s, but the "
+            "strategy samples %s at %s; for identical inputs pass --frames %d --max-side %s",
+            spec.run_dir, *trained, strategy.sampler.n_frames, strategy.sampler.max_side,
+            *trained,
+        )  # fmt: skip
     if tuple(clf.labels) != labelset.names:
         raise ConfigError(
             f"classifier '{spec.run_dir}' was trained on labels {list(clf.labels)}, but the "

@@ -139,6 +139,7 @@ def run(cfg: LoraConfig, *, progress: bool = True) -> Path:
         multi_label=labelset.multi_label,
         n_frames=cfg.data.n_frames,
         labelset=labelset.name,
+        max_side=cfg.data.max_side,
         instruction=encoder.instruction,
         pooling=cfg.model.pooling,
         head_hidden=cfg.model.head_hidden,

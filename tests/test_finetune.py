@@ -171,3 +171,27 @@ def test_head_bias_starts_at_the_prior_and_pos_weight_favours_rare_classes():
     y = np.array([[1, 0, 0], [1, 1, 0], [1, 0, 0], [0, 0, 0]], np.float32)
     loss = common.loss_for(common.TrainSpec(), newborn, y, "cpu")
     assert loss.pos_weight.tolist() == pytest.approx([1 / 3, 3.0, 1.0])
+
+
+def test_cli_trains_and_prints_a_working_eval_command(
+    tiny_vlm_dir, shared_videos, tmp_path, capsys, caplog
+):
+    manifest = write_interval_manifest(tmp_path / "m.csv", shared_videos)
+    args = ["finetune", "lora_classifier", f"data.manifest={manifest}",
+            f"model.backbone={tiny_vlm_dir}", f"out={tmp_path / 'run'}",
+            *TINY_CLASSIFIER_OVERRIDES, "train.epochs=1", "train.max_steps=3", "--quiet"]  # fmt: skip
+    assert cli(args) == 0
+    printed = capsys.readouterr().out
+    assert f"run directory {tmp_path / 'run'}" in printed
+    command = printed.split("evaluate it: vara ", 1)[1].split()
+    command[command.index("--out") + 1] = str(tmp_path / "eval")
+    assert cli([*command, "--no-progress"]) == 0
+    results = json.loads((tmp_path / "eval" / "classifier" / "results.json").read_text())
+    card = json.loads((tmp_path / "run" / "run_card.json").read_text())
+    assert card["epochs"][0]["steps"] == 3
+    assert results["metrics"]["n"] == card["data"]["n_val"]
+    assert "was trained on" not in caplog.text  # the printed command matches training
+    command[command.index("--frames") + 1] = "2"
+    command[command.index("--out") + 1] = str(tmp_path / "eval-2-frames")
+    assert cli([*command, "--no-progress"]) == 0
+    assert "pass --frames 4 --max-side 112" in caplog.text

@@ -47,6 +47,7 @@ class ClassifierInfo:
     multi_label: bool
     n_frames: int
     labelset: str = ""
+    max_side: int | None = None  # the frames' longer side in training (data.max_side)
     instruction: str = ""  # vlm-lora: the text after the frames
     pooling: str = "mean"  # vlm-lora
     head_hidden: int = 256  # vlm-lora
@@ -243,6 +244,11 @@ def _load_timesformer(run: Path):
 
     path = run / "model"
     net = TimesformerForVideoClassification.from_pretrained(str(path), local_files_only=True)
+    # On CPU, from_pretrained leaves the weights at unaligned addresses (views into what it
+    # read), where MKL's small-batch kernels round differently from freshly allocated
+    # tensors: give each weight its own memory, so logits match training's bit for bit.
+    for t in (*net.parameters(), *net.buffers()):
+        t.data = t.data.clone()
     # The PIL image processor, named directly as the recipe does: transformers' video
     # processors need torchvision, and the default VideoMAEImageProcessor picks a torchvision
     # backend wherever torchvision imports, whose resizing differs from training's.

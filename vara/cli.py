@@ -238,8 +238,14 @@ def _cmd_finetune(args: argparse.Namespace) -> int:
         f"windows, val macro-F1 {final.get('val_macro_f1', float('nan')):.3f}, "
         f"{card['wall_s']:.1f} s"
     )
-    print(f"evaluate it: vara eval {out / 'val.jsonl'} --labels {card['data']['labelset']} "
-          f"--strategy classifier --set classifier.run_dir={out} --out runs/eval")  # fmt: skip
+    info = json.loads((out / "classifier.json").read_text())
+    sampling = f"--frames {info['n_frames']}"
+    if info.get("max_side"):
+        sampling += f" --max-side {info['max_side']}"
+    print(
+        f"evaluate it: vara eval {out / 'val.jsonl'} --labels {card['data']['labelset']} "
+        f"--strategy classifier --set classifier.run_dir={out} {sampling} --out runs/eval"
+    )
     return EXIT_OK
 
 
