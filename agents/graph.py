@@ -11,7 +11,7 @@ from collections.abc import Callable
 from langgraph.graph import END, START, StateGraph
 from langgraph.graph.state import CompiledStateGraph
 
-from vara.agents import classify, judge, nodes, vision
+from vara.agents import agentic, classify, judge, nodes, vision
 from vara.agents.context import Context
 from vara.agents.state import WindowInput, WindowState
 from vara.config import StrategyConfig
@@ -23,6 +23,7 @@ __all__ = [
     "SCHEMA_ROLES",
     "NEEDS_CLASSIFIER",
     "NO_VLM",
+    "TOOL_CALLING",
     "build_caption_reason",
     "build_direct",
     "check_strategy",
@@ -134,6 +135,7 @@ GRAPHS: dict[str, Callable[[], CompiledStateGraph]] = {
     "semantic-tokens": build_semantic_tokens,
     "classifier": build_classifier,
     "classifier-explain": build_classifier_explain,
+    "agentic": agentic.build_agentic,
 }
 
 # Roles whose prompt asks for structured output, so must name a schema file.
@@ -146,11 +148,14 @@ PROMPT_ROLES: dict[str, tuple[str, ...]] = {
     "semantic-tokens": ("tokens", "answer", "reask"),
     "classifier": (),
     "classifier-explain": ("caption", "explain", "reask"),
+    "agentic": ("caption", "agent", "answer", "reask"),
 }
 # Graphs that cannot run without a trained classifier (classifier.run_dir).
 NEEDS_CLASSIFIER = ("classifier", "classifier-explain")
 # Graphs that never ask a VLM, so a strategy may leave vlm unset.
 NO_VLM = ("classifier",)
+# Graphs whose LLM calls tools (OpenAI tools API): a vLLM server, not the in-process engine.
+TOOL_CALLING = ("agentic",)
 
 
 def check_strategy(config: StrategyConfig, source: str) -> None:

@@ -34,6 +34,7 @@ __all__ = [
     "chat_turns",
     "with_reasks",
     "ask_until_valid",
+    "ask_answer",
     "validation_failed",
     "sample",
     "answer_from_captions",
@@ -110,7 +111,7 @@ def ask_until_valid(
     raise validation_failed(what, raws, errors)
 
 
-def _ask(
+def ask_answer(
     state: WindowState,
     ctx: Context,
     model: ChatModel,
@@ -143,7 +144,7 @@ def answer_from_captions(state: WindowState, runtime: Runtime[Context]) -> dict:
         end_s=clip.end_s,
     )
     refs = tuple(caption_ref(i) for i in range(1, len(captions) + 1))
-    return _ask(state, ctx, ctx.llm, chat_turns(rendered.system, rendered.user), refs)
+    return ask_answer(state, ctx, ctx.llm, chat_turns(rendered.system, rendered.user), refs)
 
 
 def answer_from_frames(state: WindowState, runtime: Runtime[Context]) -> dict:
@@ -159,7 +160,7 @@ def answer_from_frames(state: WindowState, runtime: Runtime[Context]) -> dict:
     )
     refs = tuple(time_ref(t) for t in batch.timestamps_s)
     first = chat_turns(rendered.system, rendered.user, batch.frames)
-    return _ask(state, ctx, ctx.vlm, first, refs)
+    return ask_answer(state, ctx, ctx.vlm, first, refs)
 
 
 def answer_from_tokens(state: WindowState, runtime: Runtime[Context]) -> dict:
@@ -171,7 +172,7 @@ def answer_from_tokens(state: WindowState, runtime: Runtime[Context]) -> dict:
     rendered = ctx.prompts["answer"].render(
         labelset=ctx.labelset, frames=frames, start_s=clip.start_s, end_s=clip.end_s
     )
-    return _ask(state, ctx, ctx.llm, chat_turns(rendered.system, rendered.user), refs)
+    return ask_answer(state, ctx, ctx.llm, chat_turns(rendered.system, rendered.user), refs)
 
 
 def validate(state: WindowState, runtime: Runtime[Context]) -> dict:

@@ -25,7 +25,14 @@ from typing import Any
 from tqdm import tqdm
 
 from vara.agents.context import Context, FrameStore
-from vara.agents.graph import NEEDS_CLASSIFIER, NO_VLM, SCHEMA_ROLES, check_strategy, get_graph
+from vara.agents.graph import (
+    NEEDS_CLASSIFIER,
+    NO_VLM,
+    SCHEMA_ROLES,
+    TOOL_CALLING,
+    check_strategy,
+    get_graph,
+)
 from vara.config import StrategyConfig
 from vara.errors import ConfigError, StructuredOutputError, VaraError, VideoError
 from vara.prompts.loader import PromptTemplate, load_prompt
@@ -289,6 +296,16 @@ def run_clips(
     prompts = _load_prompts(strategy, prompts_dir)
     failures = list(failures)
     plans = _plan(groups, failures)
+    if (
+        strategy.graph in TOOL_CALLING
+        and vlm is None
+        and llm is None
+        and not strategy.answer_model.url
+    ):
+        raise ConfigError(
+            f"strategy {strategy.name}: graph {strategy.graph!r} calls tools, which needs a "
+            "vLLM server: pass --llm-url (or --vlm-url) http://HOST:PORT/v1"
+        )
     if vlm is None and strategy.graph not in NO_VLM:
         vlm = connect(strategy.vlm)
     if llm is None:

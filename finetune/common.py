@@ -103,6 +103,18 @@ class Config:
         return json.loads(json.dumps(dataclasses.asdict(self)))
 
 
+def _coerce(hint: Any, value: Any) -> Any:
+    """YAML 1.1 reads ``1e-3`` (no dot) as a string: make it the float the field wants."""
+    if isinstance(value, list):
+        return tuple(value)
+    if isinstance(value, str) and "float" in str(hint):
+        try:
+            return float(value)
+        except ValueError:
+            return value  # the dataclass' own check (or the optimiser) names the field
+    return value
+
+
 def _section(cls: type, name: str, values: Any, source: str):
     if not isinstance(values, dict):
         raise ConfigError(f"{source}: {name} must be a mapping")
@@ -110,7 +122,7 @@ def _section(cls: type, name: str, values: Any, source: str):
     unknown = sorted(set(values) - set(known))
     if unknown:
         raise ConfigError(f"{source}: unknown key(s) {unknown} in {name}; known: {sorted(known)}")
-    values = {k: tuple(v) if isinstance(v, list) else v for k, v in values.items()}
+    values = {k: _coerce(known[k].type, v) for k, v in values.items()}
     try:
         return cls(**values)
     except (TypeError, ValueError) as exc:

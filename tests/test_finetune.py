@@ -18,6 +18,7 @@ from vara.errors import ConfigError, InputError
 from vara.eval.datasets import load_dataset
 from vara.finetune import common
 from vara.finetune.data import cache_frames, split_by_video
+from vara.finetune.lora_classifier import LoraConfig
 from vara.finetune.recipes import run_config
 from vara.prompts.loader import load_labelset
 from vara.tools.classifier import load_classifier, read_info
@@ -146,6 +147,9 @@ def test_config_errors_name_the_fix(tmp_path, tiny_vlm_dir):
         run_config("no-such-recipe", [])
     with pytest.raises(InputError, match="no classifier.json"):
         load_classifier(tmp_path)
+    (tmp_path / "c.yaml").write_text("recipe: lora_classifier\ndata: {manifest: m.csv}\n")
+    cfg = common.load_config(LoraConfig, tmp_path / "c.yaml", ["train.lr=1e-3", "seed=3"])
+    assert cfg.train.lr == 1e-3 and cfg.seed == 3  # YAML 1.1 reads 1e-3 as a string
 
 
 def test_split_by_video_rules():
@@ -179,7 +183,8 @@ def test_cli_trains_and_prints_a_working_eval_command(
     manifest = write_interval_manifest(tmp_path / "m.csv", shared_videos)
     args = ["finetune", "lora_classifier", f"data.manifest={manifest}",
             f"model.backbone={tiny_vlm_dir}", f"out={tmp_path / 'run'}",
-            *TINY_CLASSIFIER_OVERRIDES, "train.epochs=1", "train.max_steps=3", "--quiet"]  # fmt: skip
+            *TINY_CLASSIFIER_OVERRIDES, "train.epochs=1", "train.max_steps=3",
+            "--quiet"]  # fmt: skip
     assert cli(args) == 0
     printed = capsys.readouterr().out
     assert f"run directory {tmp_path / 'run'}" in printed

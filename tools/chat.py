@@ -3,24 +3,59 @@
 A backend takes a list of ``Message`` (text plus optional RGB frames) and returns a
 ``Completion``. With ``json_schema`` set, the backend must constrain decoding to that schema
 (vLLM: ``response_format``; in-process: xgrammar); callers still validate the text.
+
+Tool calling follows the OpenAI tools API: ``tools`` are OpenAI function specs
+(``{"type": "function", "function": {name, description, parameters}}``), ``tool_choice`` is
+"auto", "none", "required" or one tool's name (that tool must be called). The model's calls
+come back as ``Completion.tool_calls``; their results go back as ``Message("tool", text,
+tool_call_id=...)`` after the assistant turn that made them (``Message.tool_calls``).
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol
 
 import numpy as np
 
+__all__ = ["ChatModel", "Completion", "Message", "ToolCall", "TOOL_CHOICES"]
+
+# tool_choice values that are not a tool's name.
+TOOL_CHOICES = ("auto", "none", "required")
+
+
+@dataclass(frozen=True)
+class ToolCall:
+    """One call the model asked for. ``error`` is set (and ``arguments`` empty) when the
+    model's arguments were not a JSON object: the caller reports it as the call's result
+    instead of running the tool, so a garbled call never crashes a run."""
+
+    id: str
+    name: str
+    arguments: dict[str, Any] = field(default_factory=dict)
+    error: str | None = None
+
 
 @dataclass(frozen=True, eq=False)
 class Message:
-    """One chat turn. ``images`` are RGB uint8 (H, W, 3) arrays, placed before the text."""
+    """One chat turn. ``images`` are RGB uint8 (H, W, 3) arrays, placed before the text.
 
-    role: Literal["system", "user", "assistant"]
+    An assistant turn may carry the ``tool_calls`` it made; a ``tool`` turn is the result of
+    one call and names it by ``tool_call_id``.
+    """
+
+    role: Literal["system", "user", "assistant", "tool"]
     text: str
     images: tuple[np.ndarray, ...] = ()
+    tool_calls: tuple[ToolCall, ...] = ()
+    tool_call_id: str | None = None
+
+    def __post_init__(self) -> None:
+        if self.role == "tool" and not self.tool_call_id:
+            raise ValueError("a tool message needs the tool_call_id of the call it answers")
+        if self.tool_calls and self.role != "assistant":
+            raise ValueError(f"only an assistant turn makes tool calls, not {self.role!r}")
 
 
 @dataclass(frozen=True)
@@ -31,6 +66,7 @@ class Completion:
     finish_reason: str | None = None
     prompt_tokens: int | None = None
     completion_tokens: int | None = None
+    tool_calls: tuple[ToolCall, ...] = ()
 
 
 class ChatModel(Protocol):
@@ -45,6 +81,8 @@ class ChatModel(Protocol):
         json_schema: dict[str, Any] | None = None,
         max_tokens: int = 256,
         temperature: float = 0.0,
+        tools: list[dict[str, Any]] | None = None,
+        tool_choice: str | None = None,
     ) -> Completion: ...
 
     def close(self) -> None: ...

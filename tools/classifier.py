@@ -237,6 +237,8 @@ class _TimesformerAdapter:
 def _load_timesformer(run: Path):
     from transformers import TimesformerForVideoClassification
 
+    from vara.tools.classifier_model import own_memory
+
     try:
         from transformers import VideoMAEImageProcessorPil as processor_cls
     except ImportError:  # transformers without a separate PIL class: this one is PIL
@@ -244,11 +246,7 @@ def _load_timesformer(run: Path):
 
     path = run / "model"
     net = TimesformerForVideoClassification.from_pretrained(str(path), local_files_only=True)
-    # On CPU, from_pretrained leaves the weights at unaligned addresses (views into what it
-    # read), where MKL's small-batch kernels round differently from freshly allocated
-    # tensors: give each weight its own memory, so logits match training's bit for bit.
-    for t in (*net.parameters(), *net.buffers()):
-        t.data = t.data.clone()
+    own_memory(net)  # logits bit-identical to training's (see own_memory)
     # The PIL image processor, named directly as the recipe does: transformers' video
     # processors need torchvision, and the default VideoMAEImageProcessor picks a torchvision
     # backend wherever torchvision imports, whose resizing differs from training's.

@@ -31,6 +31,7 @@ __all__ = [
     "MeanPool",
     "VideoClassifier",
     "load_backbone",
+    "own_memory",
     "lora_target_names",
 ]
 
@@ -171,12 +172,24 @@ def load_backbone(model: str, *, dtype: torch.dtype = torch.float32) -> tuple[nn
                 "classifier needs a vision-language checkpoint whose processor loads "
                 "without torchvision (Idefics3/SmolVLM), or a working torchvision"
             )
-        backbone = AutoModel.from_pretrained(source, dtype=dtype, **kwargs)
+        backbone = own_memory(AutoModel.from_pretrained(source, dtype=dtype, **kwargs))
     except ImportError as exc:
         raise InputError(f"model '{model}' needs a package that is missing here: {exc}") from exc
     except (OSError, ValueError) as exc:
         raise not_loadable(model, exc) from exc
     return backbone, processor
+
+
+def own_memory(module: nn.Module) -> nn.Module:
+    """Give every weight its own freshly allocated memory.
+
+    On CPU, ``from_pretrained`` leaves weights as unaligned views into what it read, and
+    MKL's small-batch kernels round differently there than on aligned memory; training and
+    every reload both call this, so a reloaded model's logits match training's bit for bit.
+    """
+    for t in (*module.parameters(), *module.buffers()):
+        t.data = t.data.clone()
+    return module
 
 
 def backbone_facts(backbone: nn.Module) -> tuple[int, int]:

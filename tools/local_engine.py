@@ -50,8 +50,16 @@ class LocalEngine:
         json_schema: dict[str, Any] | None = None,
         max_tokens: int = 256,
         temperature: float = 0.0,
+        tools: list[dict[str, Any]] | None = None,
+        tool_choice: str | None = None,
     ) -> Completion:
         """Answer ``messages``; greedy when temperature == 0, else sampling."""
+        if tools or tool_choice is not None or any(m.role == "tool" for m in messages):
+            # transformers has no tool-call parser; vLLM's (--tool-call-parser) does this.
+            raise EndpointError(
+                f"in-process model '{self.model_id}' cannot call tools: tool calling needs a "
+                f"vLLM server (set llm.url, e.g. --llm-url http://127.0.0.1:8000/v1)"
+            )
         if max_tokens < 1:
             raise InputError(f"max_tokens must be >= 1, got {max_tokens}")
         if temperature < 0:

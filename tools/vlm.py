@@ -2,7 +2,9 @@
 
 ``OpenAIServer`` implements ``vara.tools.chat.ChatModel`` over HTTP: frames go as JPEG data
 URLs, structured output as ``response_format={"type": "json_schema", ...}`` (vLLM compiles it
-to a grammar; ``guided_json`` was removed in vLLM 0.12). A semaphore bounds requests in flight;
+to a grammar; ``guided_json`` was removed in vLLM 0.12), tools as ``tools`` + ``tool_choice``
+(a tool's name becomes the named form; vLLM needs ``--enable-auto-tool-choice
+--tool-call-parser ...`` for "auto"). A semaphore bounds requests in flight;
 connection errors, timeouts and 5xx are retried with exponential backoff; everything else maps
 to an ``EndpointError`` that says which URL failed and which flag or option fixes it.
 ``connect`` picks this client when an endpoint has a URL, else the in-process engine.
@@ -12,6 +14,7 @@ from __future__ import annotations
 
 import base64
 import io
+import json
 import re
 import threading
 import time
@@ -23,8 +26,8 @@ import numpy as np
 from PIL import Image
 
 from vara.config import Endpoint
-from vara.errors import EndpointError
-from vara.tools.chat import ChatModel, Completion, Message
+from vara.errors import EndpointError, InputError
+from vara.tools.chat import TOOL_CHOICES, ChatModel, Completion, Message, ToolCall
 
 __all__ = [
     "OpenAIServer",
@@ -32,7 +35,9 @@ __all__ = [
     "connect",
     "decoding_schema",
     "encode_jpeg",
+    "parse_tool_calls",
     "to_openai_messages",
+    "tool_request",
 ]
 
 _RETRY_STATUS = {500, 502, 503, 504}
@@ -66,6 +71,20 @@ def decoding_schema(schema: Any) -> Any:
 def to_openai_messages(messages: Sequence[Message]) -> list[dict[str, Any]]:
     out: list[dict[str, Any]] = []
     for m in messages:
+        if m.role == "tool":
+            out.append({"role": "tool", "tool_call_id": m.tool_call_id, "content": m.text})
+            continue
+        if m.tool_calls:
+            calls = [
+                {
+                    "id": c.id,
+                    "type": "function",
+                    "function": {"name": c.name, "arguments": json.dumps(c.arguments)},
+                }
+                for c in m.tool_calls
+            ]
+            out.append({"role": m.role, "content": m.text or None, "tool_calls": calls})
+            continue
         if not m.images:
             out.append({"role": m.role, "content": m.text})
             continue
@@ -75,6 +94,51 @@ def to_openai_messages(messages: Sequence[Message]) -> list[dict[str, Any]]:
         parts.append({"type": "text", "text": m.text})
         out.append({"role": m.role, "content": parts})
     return out
+
+
+def tool_request(tools: list[dict[str, Any]], tool_choice: str | None) -> dict[str, Any]:
+    """The ``tools``/``tool_choice`` fields of a request; a tool's name becomes the named form."""
+    names = [t.get("function", {}).get("name") for t in tools]
+    body: dict[str, Any] = {"tools": tools}
+    if tool_choice is None:
+        return body
+    if tool_choice in TOOL_CHOICES:
+        body["tool_choice"] = tool_choice
+    elif tool_choice in names:
+        body["tool_choice"] = {"type": "function", "function": {"name": tool_choice}}
+    else:
+        raise InputError(
+            f"tool_choice {tool_choice!r} is neither one of {list(TOOL_CHOICES)} nor a tool "
+            f"offered in this request ({names})"
+        )
+    return body
+
+
+def parse_tool_calls(message: dict[str, Any]) -> tuple[ToolCall, ...]:
+    """``message.tool_calls`` of a reply; arguments that are not a JSON object become a
+    ToolCall with ``error`` set rather than an exception."""
+    calls = []
+    for i, raw in enumerate(message.get("tool_calls") or (), start=1):
+        fn = raw.get("function") or {}
+        args, error = _arguments(fn.get("arguments"))
+        calls.append(
+            ToolCall(str(raw.get("id") or f"call_{i}"), str(fn.get("name") or ""), args, error)
+        )
+    return tuple(calls)
+
+
+def _arguments(text: Any) -> tuple[dict[str, Any], str | None]:
+    """(arguments, None), or ({}, what is wrong with them)."""
+    if text is None or text == "":
+        return {}, None
+    try:
+        args = json.loads(text) if isinstance(text, str) else text
+    except json.JSONDecodeError as exc:
+        snippet = text[:80].replace("\n", " ")
+        return {}, f"arguments are not valid JSON ({exc.msg} at character {exc.pos}): {snippet!r}"
+    if not isinstance(args, dict):
+        return {}, f"arguments must be a JSON object, got {type(args).__name__}: {str(args)[:80]!r}"
+    return args, None
 
 
 class OpenAIServer:
@@ -118,6 +182,8 @@ class OpenAIServer:
         json_schema: dict[str, Any] | None = None,
         max_tokens: int = 256,
         temperature: float = 0.0,
+        tools: list[dict[str, Any]] | None = None,
+        tool_choice: str | None = None,
     ) -> Completion:
         body: dict[str, Any] = {
             "model": self.model_id,
@@ -134,17 +200,21 @@ class OpenAIServer:
                     "strict": True,
                 },
             }
+        if tools:
+            body.update(tool_request(tools, tool_choice))
+        elif tool_choice is not None:
+            raise InputError(f"tool_choice {tool_choice!r} given without tools")
         n_images = sum(len(m.images) for m in messages)
         start = time.perf_counter()
         reply = self._request("POST", "/chat/completions", json=body, n_images=n_images)
         latency = time.perf_counter() - start
         try:
             choice = reply["choices"][0]
-            text = choice["message"]["content"] or ""
-        except (KeyError, IndexError, TypeError):
+            message = choice["message"]
+            text = message.get("content") or ""
+        except (KeyError, IndexError, TypeError, AttributeError):
             raise EndpointError(
-                f"server {self.url} returned a reply without choices[0].message.content: "
-                f"{str(reply)[:200]}"
+                f"server {self.url} returned a reply without choices[0].message: {str(reply)[:200]}"
             ) from None
         usage = reply.get("usage") or {}
         return Completion(
@@ -154,6 +224,7 @@ class OpenAIServer:
             finish_reason=choice.get("finish_reason"),
             prompt_tokens=usage.get("prompt_tokens"),
             completion_tokens=usage.get("completion_tokens"),
+            tool_calls=parse_tool_calls(message),
         )
 
     def _request(self, method: str, path: str, *, n_images: int = 0, **kw: Any) -> dict[str, Any]:

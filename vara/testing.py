@@ -28,24 +28,45 @@ def write_test_video(path: str | Path, **kwargs: Any) -> Path:
 class ScriptedChatModel:
     """A ChatModel that returns scripted replies in order and records every request.
 
-    For tests of graph routing (re-ask, give-up) where a real model cannot be made to
-    answer badly on cue. Raises ``AssertionError`` if asked more often than scripted.
+    For tests of graph routing (re-ask, give-up, tool loops) where a real model cannot be
+    made to answer badly on cue. A reply is the answer's text, or a sequence of
+    ``vara.tools.chat.ToolCall`` for a turn that calls tools. Raises ``AssertionError`` if
+    asked more often than scripted.
     """
 
-    def __init__(self, replies: list[str], model_id: str = "scripted"):
+    def __init__(self, replies: list[Any], model_id: str = "scripted"):
         self.model_id = model_id
         self._replies = list(replies)
         self.requests: list[dict[str, Any]] = []
 
-    def complete(self, messages, *, json_schema=None, max_tokens=256, temperature=0.0):
+    def complete(
+        self,
+        messages,
+        *,
+        json_schema=None,
+        max_tokens=256,
+        temperature=0.0,
+        tools=None,
+        tool_choice=None,
+    ):
         from vara.tools.chat import Completion
 
-        self.requests.append({"messages": list(messages), "json_schema": json_schema})
+        self.requests.append(
+            {
+                "messages": list(messages),
+                "json_schema": json_schema,
+                "tools": tools,
+                "tool_choice": tool_choice,
+            }
+        )
         if not self._replies:
             raise AssertionError(
                 f"ScriptedChatModel: request {len(self.requests)} was not scripted"
             )
-        return Completion(text=self._replies.pop(0), model=self.model_id, latency_s=0.0)
+        reply = self._replies.pop(0)
+        if isinstance(reply, str):
+            return Completion(text=reply, model=self.model_id, latency_s=0.0)
+        return Completion(text="", model=self.model_id, latency_s=0.0, tool_calls=tuple(reply))
 
     def close(self) -> None:
         pass
