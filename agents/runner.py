@@ -296,20 +296,16 @@ def run_clips(
     prompts = _load_prompts(strategy, prompts_dir)
     failures = list(failures)
     plans = _plan(groups, failures)
-    if (
-        strategy.graph in TOOL_CALLING
-        and vlm is None
-        and llm is None
-        and not strategy.answer_model.url
-    ):
-        raise ConfigError(
-            f"strategy {strategy.name}: graph {strategy.graph!r} calls tools, which needs a "
-            "vLLM server: pass --llm-url (or --vlm-url) http://HOST:PORT/v1"
-        )
     if vlm is None and strategy.graph not in NO_VLM:
         vlm = connect(strategy.vlm)
     if llm is None:
         llm = connect(strategy.llm) if strategy.llm is not None and strategy.llm.is_set else vlm
+    if strategy.graph in TOOL_CALLING and not getattr(llm, "supports_tools", False):
+        raise ConfigError(
+            f"strategy {strategy.name}: graph {strategy.graph!r} calls tools, which needs the "
+            f"LLM on a vLLM server ({llm.model_id!r} runs in-process): pass --llm-url (or "
+            "--vlm-url) http://HOST:PORT/v1"
+        )
     frames = FrameStore(strategy.sampler)
     ctx = Context(
         strategy, labelset, prompts, vlm, llm, frames, cache=cache,

@@ -1,19 +1,18 @@
-"""What the training recipes share: config sections, data set-up, the training loop, and
-writing the run directory. A recipe (``lora_classifier.py``, ``timesformer.py``) builds its
-model and calls these in order; each piece is small enough to read in one sitting."""
+"""What the training recipes share: data set-up, the training loop, and writing the run
+directory (configs: ``finetune/config.py``). A recipe (``lora_classifier.py``,
+``timesformer.py``) builds its model and calls these in order; each piece is small enough to
+read in one sitting."""
 
 from __future__ import annotations
 
-import dataclasses
-import json
 import logging
 import os
 import platform
 import random
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any
 
 import numpy as np
 import torch
@@ -21,10 +20,10 @@ import yaml
 from torch import nn
 from tqdm import tqdm
 
-from vara.config import apply_overrides
 from vara.errors import ConfigError
 from vara.eval.datasets import Dataset, load_dataset
 from vara.eval.metrics import compute_metrics, tune_thresholds
+from vara.finetune.config import Config, TrainSpec
 from vara.finetune.data import (
     Split,
     WindowFrames,
@@ -33,7 +32,6 @@ from vara.finetune.data import (
     targets,
     write_split,
 )
-from vara.prompts.loader import load_labelset
 from vara.provenance import meta_info
 from vara.records import write_json_atomic
 from vara.tools.classifier import ClassifierInfo, decide
@@ -42,127 +40,20 @@ from vara.types import Clip, LabelSet, SamplerSpec
 log = logging.getLogger(__name__)
 
 
-# ---- config -----------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class DataSpec:
-    manifest: str | None = None  # clips or interval manifest (CSV/JSONL), as for vara eval
-    labels: str = "newborn-resuscitation"  # packaged label set or a YAML path
-    format: str = "auto"  # auto | clips | intervals
-    window_s: float = 2.0  # interval manifests: window length (the study's 2 s)
-    overlap: float = 0.5  # ... and overlap (50 %)
-    min_overlap: float = 0.5  # a label is positive above this fraction of the window
-    n_frames: int = 8  # frames per window the model sees; more = finer motion, more memory
-    max_side: int = 448  # frames are resized so the longer side is at most this
-
-
-@dataclass(frozen=True)
-class SplitSpec:
-    val_fraction: float = 0.2  # share of VIDEOS held out (never windows of one video)
-    val_videos: tuple[str, ...] = ()  # or name the held-out videos explicitly
-
-
-@dataclass(frozen=True)
-class TrainSpec:
-    epochs: int = 5
-    batch_size: int = 4  # windows per optimiser micro-step
-    grad_accum: int = 1  # micro-steps per optimiser step (effective batch = product)
-    eval_batch_size: int = 8
-    lr: float = 2.0e-4  # LoRA / backbone learning rate
-    head_lr: float = 1.0e-3  # head (and pooling) learning rate
-    weight_decay: float = 0.01
-    max_grad_norm: float = 1.0  # gradient clipping; 0 = off
-    precision: str = "auto"  # auto = bf16 autocast where the GPU supports it, else fp32
-    loss: str = "auto"  # auto = BCE with pos_weight (multi-label sets), CE (single-label)
-    device: str = "auto"  # auto = cuda if available, else cpu
-    num_workers: int = 0  # DataLoader workers that decode + preprocess batches
-    max_steps: int | None = None  # stop after this many optimiser steps (smoke tests)
-
-    def __post_init__(self) -> None:
-        if self.epochs < 1 or self.batch_size < 1 or self.grad_accum < 1:
-            raise ValueError("train: epochs, batch_size and grad_accum must be >= 1")
-        if self.precision not in ("auto", "fp32", "bf16"):
-            raise ValueError(f"train.precision must be auto, fp32 or bf16, got {self.precision!r}")
-        if self.loss not in ("auto", "bce", "ce"):
-            raise ValueError(f"train.loss must be auto, bce or ce, got {self.loss!r}")
-
-
-@dataclass(frozen=True)
-class Config:
-    recipe: str
-    out: str = "runs/finetune"  # the run directory
-    seed: int = 0
-    data: DataSpec = field(default_factory=DataSpec)
-    split: SplitSpec = field(default_factory=SplitSpec)
-    train: TrainSpec = field(default_factory=TrainSpec)
-
-    SECTIONS: ClassVar[dict[str, type]] = {"data": DataSpec, "split": SplitSpec, "train": TrainSpec}
-
-    def to_dict(self) -> dict[str, Any]:
-        return json.loads(json.dumps(dataclasses.asdict(self)))
-
-
-def _coerce(hint: Any, value: Any) -> Any:
-    """YAML 1.1 reads ``1e-3`` (no dot) as a string: make it the float the field wants."""
-    if isinstance(value, list):
-        return tuple(value)
-    if isinstance(value, str) and "float" in str(hint):
-        try:
-            return float(value)
-        except ValueError:
-            return value  # the dataclass' own check (or the optimiser) names the field
-    return value
-
-
-def _section(cls: type, name: str, values: Any, source: str):
-    if not isinstance(values, dict):
-        raise ConfigError(f"{source}: {name} must be a mapping")
-    known = {f.name: f for f in dataclasses.fields(cls)}
-    unknown = sorted(set(values) - set(known))
-    if unknown:
-        raise ConfigError(f"{source}: unknown key(s) {unknown} in {name}; known: {sorted(known)}")
-    values = {k: _coerce(known[k].type, v) for k, v in values.items()}
-    try:
-        return cls(**values)
-    except (TypeError, ValueError) as exc:
-        raise ConfigError(f"{source}: {name}: {exc}") from None
-
-
-def load_config(cls: type, path: str | Path, overrides: Sequence[str] = ()):
-    """YAML file + ``key.sub=value`` overrides -> the recipe's frozen config."""
-    src = Path(path)
-    if not src.is_file():
-        raise ConfigError(f"finetune config '{src}' not found")
-    data = yaml.safe_load(src.read_text()) or {}
-    data = apply_overrides(data, list(overrides))
-    top = {f.name for f in dataclasses.fields(cls)} - set(cls.SECTIONS)
-    unknown = sorted(set(data) - top - set(cls.SECTIONS))
-    if unknown:
-        raise ConfigError(
-            f"{src}: unknown key(s) {unknown}; known: {sorted(top | set(cls.SECTIONS))}"
-        )
-    kwargs = {k: v for k, v in data.items() if k in top}
-    for name, section in cls.SECTIONS.items():
-        kwargs[name] = _section(section, name, data.get(name) or {}, str(src))
-    cfg = _section(cls, "config", kwargs, str(src))
-    if cfg.data.manifest is None:
-        raise ConfigError(f"{src}: data.manifest is not set; pass data.manifest=PATH")
-    return cfg
-
-
 # ---- set-up -----------------------------------------------------------------------------
 
 
 def prepare_out(cfg: Config) -> Path:
-    """Create the run directory; refuse one holding a finished run or another config."""
+    """Create the run directory. Refuse one holding a finished run, or an interrupted run
+    (a checkpoint) made with another config; a directory without a checkpoint starts afresh
+    (its cached frames are keyed by window and sampler, so they are safe to re-use)."""
     out = Path(cfg.out)
     if (out / "run_card.json").exists():
         raise ConfigError(f"'{out}' holds a finished run (run_card.json); use a new out=DIR")
     out.mkdir(parents=True, exist_ok=True)
     text = yaml.safe_dump(cfg.to_dict(), sort_keys=False)
     previous = out / "config.yaml"
-    if previous.exists() and previous.read_text() != text:
+    if (out / CHECKPOINT).exists() and previous.exists() and previous.read_text() != text:
         raise ConfigError(
             f"'{out}' holds an interrupted run with a different config; use a new out=DIR "
             "(or the same config to resume it)"
@@ -175,6 +66,9 @@ def seed_everything(seed: int) -> None:
     random.seed(seed)
     np.random.seed(seed)
     torch.manual_seed(seed)
+
+
+CHECKPOINT = "checkpoint.pt"
 
 
 def resolve_device(device: str) -> str:
@@ -198,11 +92,19 @@ class TrainData:
     def val_clips(self) -> tuple[Clip, ...]:
         return self.split.val
 
+    @property
+    def fingerprint(self) -> dict[str, Any]:
+        """What a checkpoint must have been trained on to be resumed."""
+        return {
+            "manifest_sha256": self.dataset.sha256,
+            "val_videos": list(self.split.val_videos),
+            "n_train": len(self.split.train),
+        }
 
-def load_data(cfg: Config, out: Path, *, progress: bool = True) -> TrainData:
+
+def load_data(cfg: Config, out: Path, labelset: LabelSet, *, progress: bool = True) -> TrainData:
     """Manifest -> windows -> split by video -> decoded frames (cached under out/frames)."""
     d = cfg.data
-    labelset = load_labelset(d.labels)
     dataset = load_dataset(
         d.manifest, labelset, window_s=d.window_s, overlap=d.overlap,
         min_overlap=d.min_overlap, format=d.format,
@@ -212,6 +114,7 @@ def load_data(cfg: Config, out: Path, *, progress: bool = True) -> TrainData:
         val_videos=cfg.split.val_videos,
     )  # fmt: skip
     write_split(out, dataset, split)
+    _warn_missing_classes(labelset, split)
     sampler = SamplerSpec(n_frames=d.n_frames, max_side=d.max_side)
     paths = cache_frames([*split.train, *split.val], sampler, out / "frames", progress=progress)
     n = len(split.train)
@@ -221,6 +124,18 @@ def load_data(cfg: Config, out: Path, *, progress: bool = True) -> TrainData:
         labelset, dataset, split, WindowFrames(paths[:n], train_y), WindowFrames(paths[n:], val_y),
         train_y,
     )  # fmt: skip
+
+
+def _warn_missing_classes(labelset: LabelSet, split: Split) -> None:
+    for side, clips in (("training", split.train), ("validation", split.val)):
+        seen = {lab for c in clips for lab in c.labels}
+        missing = [name for name in labelset.names if name not in seen]
+        if missing:
+            log.warning(
+                "classes %s have no %s windows: %s", missing, side,
+                "the model cannot learn them" if side == "training"
+                else "their thresholds and validation F1 are meaningless (choose split.val_videos)",
+            )  # fmt: skip
 
 
 def class_prior(y: np.ndarray, labelset: LabelSet) -> list[float]:
@@ -285,10 +200,18 @@ def _trainable(model: nn.Module) -> dict[str, torch.Tensor]:
     return {n: p.detach().cpu().clone() for n, p in model.named_parameters() if p.requires_grad}
 
 
-def _resume(path: Path, model: nn.Module, optimizer) -> tuple[int, list[dict[str, Any]]]:
+def _resume(
+    path: Path, model: nn.Module, optimizer, data: TrainData
+) -> tuple[int, list[dict[str, Any]]]:
     if not path.exists():
         return 0, []
     state = torch.load(path, map_location="cpu", weights_only=False)
+    if state.get("data") != data.fingerprint:
+        raise ConfigError(
+            f"checkpoint {path} was trained on other data (manifest or split changed: "
+            f"{state.get('data')} vs {data.fingerprint}); resuming would mix them and could "
+            "leak validation videos into training: use a new out=DIR"
+        )
     missing = set(_trainable(model)) - set(state["weights"])
     if missing:
         raise ConfigError(f"checkpoint {path} does not fit this model; use a new out=DIR")
@@ -308,8 +231,8 @@ def train_loop(cfg: Config, model: nn.Module, optimizer, loss_fn: nn.Module, col
     """Epochs of AdamW steps (accumulation, clipping, autocast) with a validation pass after
     each; checkpoints the trainable weights after every epoch. Returns per-epoch metrics."""
     t = cfg.train
-    ckpt = out / "checkpoint.pt"
-    start, history = _resume(ckpt, model, optimizer)
+    ckpt = out / CHECKPOINT
+    start, history = _resume(ckpt, model, optimizer, data)
     step = sum(h["steps"] for h in history)
     for epoch in range(start, t.epochs):
         if t.max_steps is not None and step >= t.max_steps:
@@ -325,7 +248,10 @@ def train_loop(cfg: Config, model: nn.Module, optimizer, loss_fn: nn.Module, col
             with autocast(device, t.precision):
                 logits = model(inputs)
             loss = loss_fn(logits.float(), batch["y"].to(device))
-            (loss / t.grad_accum).backward()
+            # Mean over the micro-batches of this optimiser step (the last group of an
+            # epoch may be shorter than grad_accum).
+            group = min(t.grad_accum, len(loader) - (i // t.grad_accum) * t.grad_accum)
+            (loss / group).backward()
             losses.append(loss.item())
             if (i + 1) % t.grad_accum == 0 or i + 1 == len(loader):
                 if t.max_grad_norm > 0:
@@ -346,7 +272,8 @@ def train_loop(cfg: Config, model: nn.Module, optimizer, loss_fn: nn.Module, col
         log.info("epoch %d: train loss %.4f, val %s", epoch + 1, record["train_loss"],
                  {k: record[k] for k in ("val_loss", "val_macro_f1")})  # fmt: skip
         state = {"epoch": epoch + 1, "weights": _trainable(model), "history": history,
-                 "optimizer": optimizer.state_dict(), "rng": torch.get_rng_state()}  # fmt: skip
+                 "optimizer": optimizer.state_dict(), "rng": torch.get_rng_state(),
+                 "data": data.fingerprint}  # fmt: skip
         torch.save(state, ckpt.with_suffix(".tmp"))
         os.replace(ckpt.with_suffix(".tmp"), ckpt)
     return history
@@ -403,20 +330,32 @@ def save_safetensors(state: dict[str, torch.Tensor], path: Path) -> None:
     save_file(state, str(path))
 
 
-def hardware() -> dict[str, Any]:
+def hardware(device: str) -> dict[str, Any]:
     info: dict[str, Any] = {
         "cpu": platform.processor() or platform.machine(),
         "cores": os.cpu_count(),
+        "device": device,
     }
-    if torch.cuda.is_available():
-        info["gpu"] = torch.cuda.get_device_name(0)
-        info["gpu_peak_mem_gib"] = round(torch.cuda.max_memory_allocated() / 2**30, 3)
+    if device.startswith("cuda"):
+        index = torch.device(device).index or 0
+        info["gpu"] = torch.cuda.get_device_name(index)
+        info["gpu_peak_mem_gib"] = round(torch.cuda.max_memory_allocated(index) / 2**30, 3)
     return info
+
+
+def _tuned_f1(data: TrainData, thresholds: dict[str, float], logits: np.ndarray) -> float | None:
+    ls = data.labelset
+    if not thresholds or not len(logits):
+        return None
+    cut = [thresholds[name] for name in ls.names]
+    predicted = [decide(ls.names, p, cut, True) for p in probabilities(logits, True)]
+    truth = [c.labels for c in data.val_clips]
+    return compute_metrics(ls, truth, predicted, reasked=[False] * len(truth), n_boot=0)["macro_f1"]
 
 
 def write_run(out: Path, cfg: Config, info: ClassifierInfo, data: TrainData,
               thresholds: dict[str, float], val_logits: np.ndarray,
-              history: list[dict[str, Any]], *, wall_s: float,
+              history: list[dict[str, Any]], *, wall_s: float, device: str,
               extra: dict[str, Any] | None = None) -> None:  # fmt: skip
     """The files of the run-directory contract (docs/finetune.md); run_card.json last, so
     its presence means the run finished."""
@@ -437,10 +376,13 @@ def write_run(out: Path, cfg: Config, info: ClassifierInfo, data: TrainData,
         "epochs": history,
         "final": history[-1] if history else None,
         "thresholds": thresholds,
+        # macro-F1 on the validation windows at the tuned thresholds: in-sample (they were
+        # tuned there), so optimistic; evaluate on held-out videos for an unbiased figure.
+        "val_macro_f1_tuned_in_sample": _tuned_f1(data, thresholds, val_logits),
         "wall_s": round(wall_s, 3),
         **(extra or {}),
-        "hardware": hardware(),
+        "hardware": hardware(device),
         "meta_info": meta_info(),
     }
-    (out / "checkpoint.pt").unlink(missing_ok=True)
     write_json_atomic(out / "run_card.json", card)
+    (out / CHECKPOINT).unlink(missing_ok=True)  # after the card: a crash between keeps it

@@ -149,6 +149,7 @@ def write_split(out: Path, dataset: Dataset, split: Split) -> None:
         {
             "manifest": dataset.path,
             "manifest_sha256": dataset.sha256,
+            "train_videos": sorted({c.video for c in split.train}),
             "val_videos": list(split.val_videos),
             "n_train": len(split.train),
             "n_val": len(split.val),

@@ -23,10 +23,11 @@ from typing import Any, ClassVar
 import torch
 
 from vara.finetune import common
-from vara.finetune.common import Config
-from vara.prompts.loader import load_prompt
+from vara.finetune.config import Config, load_config
+from vara.prompts.loader import load_labelset, load_prompt
 from vara.tools.classifier import ClassifierInfo
 from vara.tools.classifier_model import (
+    POOLINGS,
     FrameEncoder,
     VideoClassifier,
     backbone_facts,
@@ -46,6 +47,12 @@ class ModelSpec:
     pooling: str = "mean"  # mean | attention (a learned query over the vision tokens)
     head_hidden: int = 256  # width of the MLP head
     dropout: float = 0.1  # head dropout
+
+    def __post_init__(self) -> None:
+        if self.pooling not in POOLINGS:
+            raise ValueError(f"model.pooling must be one of {POOLINGS}, got {self.pooling!r}")
+        if self.head_hidden < 1 or not 0 <= self.dropout < 1:
+            raise ValueError("model: need head_hidden >= 1 and 0 <= dropout < 1")
 
 
 @dataclass(frozen=True)
@@ -102,12 +109,14 @@ def run(cfg: LoraConfig, *, progress: bool = True) -> Path:
     """Train per ``cfg`` and write the run directory; returns its path."""
     # ---- setup --------------------------------------------------------------------------
     t0 = time.perf_counter()
-    out = common.prepare_out(cfg)
     common.seed_everything(cfg.seed)
+    # Everything that can fail on a typo (device, label set, model) fails before the run
+    # directory is written or any frame is decoded.
     device = common.resolve_device(cfg.train.device)
-    data = common.load_data(cfg, out, progress=progress)
-    labelset = data.labelset
+    labelset = load_labelset(cfg.data.labels)
     model, encoder = build_model(cfg, labelset, device)
+    out = common.prepare_out(cfg)
+    data = common.load_data(cfg, out, labelset, progress=progress)
     model.init_bias(common.class_prior(data.train_y, labelset), labelset.multi_label)
     head = [p for n, p in model.named_parameters() if not n.startswith("backbone.")]
     lora = [p for n, p in model.named_parameters() if n.startswith("backbone.") and p.requires_grad]
@@ -151,10 +160,10 @@ def run(cfg: LoraConfig, *, progress: bool = True) -> Path:
     }
     common.write_run(
         out, cfg, info, data, thresholds, val_logits, history, wall_s=time.perf_counter() - t0,
-        extra=extra,
+        device=device, extra=extra,
     )  # fmt: skip
     return out
 
 
 def main(config: str, overrides: list[str], *, progress: bool = True) -> Path:
-    return run(common.load_config(LoraConfig, config, overrides), progress=progress)
+    return run(load_config(LoraConfig, config, overrides), progress=progress)

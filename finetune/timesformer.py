@@ -36,7 +36,8 @@ import torch
 from torch import nn
 
 from vara.finetune import common
-from vara.finetune.common import Config
+from vara.finetune.config import Config, load_config
+from vara.prompts.loader import load_labelset
 from vara.tools.classifier import ClassifierInfo
 from vara.tools.classifier_model import own_memory
 from vara.tools.local_engine import model_source, not_loadable
@@ -195,12 +196,14 @@ def run(cfg: TimesformerConfig, *, progress: bool = True) -> Path:
     """Train per ``cfg`` and write the run directory; returns its path."""
     # ---- setup --------------------------------------------------------------------------
     t0 = time.perf_counter()
-    out = common.prepare_out(cfg)
     common.seed_everything(cfg.seed)
+    # Everything that can fail on a typo (device, label set, model) fails before the run
+    # directory is written or any frame is decoded.
     device = common.resolve_device(cfg.train.device)
-    data = common.load_data(cfg, out, progress=progress)
-    labelset = data.labelset
+    labelset = load_labelset(cfg.data.labels)
     model, encoder = build_model(cfg, labelset, device)
+    out = common.prepare_out(cfg)
+    data = common.load_data(cfg, out, labelset, progress=progress)
     if model.new_head:
         model.init_bias(common.class_prior(data.train_y, labelset), labelset.multi_label)
     head = [p for n, p in model.named_parameters() if n.startswith("net.classifier.")]
@@ -246,10 +249,10 @@ def run(cfg: TimesformerConfig, *, progress: bool = True) -> Path:
     }
     common.write_run(
         out, cfg, info, data, thresholds, val_logits, history, wall_s=time.perf_counter() - t0,
-        extra=extra,
+        device=device, extra=extra,
     )  # fmt: skip
     return out
 
 
 def main(config: str, overrides: list[str], *, progress: bool = True) -> Path:
-    return run(common.load_config(TimesformerConfig, config, overrides), progress=progress)
+    return run(load_config(TimesformerConfig, config, overrides), progress=progress)

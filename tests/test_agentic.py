@@ -328,10 +328,19 @@ def test_the_loop_ends_when_the_llm_calls_no_tool(clip):
     assert [(e.source, e.ref) for e in pred.evidence] == [("caption", "caption:1")]
 
 
-def test_agentic_without_a_server_is_refused_up_front(tmp_path):
+def test_agentic_without_a_server_is_refused_up_front(tiny_vlm_dir, tmp_path, capsys):
     from vara.agents.runner import run_videos
+    from vara.cli import main as cli
 
     video = write_test_video(tmp_path / "v.mp4", n_frames=50)
-    strategy = load_strategy("agentic")
-    with pytest.raises(ConfigError, match="calls tools, which needs a vLLM server"):
+    strategy = load_strategy("agentic", [f"vlm.model={tiny_vlm_dir}"])
+    with pytest.raises(ConfigError, match="calls tools, which needs the LLM on a vLLM server"):
         run_videos([str(video)], strategy, load_labelset("kinetics-sample"), tmp_path / "out")
+    assert not (tmp_path / "out" / "predictions.jsonl").exists()
+    # vara eval connects its models before running; the check still comes first.
+    (tmp_path / "m.csv").write_text("video,labels\nv.mp4,tai chi\n")
+    args = ["eval", str(tmp_path / "m.csv"), "--labels", "kinetics-sample", "--strategy",
+            "agentic", "--vlm-model", str(tiny_vlm_dir), "--out", str(tmp_path / "e")]  # fmt: skip
+    assert cli(args) == 2
+    assert "calls tools, which needs the LLM on a vLLM server" in capsys.readouterr().err
+    assert not (tmp_path / "e" / "agentic" / "results.json").exists()

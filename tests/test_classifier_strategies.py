@@ -15,10 +15,12 @@ from vara.agents.runner import load_run_classifier
 from vara.agents.strategies import load_strategy
 from vara.cli import main as cli
 from vara.errors import ConfigError
+from vara.finetune.common import probabilities
 from vara.finetune.recipes import run_config
 from vara.prompts.loader import load_labelset
 from vara.testing import write_test_video
 from vara.tools.classifier import load_classifier
+from vara.types import Clip, FrameBatch, SamplerSpec
 
 KINETICS = load_labelset("kinetics-sample")
 
@@ -100,6 +102,33 @@ def test_multi_label_run_with_attention_pooling_and_vision_lora(tiny_vlm_dir, tm
     frames = np.zeros((2, 48, 64, 3), np.uint8)
     logits = clf.logits([frames, frames[:1]])  # a 1-frame window is resampled to 2
     assert logits.shape == (2, 3) and np.array_equal(logits[0], logits[1])
+    # vara eval with the classifier strategy makes exactly the tuned decisions on val.jsonl:
+    # every class whose probability reaches its threshold (tuned thresholds often sit exactly
+    # on a validation score, so any rounding of the scores would flip decisions).
+    args = ["eval", str(out / "val.jsonl"), "--labels", "newborn-resuscitation", "--strategy",
+            "classifier", "--set", f"classifier.run_dir={out}", "--frames", "2",
+            "--max-side", "64", "--out", str(tmp_path / "eval"), "--no-progress"]  # fmt: skip
+    assert cli(args) in (0, 1)
+    preds = {
+        (p["video"], p["start_s"]): p
+        for p in map(json.loads, open(tmp_path / "eval/classifier/predictions.jsonl"))
+    }
+    val = [json.loads(line) for line in open(out / "val.jsonl")]
+    probs = 1 / (1 + np.exp(-np.load(out / "val_logits.npy").astype(np.float64)))
+    cut = np.array([thresholds[name] for name in newborn.names])
+    assert len(preds) == len(val) == len(probs)
+    # val_logits came from batches of 8, the strategy scores one window at a time: float
+    # noise of ~1e-7 may differ, so a score that close to its threshold (a class without
+    # validation positives gets a threshold one ulp above its top score) is not compared.
+    clear = 0
+    for window, p_row in zip(val, probs, strict=True):
+        got = preds[(window["video"], window["start_s"])]
+        assert np.array(got["scores"]["probs"]) == pytest.approx(p_row, abs=1e-6)
+        for name, p, t in zip(newborn.names, p_row, cut, strict=True):
+            if abs(p - t) > 1e-6:
+                assert (name in got["labels"]) == (p >= t), (window, name, p, t)
+                clear += 1
+    assert clear >= len(val)  # most decisions were compared
 
 
 def test_classifier_strategy_errors_name_the_fix(tiny_classifier_run, tmp_path, capsys):
@@ -111,3 +140,33 @@ def test_classifier_strategy_errors_name_the_fix(tiny_classifier_run, tmp_path, 
     strategy = load_strategy("classifier", [f"classifier.run_dir={tiny_classifier_run}"])
     with pytest.raises(ConfigError, match="trained on labels .* pass --labels kinetics-sample"):
         load_run_classifier(strategy, load_labelset("newborn-resuscitation"))
+
+
+def test_decisions_use_full_precision_scores(tiny_vlm_dir, tmp_path):
+    """A threshold exactly on a score keeps the class, one ulp above drops it: the scores a
+    Prediction carries must be the ones compared (tuned thresholds do sit on scores)."""
+    out = run_config(
+        "lora_classifier",
+        [
+            f"data.manifest={_synthetic_intervals(tmp_path)}",
+            f"model.backbone={tiny_vlm_dir}",
+            f"out={tmp_path / 'run'}",
+            "data.n_frames=2",
+            "data.max_side=64",
+            "train.epochs=1",
+            "train.max_steps=1",
+            "split.val_videos=[c.mp4]",
+        ],  # fmt: skip
+        progress=False,
+    )
+    rng = np.random.default_rng(0)
+    frames = rng.integers(0, 255, (2, 48, 64, 3), dtype=np.uint8)
+    batch = FrameBatch(Clip("w", "w.mp4", 0.0, 2.0), frames, (0, 1), (0.0, 1.0), SamplerSpec(2))
+    names = load_labelset("newborn-resuscitation").names
+    # The probabilities training tunes thresholds on (finetune.common), from the raw logits.
+    tuned_on = probabilities(load_classifier(out).logits([frames]), True)[0]
+    for nudge, expected in ((False, names), (True, ())):
+        cut = [float(np.nextafter(p, np.inf) if nudge else p) for p in tuned_on]
+        (out / "thresholds.json").write_text(json.dumps(dict(zip(names, cut, strict=True))))
+        clf = load_classifier(out)
+        assert clf.labels_for(clf.predict([batch])[0]) == tuple(expected)

@@ -17,6 +17,7 @@ from vara.cli import main as cli
 from vara.errors import ConfigError, InputError
 from vara.eval.datasets import load_dataset
 from vara.finetune import common
+from vara.finetune.config import TrainSpec, load_config
 from vara.finetune.data import cache_frames, split_by_video
 from vara.finetune.lora_classifier import LoraConfig
 from vara.finetune.recipes import run_config
@@ -61,10 +62,13 @@ def test_run_directory_contract(tiny_classifier_run):
 
 def test_split_is_by_video(tiny_classifier_run):
     split = json.loads((tiny_classifier_run / "split.json").read_text())
-    val = {json.loads(line)["video"] for line in (tiny_classifier_run / "val.jsonl").open()}
-    assert val == set(split["val_videos"]) and len(val) >= 1
-    card = json.loads((tiny_classifier_run / "run_card.json").read_text())
-    assert card["data"]["n_val"] == sum(1 for _ in (tiny_classifier_run / "val.jsonl").open())
+    train, val = set(split["train_videos"]), set(split["val_videos"])
+    assert train and val and train.isdisjoint(val)
+    assert len(train | val) == 7  # every shared clip is on exactly one side
+    in_val_jsonl = {
+        json.loads(line)["video"] for line in (tiny_classifier_run / "val.jsonl").open()
+    }
+    assert in_val_jsonl == val
 
 
 def test_reload_gives_bit_identical_logits(tiny_classifier_run):
@@ -102,22 +106,28 @@ def test_eval_with_the_classifier_strategy(tiny_classifier_run, tmp_path, capsys
         assert p["labels"] == [KINETICS.names[int(np.argmax(row))]]
 
 
-def test_interrupted_training_resumes_without_redoing_epochs(
-    tiny_vlm_dir, shared_videos, tmp_path, monkeypatch
+def test_a_crash_in_epoch_2_resumes_to_the_same_model(
+    tiny_vlm_dir, tiny_classifier_run, shared_videos, tmp_path, monkeypatch
 ):
+    """Killed during epoch 2's validation, the re-run trains only epoch 2 again, re-uses the
+    decoded frames, and ends with exactly the uninterrupted run's model."""
     manifest = write_interval_manifest(tmp_path / "m.csv", shared_videos)
     overrides = [
         f"data.manifest={manifest}",
         f"model.backbone={tiny_vlm_dir}",
         f"out={tmp_path / 'run'}",
-        *TINY_CLASSIFIER_OVERRIDES,
-        "train.epochs=1",
+        *TINY_CLASSIFIER_OVERRIDES,  # the same training as the session's tiny_classifier_run
     ]
+    real_validate = common.validate
+    calls = []
 
-    def crash(*args, **kwargs):
-        raise KeyboardInterrupt
+    def crash_in_epoch_2(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == 2:
+            raise KeyboardInterrupt
+        return real_validate(*args, **kwargs)
 
-    monkeypatch.setattr(common, "write_run", crash)
+    monkeypatch.setattr(common, "validate", crash_in_epoch_2)
     with pytest.raises(KeyboardInterrupt):
         run_config("lora_classifier", overrides, progress=False)
     assert (tmp_path / "run" / "checkpoint.pt").exists()
@@ -130,12 +140,95 @@ def test_interrupted_training_resumes_without_redoing_epochs(
         torch.optim.AdamW, "step", lambda self, *a, **k: steps.append(1) or real_step(self, *a, **k)
     )
     run = run_config("lora_classifier", overrides, progress=False)
-    assert steps == []  # epoch 1 came from the checkpoint
-    assert [f.stat().st_mtime_ns for f in sorted((run / "frames").iterdir())] == mtimes
     card = json.loads((run / "run_card.json").read_text())
-    assert len(card["epochs"]) == 1
+    assert len(steps) == card["epochs"][1]["steps"] > 0  # epoch 2 only
+    assert [f.stat().st_mtime_ns for f in sorted((run / "frames").iterdir())] == mtimes
+    assert np.array_equal(
+        np.load(run / "val_logits.npy"), np.load(tiny_classifier_run / "val_logits.npy")
+    )
+    assert not (run / "checkpoint.pt").exists()
     with pytest.raises(ConfigError, match="finished run"):
         run_config("lora_classifier", overrides, progress=False)
+
+
+def test_resume_refuses_changed_data(tiny_vlm_dir, shared_videos, tmp_path, monkeypatch):
+    manifest = write_interval_manifest(tmp_path / "m.csv", shared_videos)
+    overrides = [f"data.manifest={manifest}", f"model.backbone={tiny_vlm_dir}",
+                 f"out={tmp_path / 'run'}", *TINY_CLASSIFIER_OVERRIDES,
+                 "train.epochs=2", "train.max_steps=2"]  # fmt: skip
+
+    def crash(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(common, "write_run", crash)
+    with pytest.raises(KeyboardInterrupt):
+        run_config("lora_classifier", overrides, progress=False)
+    monkeypatch.undo()
+    lines = manifest.read_text().splitlines()
+    manifest.write_text("\n".join(lines[:-1]) + "\n")  # one video fewer: another split
+    with pytest.raises(ConfigError, match="trained on other data"):
+        run_config("lora_classifier", overrides, progress=False)
+
+
+class _Toy(torch.nn.Module):
+    """Logits = a linear map of each window's mean pixel: the loop's math without a VLM."""
+
+    def __init__(self):
+        super().__init__()
+        torch.manual_seed(0)
+        self.linear = torch.nn.Linear(3, 2)
+
+    def forward(self, inputs):
+        return self.linear(inputs["x"])
+
+
+def _toy_run(tmp_path, n: int, batch_size: int, grad_accum: int) -> torch.Tensor:
+    """One epoch of common.train_loop with plain SGD on n tiny windows; the final weights."""
+    from vara.eval.datasets import Dataset
+    from vara.finetune.common import Collate, TrainData, train_loop
+    from vara.finetune.config import Config, TrainSpec
+    from vara.finetune.data import Split, WindowFrames
+    from vara.types import LabelSet
+
+    labelset = LabelSet.from_dict(
+        {"name": "toy", "description": "", "multi_label": False,
+         "labels": [{"name": "a", "description": ""}, {"name": "b", "description": ""}]}
+    )  # fmt: skip
+    tmp_path.mkdir(parents=True)
+    rng = np.random.default_rng(0)
+    paths = []
+    for i in range(n + 1):
+        paths.append(tmp_path / f"{i}.npy")
+        np.save(paths[-1], rng.integers(0, 255, (2, 4, 4, 3), dtype=np.uint8))
+    y = np.array([i % 2 for i in range(n + 1)], np.int64)
+    clips = [Clip(f"v{i}", f"v{i}.mp4", 0.0, 2.0, ("ab"[i % 2],)) for i in range(n + 1)]
+    data = TrainData(
+        labelset, Dataset("toy", "toy.csv", "0", tuple(clips)),
+        Split(tuple(clips[:n]), tuple(clips[n:]), ("vn.mp4",)),
+        WindowFrames(paths[:n], y[:n]), WindowFrames(paths[n:], y[n:]), y[:n],
+    )  # fmt: skip
+    train = TrainSpec(epochs=1, batch_size=batch_size, grad_accum=grad_accum, max_grad_norm=0)
+    cfg = Config(recipe="toy", out=str(tmp_path), train=train)
+    model = _Toy()
+    encode = lambda frames: {"x": torch.tensor(np.stack(frames) / 255.0).float().mean((1, 2, 3))}  # noqa: E731
+    sgd = torch.optim.SGD(model.parameters(), lr=0.5)
+    train_loop(cfg, model, sgd, torch.nn.CrossEntropyLoss(), Collate(encode), data,
+               tmp_path, device="cpu", progress=False)  # fmt: skip
+    return model.linear.weight.detach().clone()
+
+
+def test_gradient_accumulation_averages_over_each_step(tmp_path):
+    """SGD (scale-sensitive, unlike Adam): 2 micro-batches of 2 = one batch of 4, and a short
+    last group is averaged over its own size (6 windows, batch 2, accum 2: groups 4 + 2)."""
+    big = _toy_run(tmp_path / "a", n=4, batch_size=4, grad_accum=1)
+    accumulated = _toy_run(tmp_path / "b", n=4, batch_size=2, grad_accum=2)
+    torch.testing.assert_close(big, accumulated)
+    assert not torch.equal(big, _toy_run(tmp_path / "c", n=4, batch_size=2, grad_accum=1))
+    short_last = _toy_run(tmp_path / "d", n=6, batch_size=2, grad_accum=2)
+    # The same two steps taken as batches of 4 and 2.
+    torch.testing.assert_close(
+        short_last, _toy_run(tmp_path / "e", n=6, batch_size=4, grad_accum=1)
+    )
 
 
 def test_config_errors_name_the_fix(tmp_path, tiny_vlm_dir):
@@ -148,7 +241,7 @@ def test_config_errors_name_the_fix(tmp_path, tiny_vlm_dir):
     with pytest.raises(InputError, match="no classifier.json"):
         load_classifier(tmp_path)
     (tmp_path / "c.yaml").write_text("recipe: lora_classifier\ndata: {manifest: m.csv}\n")
-    cfg = common.load_config(LoraConfig, tmp_path / "c.yaml", ["train.lr=1e-3", "seed=3"])
+    cfg = load_config(LoraConfig, tmp_path / "c.yaml", ["train.lr=1e-3", "seed=3"])
     assert cfg.train.lr == 1e-3 and cfg.seed == 3  # YAML 1.1 reads 1e-3 as a string
 
 
@@ -173,7 +266,7 @@ def test_head_bias_starts_at_the_prior_and_pos_weight_favours_rare_classes():
     assert isinstance(model.pool, MeanPool)
     newborn = load_labelset("newborn-resuscitation")
     y = np.array([[1, 0, 0], [1, 1, 0], [1, 0, 0], [0, 0, 0]], np.float32)
-    loss = common.loss_for(common.TrainSpec(), newborn, y, "cpu")
+    loss = common.loss_for(TrainSpec(), newborn, y, "cpu")
     assert loss.pos_weight.tolist() == pytest.approx([1 / 3, 3.0, 1.0])
 
 

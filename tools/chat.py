@@ -73,6 +73,7 @@ class ChatModel(Protocol):
     """What tools.reason and the agents need from a model, whatever serves it."""
 
     model_id: str
+    supports_tools: bool  # honours ``tools``/``tool_choice`` (a vLLM server does; in-process not)
 
     def complete(
         self,

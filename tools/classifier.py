@@ -110,6 +110,7 @@ class Classifier:
         self.batch_size = batch_size
         self.device = _device(device)
         self.thresholds = _thresholds(self.run_dir, self.info)
+        _check_label_map(self.run_dir, self.info)
         self.model_id = f"{self.info.kind}:{self.run_dir.name}@{_weights_hash(self.run_dir)}"
         self._lock = threading.Lock()
         if self.info.kind == "vlm-lora":
@@ -140,7 +141,8 @@ class Classifier:
         return [
             ClassScores(
                 labels=self.labels,
-                probs=tuple(round(float(p), 6) for p in row),
+                # Full precision: the tuned thresholds may sit exactly on a score.
+                probs=tuple(float(p) for p in row),
                 thresholds=self.thresholds,
                 adapter_id=self.model_id,
             )
@@ -174,6 +176,17 @@ def _thresholds(run: Path, info: ClassifierInfo) -> tuple[float, ...]:
     if missing:
         raise InputError(f"{path}: no threshold for {missing}; re-run the training")
     return tuple(float(data[lab]) for lab in info.labels)
+
+
+def _check_label_map(run: Path, info: ClassifierInfo) -> None:
+    path = run / "label_map.json"
+    if path.is_file() and json.loads(path.read_text()) != {
+        lab: i for i, lab in enumerate(info.labels)
+    }:
+        raise InputError(
+            f"{path} disagrees with classifier.json's labels {list(info.labels)}: the run "
+            "directory was edited or mixed from two runs; re-run the training"
+        )
 
 
 def _weights_hash(run: Path) -> str:

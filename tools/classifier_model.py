@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -99,10 +98,11 @@ class VideoClassifier(nn.Module):
         mask = inputs["input_ids"] == self.image_token_id
         if not bool(mask.any(dim=1).all()):
             raise ValueError("an input has no vision tokens: were its frames dropped?")
-        # The head runs in float32 whatever the backbone's precision: it is tiny, and the
-        # pooled logits feed the loss and the tuned thresholds.
-        pooled = self.pool(out.last_hidden_state.float(), mask)
-        return self.head(pooled)
+        # Pooling and head run in float32 whatever the backbone's precision (autocast off):
+        # they are tiny, and their logits feed the loss and the tuned thresholds.
+        with torch.autocast(device_type=mask.device.type, enabled=False):
+            pooled = self.pool(out.last_hidden_state.float(), mask)
+            return self.head(pooled)
 
     def head_state(self) -> dict[str, torch.Tensor]:
         """Weights trained in full (pooling + head): saved beside the PEFT adapter."""
@@ -230,13 +230,3 @@ def lora_target_names(backbone: nn.Module, modules: Sequence[str], vision: bool)
             f"{type(backbone).__name__}; e.g. q_proj, k_proj, v_proj, o_proj"
         )
     return names
-
-
-def file_sha256(path: Path) -> str:
-    import hashlib
-
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()

@@ -32,6 +32,8 @@ from vara.tools.chat import Completion, Message
 class LocalEngine:
     """A transformers model that answers chat messages (thread-safe, one generate at a time)."""
 
+    supports_tools = False  # transformers has no tool-call parser; vLLM does this
+
     def __init__(self, model: str | Path, *, device: str = "auto", dtype: str = "auto"):
         self.model_id = str(model)
         self._lock = threading.Lock()

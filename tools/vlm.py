@@ -144,6 +144,8 @@ def _arguments(text: Any) -> tuple[dict[str, Any], str | None]:
 class OpenAIServer:
     """A ChatModel backed by an OpenAI-compatible server (vLLM)."""
 
+    supports_tools = True
+
     def __init__(
         self,
         url: str,

@@ -34,6 +34,8 @@ class ScriptedChatModel:
     asked more often than scripted.
     """
 
+    supports_tools = True
+
     def __init__(self, replies: list[Any], model_id: str = "scripted"):
         self.model_id = model_id
         self._replies = list(replies)
