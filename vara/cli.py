@@ -7,7 +7,7 @@
     vara eval MANIFEST --labels SET --strategy S [--strategy S2 ...] --out DIR [same flags]
     vara compare RUN_DIR... --out DIR
     vara prompts list | show ID | render ID [--labels SET] | diff ID1 ID2
-    vara finetune CONFIG [key.sub=value ...]      (CONFIG: lora_classifier | timesformer | a .yaml)
+    vara finetune [--quiet] CONFIG [key.sub=value ...]   (CONFIG: lora_classifier, timesformer)
     vara serve MODEL [--port 8000] [--cpu]
     vara tiny-vlm DIR
     vara labels [NAME] | vara strategies
@@ -235,8 +235,12 @@ def _cmd_finetune(args: argparse.Namespace) -> int:
     final = card.get("final") or {}
     print(
         f"run directory {out}: {card['data']['n_train']} train / {card['data']['n_val']} val "
-        f"windows, val macro-F1 {final.get('val_macro_f1', float('nan')):.3f}, "
-        f"{card['wall_s']:.1f} s"
+        f"windows, val macro-F1 {final.get('val_macro_f1', float('nan')):.3f} (at 0.5 / top "
+        f"class), {card['wall_s']:.1f} s"
+    )
+    print(
+        "val.jsonl holds the windows the thresholds were tuned on: its scores are optimistic; "
+        "evaluate on a manifest of other videos for an unbiased figure"
     )
     info = json.loads((out / "classifier.json").read_text())
     sampling = f"--frames {info['n_frames']}"
