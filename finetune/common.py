@@ -131,11 +131,13 @@ def _warn_missing_classes(labelset: LabelSet, split: Split) -> None:
         seen = {lab for c in clips for lab in c.labels}
         missing = [name for name in labelset.names if name not in seen]
         if missing:
-            log.warning(
-                "classes %s have no %s windows: %s", missing, side,
-                "the model cannot learn them" if side == "training"
-                else "their thresholds and validation F1 are meaningless (choose split.val_videos)",
-            )  # fmt: skip
+            if side == "training":
+                why = "the model cannot learn them"
+            elif labelset.multi_label:
+                why = "their tuned thresholds and validation F1 mean nothing (set split.val_videos)"
+            else:
+                why = "their validation F1 means nothing (set split.val_videos)"
+            log.warning("classes %s have no %s windows: %s", missing, side, why)
 
 
 def class_prior(y: np.ndarray, labelset: LabelSet) -> list[float]:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import math
+import time
 from pathlib import Path
 
 import numpy as np
@@ -293,3 +294,27 @@ def test_cli_trains_and_prints_a_working_eval_command(
     command[command.index("--out") + 1] = str(tmp_path / "eval-2-frames")
     assert cli([*command, "--no-progress"]) == 0
     assert "pass --frames 4 --max-side 112" in caplog.text
+
+
+def test_concurrent_windows_are_batched_and_a_bad_one_fails_alone(tiny_classifier_run):
+    from concurrent.futures import ThreadPoolExecutor
+
+    clf = load_classifier(tiny_classifier_run, batch_size=8)
+    frames = _val_frames(tiny_classifier_run)
+    alone = [clf.logits([f])[0] for f in frames]
+    passes = []
+    forward = clf._forward
+    clf._forward = lambda windows: passes.append(len(windows)) or forward(windows)
+    pool = ThreadPoolExecutor(len(frames) + 1)
+    with clf._model_lock:  # hold the model so every caller queues up behind it
+        futures = [pool.submit(clf.logits, [f]) for f in frames]
+        bad = pool.submit(clf.logits, [np.zeros((4, 8, 8, 3), np.float64)])  # not uint8
+        while len(clf._queue) < len(frames) + 1:
+            time.sleep(0.01)
+    got = [f.result()[0] for f in futures]
+    pool.shutdown()
+    assert passes[0] == len(frames) + 1  # one batched pass for everyone waiting
+    for g, a in zip(got, alone, strict=True):
+        np.testing.assert_allclose(g, a, atol=1e-5)
+    with pytest.raises(TypeError, match="Cannot handle this data type"):  # PIL, for that frame
+        bad.result()

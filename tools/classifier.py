@@ -98,8 +98,22 @@ def decide(labels: Sequence[str], probs: Sequence[float], thresholds: Sequence[f
     return (labels[int(np.argmax(probs))],)
 
 
+class _Request:
+    """One caller's windows waiting for a forward pass; ``logits`` is set when scored."""
+
+    __slots__ = ("windows", "logits", "error")
+
+    def __init__(self, windows: Sequence[np.ndarray]):
+        self.windows = list(windows)
+        self.logits: np.ndarray | None = None
+        self.error: Exception | None = None
+
+
 class Classifier:
-    """A loaded run directory. Thread-safe: concurrent windows share one model."""
+    """A loaded run directory. Thread-safe: concurrent windows share one model, and are
+    batched together — whoever gets the model scores every window waiting at that moment
+    (up to ``batch_size`` per forward pass), so a run with ``concurrency`` windows in
+    flight fills batches without any caller waiting for a timer."""
 
     def __init__(self, run_dir: str | Path, *, device: str = "auto", batch_size: int = 8):
         import torch
@@ -112,7 +126,9 @@ class Classifier:
         self.thresholds = _thresholds(self.run_dir, self.info)
         _check_label_map(self.run_dir, self.info)
         self.model_id = f"{self.info.kind}:{self.run_dir.name}@{_weights_hash(self.run_dir)}"
-        self._lock = threading.Lock()
+        self._model_lock = threading.Lock()  # one forward pass at a time
+        self._queue_lock = threading.Lock()
+        self._queue: list[_Request] = []
         if self.info.kind == "vlm-lora":
             self._model, self._encode = _load_vlm_lora(self.run_dir, self.info)
         else:
@@ -122,9 +138,40 @@ class Classifier:
 
     def logits(self, windows: Sequence[np.ndarray]) -> np.ndarray:
         """Raw head outputs (float32) for (T, H, W, 3) uint8 windows."""
+        request = _Request(windows)
+        with self._queue_lock:
+            self._queue.append(request)
+        with self._model_lock:
+            if request.logits is None and request.error is None:
+                with self._queue_lock:  # nobody scored it while we waited: score the queue
+                    waiting, self._queue = self._queue, []
+                self._score(waiting)
+        if request.error is not None:
+            raise request.error
+        return request.logits
+
+    def _score(self, waiting: list[_Request]) -> None:
+        try:
+            scored = self._forward([w for r in waiting for w in r.windows])
+        except Exception:
+            if len(waiting) == 1:
+                raise
+            # One caller's bad input must not fail the others batched with it.
+            for r in waiting:
+                try:
+                    r.logits = self._forward(r.windows)
+                except Exception as exc:
+                    r.error = exc
+            return
+        start = 0
+        for r in waiting:
+            r.logits = scored[start : start + len(r.windows)]
+            start += len(r.windows)
+
+    def _forward(self, windows: list[np.ndarray]) -> np.ndarray:
         n = self.info.n_frames
         out = []
-        with self._lock, self._torch.inference_mode():
+        with self._torch.inference_mode():
             for i in range(0, len(windows), self.batch_size):
                 chunk = [resample(w, n) for w in windows[i : i + self.batch_size]]
                 inputs = {k: v.to(self.device) for k, v in self._encode(chunk).items()}
