@@ -91,7 +91,8 @@ def tool_ref(n: int) -> str:
     return f"tool:{n}"
 
 
-# --- the tools: their docstrings and argument docs are what the LLM is told about them ---
+# --- the tools. What the LLM reads about them is the agent prompt's `tools` section
+# (prompts/agent.v1.yaml, see tool_specs); the docstrings document the code only. ---
 # ``runtime`` (ToolNode injects it: the run's Context and the window's state) is typed
 # ToolRuntime[Any, Any] because langchain validates tool inputs with pydantic, which cannot
 # build a schema for Context and warns on an unparameterised ToolRuntime.
@@ -208,11 +209,25 @@ def _base_specs() -> tuple[dict[str, Any], ...]:
     return tuple(convert_to_openai_tool(t) for t in TOOLS)
 
 
-def tool_specs(clip: Clip, spec: AgentSpec) -> list[dict[str, Any]]:
+def tool_specs(clip: Clip, spec: AgentSpec, texts: dict[str, Any] | None) -> list[dict[str, Any]]:
     """The tools as OpenAI function specs, bounded to this window: a constrained decoder
-    (vLLM's named tool_choice) can then only emit times inside it and a frame count <= cap."""
+    (vLLM's named tool_choice) can then only emit times inside it and a frame count <= cap.
+
+    What the model reads about each tool and argument comes from the agent prompt's
+    ``tools`` section (prompts/agent.v1.yaml), so it is versioned and hashed with the prompt;
+    the docstrings above only document the code."""
     specs = copy.deepcopy(list(_base_specs()))
     props = {s["function"]["name"]: s["function"]["parameters"]["properties"] for s in specs}
+    for s in specs:
+        name = s["function"]["name"]
+        text = (texts or {}).get(name)
+        if text is None:
+            raise ConfigError(f"the agent prompt's 'tools' section does not describe {name!r}")
+        s["function"]["description"] = text["description"]
+        for arg, prop in props[name].items():
+            if arg not in text.get("args", {}):
+                raise ConfigError(f"the agent prompt's 'tools.{name}.args' lacks {arg!r}")
+            prop["description"] = text["args"][arg]
     for key in ("start_s", "end_s"):
         props["look_again"][key].update(minimum=clip.start_s, maximum=clip.end_s)
     props["look_again"]["n_frames"].update(minimum=1, maximum=spec.look_again_max_frames)
@@ -315,7 +330,7 @@ def agent(state: AgentState, runtime: Runtime[Context]) -> dict:
     history = [*state.get("messages", []), *opening]
     done = ctx.llm.complete(
         _to_chat(history),
-        tools=tool_specs(state["clip"], spec),
+        tools=tool_specs(state["clip"], spec, ctx.prompts["agent"].tools),
         tool_choice=spec.first_tool if steps == 0 and spec.first_tool else "auto",
         max_tokens=spec.tool_max_tokens,
         temperature=ctx.strategy.generation.temperature,

@@ -45,12 +45,15 @@ _ENV = jinja2.Environment(
 
 
 class PromptFile(TypedDict, total=False):
-    """Keys of a prompt YAML. ``user`` is required; ``schema`` names a sibling JSON file."""
+    """Keys of a prompt YAML. ``user`` is required; ``schema`` names a sibling JSON file;
+    ``tools`` gives the text the model reads about each tool it may call:
+    ``{name: {description: str, args: {arg: str}}}`` (the agentic strategy)."""
 
     description: str
     system: str
     user: str
     schema: str
+    tools: dict[str, Any]
 
 
 @dataclass(frozen=True)
@@ -69,6 +72,7 @@ class PromptTemplate:
     user: str
     schema: dict[str, Any] | None
     source: str
+    tools: dict[str, Any] | None = None
 
     @property
     def ref(self) -> PromptRef:
@@ -139,6 +143,7 @@ def load_prompt(ref: str, prompts_dir: str | Path | None = None) -> PromptTempla
     unknown = set(data) - set(PromptFile.__annotations__)
     if unknown:
         raise ConfigError(f"prompt file {entry}: unknown keys {sorted(unknown)}")
+    _check_tools(entry, data.get("tools"))
     schema = None
     if data.get("schema"):
         # Beside the prompt first, then the packaged prompts: an experiment's reason.v2.yaml
@@ -165,7 +170,25 @@ def load_prompt(ref: str, prompts_dir: str | Path | None = None) -> PromptTempla
         user=data["user"],
         schema=schema,
         source=str(entry),
+        tools=data.get("tools"),
     )
+
+
+def _check_tools(entry: Any, tools: Any) -> None:
+    if tools is None:
+        return
+    ok = isinstance(tools, dict) and all(
+        isinstance(t, dict)
+        and isinstance(t.get("description"), str)
+        and isinstance(t.get("args", {}), dict)
+        and all(isinstance(v, str) for v in t.get("args", {}).values())
+        for t in tools.values()
+    )
+    if not ok:
+        raise ConfigError(
+            f"prompt file {entry}: 'tools' must map each tool name to "
+            "{description: text, args: {arg: text}}"
+        )
 
 
 def example_variables(labelset: LabelSet) -> dict[str, Any]:

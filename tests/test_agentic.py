@@ -10,6 +10,7 @@ cue: those tests script the LLM and keep the real VLM and video where they can.
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 from langchain_core.messages import AIMessage, ToolMessage
@@ -326,6 +327,39 @@ def test_the_loop_ends_when_the_llm_calls_no_tool(clip):
     assert [r["tool_choice"] for r in llm.requests] == ["auto", None]
     assert pred.labels == (SHORT.names[0],) and pred.captions[0].text == "Someone waves an arm."
     assert [(e.source, e.ref) for e in pred.evidence] == [("caption", "caption:1")]
+
+
+def test_what_the_llm_reads_about_the_tools_comes_from_the_prompt(clip, tmp_path):
+    """Tool and argument descriptions are prompt text: versioned in prompts/agent.vN.yaml,
+    hashed into the prompt's provenance, editable with --prompts-dir."""
+    packaged = load_prompt("agent.v1")
+    edited = tmp_path / "agent.v2.yaml"
+    edited.write_text(
+        Path(packaged.source)
+        .read_text()
+        .replace("How many frames to look at in that part.", "Frames to decode, 1 to 2.")
+    )
+    for prompt, n_frames_text in (
+        (packaged, "How many frames to look at in that part."),
+        (load_prompt("agent.v2", tmp_path), "Frames to decode, 1 to 2."),
+    ):
+        vlm = ScriptedChatModel(["Someone waves an arm."])
+        llm = ScriptedChatModel(["I know enough.", _answer("caption:1", SHORT.names[0])])
+        ctx = _context(vlm, llm)
+        ctx.prompts["agent"] = prompt
+        _run(clip, ctx)
+        specs = {t["function"]["name"]: t["function"] for t in llm.requests[0]["tools"]}
+        assert specs["look_again"]["parameters"]["properties"]["n_frames"]["description"] == (
+            n_frames_text
+        )
+        assert specs["classify"]["description"] == prompt.tools["classify"]["description"]
+    assert load_prompt("agent.v2", tmp_path).sha256 != packaged.sha256
+    broken = tmp_path / "agent.v3.yaml"
+    broken.write_text("user: hi\ntools:\n  classify: {description: x}\n")
+    ctx = _context(ScriptedChatModel(["Someone waves."]), ScriptedChatModel([]))
+    ctx.prompts["agent"] = load_prompt("agent.v3", tmp_path)
+    with pytest.raises(ConfigError, match="does not describe 'look_again'"):
+        _run(clip, ctx)
 
 
 def test_agentic_without_a_server_is_refused_up_front(tiny_vlm_dir, tmp_path, capsys):
