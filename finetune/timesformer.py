@@ -31,19 +31,18 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar
 
-import numpy as np
 import torch
 from torch import nn
 
 from vara.finetune import common
 from vara.finetune.config import Config, load_config
 from vara.prompts.loader import load_labelset
-from vara.tools.classifier import ClassifierInfo
-from vara.tools.classifier_model import own_memory
+from vara.tools.classifier import ClassifierInfo, VideoEncoder, timesformer_processor_class
+from vara.tools.classifier_model import own_memory, prior_bias
 from vara.tools.local_engine import model_source, not_loadable
 from vara.types import LabelSet
 
-__all__ = ["TimesformerConfig", "ModelSpec", "TimesformerClassifier", "VideoEncoder", "run"]
+__all__ = ["TimesformerConfig", "ModelSpec", "TimesformerClassifier", "run"]
 
 log = logging.getLogger(__name__)
 
@@ -103,31 +102,8 @@ class TimesformerClassifier(nn.Module):
 
     def init_bias(self, prior: Sequence[float], multi_label: bool) -> None:
         """Start the new classification layer at the class prior (as the LoRA head does)."""
-        p = torch.tensor(prior, dtype=torch.float32).clamp(1e-4, 1 - 1e-4)
-        bias = torch.log(p / (1 - p)) if multi_label else torch.log(p)
         with torch.no_grad():
-            self.net.classifier.bias.copy_(bias)
-
-
-class VideoEncoder:
-    """Frames of windows -> ``{"pixel_values": (B, T, 3, S, S)}`` via the image processor
-    (the same call ``tools.classifier`` makes at inference)."""
-
-    def __init__(self, processor: Any):
-        self.processor = processor
-
-    def __call__(self, windows: Sequence[np.ndarray]) -> dict[str, torch.Tensor]:
-        return dict(self.processor([list(w) for w in windows], return_tensors="pt"))
-
-
-def image_processor_class() -> type:
-    """The PIL VideoMAE processor, named directly (the default class picks a torchvision
-    backend where torchvision imports, which would make training and inference differ)."""
-    try:
-        from transformers import VideoMAEImageProcessorPil as cls
-    except ImportError:  # transformers without a separate PIL class: this one is PIL
-        from transformers import VideoMAEImageProcessor as cls
-    return cls
+            self.net.classifier.bias.copy_(prior_bias(prior, multi_label))
 
 
 def build_model(cfg: TimesformerConfig, labelset: LabelSet,
@@ -144,7 +120,7 @@ def build_model(cfg: TimesformerConfig, labelset: LabelSet,
             "multi_label_classification" if labelset.multi_label else "single_label_classification"
         ),
     }
-    Processor = image_processor_class()
+    Processor = timesformer_processor_class()
     if m.checkpoint is None:
         net = TimesformerForVideoClassification(HFConfig(
             image_size=m.image_size, patch_size=m.patch_size, num_frames=cfg.data.n_frames,

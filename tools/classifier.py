@@ -31,7 +31,16 @@ import numpy as np
 from vara.errors import InputError
 from vara.types import ClassScores, FrameBatch
 
-__all__ = ["Classifier", "ClassifierInfo", "load_classifier", "read_info", "decide", "resample"]
+__all__ = [
+    "Classifier",
+    "ClassifierInfo",
+    "load_classifier",
+    "read_info",
+    "decide",
+    "resample",
+    "timesformer_processor_class",
+    "VideoEncoder",
+]
 
 KINDS = ("vlm-lora", "timesformer")
 FORMAT = 1
@@ -294,15 +303,32 @@ class _TimesformerAdapter:
         return self.net(**inputs).logits
 
 
+class VideoEncoder:
+    """Frames of windows -> ``{"pixel_values": (B, T, 3, S, S)}`` through a video model's
+    image processor: what the TimeSformer recipe trains on and this tool scores with."""
+
+    def __init__(self, processor: Any):
+        self.processor = processor
+
+    def __call__(self, windows: Sequence[np.ndarray]) -> dict[str, Any]:
+        return dict(self.processor([list(w) for w in windows], return_tensors="pt"))
+
+
+def timesformer_processor_class() -> type:
+    """The PIL VideoMAE image processor, named directly: transformers' video processors need
+    torchvision, and the default class picks a torchvision backend wherever torchvision
+    imports, whose resizing differs. Training and inference both use this one."""
+    try:
+        from transformers import VideoMAEImageProcessorPil as cls
+    except ImportError:  # transformers without a separate PIL class: this one is PIL
+        from transformers import VideoMAEImageProcessor as cls
+    return cls
+
+
 def _load_timesformer(run: Path):
     from transformers import TimesformerForVideoClassification
 
     from vara.tools.classifier_model import own_memory
-
-    try:
-        from transformers import VideoMAEImageProcessorPil as processor_cls
-    except ImportError:  # transformers without a separate PIL class: this one is PIL
-        from transformers import VideoMAEImageProcessor as processor_cls
 
     path = run / "model"
     net = TimesformerForVideoClassification.from_pretrained(str(path), local_files_only=True)
@@ -310,9 +336,5 @@ def _load_timesformer(run: Path):
     # The PIL image processor, named directly as the recipe does: transformers' video
     # processors need torchvision, and the default VideoMAEImageProcessor picks a torchvision
     # backend wherever torchvision imports, whose resizing differs from training's.
-    processor = processor_cls.from_pretrained(str(path), local_files_only=True)
-
-    def encode(windows: Sequence[np.ndarray]) -> dict[str, Any]:
-        return dict(processor([list(w) for w in windows], return_tensors="pt"))
-
-    return _TimesformerAdapter(net), encode
+    processor = timesformer_processor_class().from_pretrained(str(path), local_files_only=True)
+    return _TimesformerAdapter(net), VideoEncoder(processor)

@@ -31,6 +31,7 @@ __all__ = [
     "VideoClassifier",
     "load_backbone",
     "own_memory",
+    "prior_bias",
     "lora_target_names",
 ]
 
@@ -116,11 +117,15 @@ class VideoClassifier(nn.Module):
             module.load_state_dict(part, strict=True)
 
     def init_bias(self, prior: Sequence[float], multi_label: bool) -> None:
-        """Start at the class prior: logit(p) per class (BCE) or log p (softmax)."""
-        p = torch.tensor(prior, dtype=torch.float32).clamp(1e-4, 1 - 1e-4)
-        bias = torch.log(p / (1 - p)) if multi_label else torch.log(p)
         with torch.no_grad():
-            self.head[-1].bias.copy_(bias)
+            self.head[-1].bias.copy_(prior_bias(prior, multi_label))
+
+
+def prior_bias(prior: Sequence[float], multi_label: bool) -> torch.Tensor:
+    """A classification layer's starting bias at the class prior: logit(p) per class (BCE)
+    or log p (softmax), so the first steps learn the evidence, not the base rates."""
+    p = torch.tensor(prior, dtype=torch.float32).clamp(1e-4, 1 - 1e-4)
+    return torch.log(p / (1 - p)) if multi_label else torch.log(p)
 
 
 class FrameEncoder:
