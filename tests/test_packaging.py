@@ -66,8 +66,14 @@ def test_wheel_holds_subpackages_prompts_and_strategies(wheel):
         assert f"vara/prompts/{f}" in names
     assert "vara/agents/strategies/caption-reason.yaml" in names
     assert "vara/strategy.schema.json" in names
+    for data in ("prompts/*.yaml", "prompts/*.json", "agents/strategies/*.yaml",
+                 "finetune/configs/*.yaml"):  # fmt: skip
+        for src in ROOT.glob(data):
+            pkg = data.split("/")[0]
+            assert f"vara/{pkg}/{src.relative_to(ROOT / pkg).as_posix()}" in names, src
     # Every packaged source file is in the wheel (an unlisted subpackage would be missing).
-    for pkg, folder in {"agents": "agents", "tools": "tools", "prompts": "prompts"}.items():
+    for pkg in ("agents", "tools", "prompts", "finetune", "eval"):
+        folder = pkg
         for src in (ROOT / folder).glob("*.py"):
             assert f"vara/{pkg}/{src.name}" in names, src
     entry = wheel.read([n for n in names if n.endswith("entry_points.txt")][0]).decode()
