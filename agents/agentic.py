@@ -27,7 +27,7 @@ import logging
 from typing import Annotated, Literal, NamedTuple
 
 from langchain_core.messages import AIMessage, AnyMessage, HumanMessage, SystemMessage, ToolMessage
-from langgraph.graph import END, START, StateGraph
+from langgraph.graph import START, StateGraph
 from langgraph.graph.message import add_messages
 from langgraph.graph.state import CompiledStateGraph
 from langgraph.prebuilt import ToolNode
@@ -224,9 +224,6 @@ def build_agentic() -> CompiledStateGraph:
     g.add_node("agent", agent)
     g.add_node("tools", ToolNode(TOOLS, handle_tool_errors=tool_error))
     g.add_node("answer", answer)
-    g.add_node("validate", nodes.validate)
-    g.add_node("finalize", finalize)
-    g.add_node("give_up", nodes.give_up)
     g.add_edge(START, "sample")
     g.add_edge("sample", "caption")
     g.add_edge("caption", "agent")
@@ -234,12 +231,5 @@ def build_agentic() -> CompiledStateGraph:
         "agent", route_after_agent, {"tools": "tools", "agent": "agent", "answer": "answer"}
     )
     g.add_conditional_edges("tools", route_after_tools, {"agent": "agent", "answer": "answer"})
-    g.add_edge("answer", "validate")
-    g.add_conditional_edges(
-        "validate",
-        nodes.route_after_validate,
-        {"finalize": "finalize", "answer": "answer", "give_up": "give_up"},
-    )
-    g.add_edge("finalize", END)
-    g.add_edge("give_up", END)
+    nodes.add_answer_loop(g, finalize)
     return g.compile(name="agentic")

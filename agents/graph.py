@@ -31,22 +31,6 @@ __all__ = [
 ]
 
 
-def _answer_loop(g: StateGraph, first: str) -> None:
-    """answer -> validate -> finalize | answer (re-ask) | give_up, entered from ``first``."""
-    g.add_node("validate", nodes.validate)
-    g.add_node("finalize", nodes.finalize)
-    g.add_node("give_up", nodes.give_up)
-    g.add_edge(first, "answer")
-    g.add_edge("answer", "validate")
-    g.add_conditional_edges(
-        "validate",
-        nodes.route_after_validate,
-        {"finalize": "finalize", "answer": "answer", "give_up": "give_up"},
-    )
-    g.add_edge("finalize", END)
-    g.add_edge("give_up", END)
-
-
 def build_caption_reason() -> CompiledStateGraph:
     """sample -> caption (VLM) -> answer (LLM over captions) -> validate -> ..."""
     g = StateGraph(WindowState, context_schema=Context, input_schema=WindowInput)
@@ -55,7 +39,8 @@ def build_caption_reason() -> CompiledStateGraph:
     g.add_node("answer", nodes.answer_from_captions)
     g.add_edge(START, "sample")
     g.add_edge("sample", "caption")
-    _answer_loop(g, "caption")
+    g.add_edge("caption", "answer")
+    nodes.add_answer_loop(g)
     return g.compile(name="caption-reason")
 
 
@@ -65,7 +50,8 @@ def build_direct() -> CompiledStateGraph:
     g.add_node("sample", nodes.sample)
     g.add_node("answer", nodes.answer_from_frames)
     g.add_edge(START, "sample")
-    _answer_loop(g, "sample")
+    g.add_edge("sample", "answer")
+    nodes.add_answer_loop(g)
     return g.compile(name="direct")
 
 
@@ -92,7 +78,8 @@ def build_semantic_tokens() -> CompiledStateGraph:
     g.add_node("answer", nodes.answer_from_tokens)
     g.add_edge(START, "sample")
     g.add_edge("sample", "tokens")
-    _answer_loop(g, "tokens")
+    g.add_edge("tokens", "answer")
+    nodes.add_answer_loop(g)
     return g.compile(name="semantic-tokens")
 
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from typing import Any, TypeVar
 
+from langgraph.graph import END, StateGraph
 from langgraph.runtime import Runtime
 
 from vara.agents.context import Context
@@ -44,6 +45,7 @@ __all__ = [
     "route_after_validate",
     "finalize",
     "give_up",
+    "add_answer_loop",
 ]
 
 
@@ -228,3 +230,19 @@ def finalize(state: WindowState, runtime: Runtime[Context]) -> dict:
 def give_up(state: WindowState, runtime: Runtime[Context]) -> dict:
     """Fail loudly with every answer kept; never substitute a default label."""
     raise validation_failed(f"window {state['clip'].clip_id}", state["raws"], state["errors"])
+
+
+def add_answer_loop(g: StateGraph, finalize_node: Callable[..., dict] = finalize) -> None:
+    """Wire answer -> validate -> finalize | answer (re-ask) | give_up into ``g``, whose
+    ``answer`` node the caller adds and enters; ``finalize_node`` may extend ``finalize``."""
+    g.add_node("validate", validate)
+    g.add_node("finalize", finalize_node)
+    g.add_node("give_up", give_up)
+    g.add_edge("answer", "validate")
+    g.add_conditional_edges(
+        "validate",
+        route_after_validate,
+        {"finalize": "finalize", "answer": "answer", "give_up": "give_up"},
+    )
+    g.add_edge("finalize", END)
+    g.add_edge("give_up", END)

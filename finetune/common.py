@@ -32,6 +32,7 @@ from vara.finetune.data import (
     targets,
     write_split,
 )
+from vara.prompts.loader import load_labelset
 from vara.provenance import meta_info
 from vara.records import write_json_atomic
 from vara.tools.classifier import ClassifierInfo, decide
@@ -60,6 +61,19 @@ def prepare_out(cfg: Config) -> Path:
         )
     previous.write_text(text)
     return out
+
+
+def setup(cfg: Config, build_model, *, progress: bool = True):
+    """Seed, then (device, label set, model + encoder, run dir, data) in the order that
+    makes everything that can fail on a typo (device, label set, model) fail before the run
+    directory is written or any frame is decoded. ``build_model(cfg, labelset, device)``."""
+    seed_everything(cfg.seed)
+    device = resolve_device(cfg.train.device)
+    labelset = load_labelset(cfg.data.labels)
+    model, encoder = build_model(cfg, labelset, device)
+    out = prepare_out(cfg)
+    data = load_data(cfg, out, labelset, progress=progress)
+    return device, labelset, model, encoder, out, data
 
 
 def seed_everything(seed: int) -> None:

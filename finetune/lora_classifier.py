@@ -24,7 +24,7 @@ import torch
 
 from vara.finetune import common
 from vara.finetune.config import Config, load_config
-from vara.prompts.loader import load_labelset, load_prompt
+from vara.prompts.loader import load_prompt
 from vara.tools.classifier import ClassifierInfo
 from vara.tools.classifier_model import (
     POOLINGS,
@@ -109,14 +109,7 @@ def run(cfg: LoraConfig, *, progress: bool = True) -> Path:
     """Train per ``cfg`` and write the run directory; returns its path."""
     # ---- setup --------------------------------------------------------------------------
     t0 = time.perf_counter()
-    common.seed_everything(cfg.seed)
-    # Everything that can fail on a typo (device, label set, model) fails before the run
-    # directory is written or any frame is decoded.
-    device = common.resolve_device(cfg.train.device)
-    labelset = load_labelset(cfg.data.labels)
-    model, encoder = build_model(cfg, labelset, device)
-    out = common.prepare_out(cfg)
-    data = common.load_data(cfg, out, labelset, progress=progress)
+    device, labelset, model, encoder, out, data = common.setup(cfg, build_model, progress=progress)
     model.init_bias(common.class_prior(data.train_y, labelset), labelset.multi_label)
     head = [p for n, p in model.named_parameters() if not n.startswith("backbone.")]
     lora = [p for n, p in model.named_parameters() if n.startswith("backbone.") and p.requires_grad]

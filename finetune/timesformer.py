@@ -36,7 +36,6 @@ from torch import nn
 
 from vara.finetune import common
 from vara.finetune.config import Config, load_config
-from vara.prompts.loader import load_labelset
 from vara.tools.classifier import ClassifierInfo, VideoEncoder, timesformer_processor_class
 from vara.tools.classifier_model import own_memory, prior_bias
 from vara.tools.local_engine import model_source, not_loadable
@@ -172,14 +171,7 @@ def run(cfg: TimesformerConfig, *, progress: bool = True) -> Path:
     """Train per ``cfg`` and write the run directory; returns its path."""
     # ---- setup --------------------------------------------------------------------------
     t0 = time.perf_counter()
-    common.seed_everything(cfg.seed)
-    # Everything that can fail on a typo (device, label set, model) fails before the run
-    # directory is written or any frame is decoded.
-    device = common.resolve_device(cfg.train.device)
-    labelset = load_labelset(cfg.data.labels)
-    model, encoder = build_model(cfg, labelset, device)
-    out = common.prepare_out(cfg)
-    data = common.load_data(cfg, out, labelset, progress=progress)
+    device, labelset, model, encoder, out, data = common.setup(cfg, build_model, progress=progress)
     if model.new_head:
         model.init_bias(common.class_prior(data.train_y, labelset), labelset.multi_label)
     head = [p for n, p in model.named_parameters() if n.startswith("net.classifier.")]
