@@ -29,7 +29,7 @@ from vara.errors import ConfigError, InputError, VaraError
 from vara.prompts.loader import RenderedPrompt
 from vara.tools import video
 from vara.tools.vlm import EndpointUnreachable
-from vara.types import Caption, ClassScores, Clip, SamplerSpec
+from vara.types import Caption, ClassScores, Clip, FrameBatch, SamplerSpec
 
 __all__ = ["TOOLS", "TOOL_SOURCE", "Finding", "tool_error", "tool_ref", "tool_specs"]
 
@@ -115,8 +115,8 @@ def look_again(
     part_id = f"{clip.clip_id}@{start_s:.2f}-{end_s:.2f}#{runtime.tool_call_id}"
     part = Clip(part_id, clip.video, start_s, end_s)
     sampler = SamplerSpec(n_frames=n, max_side=ctx.strategy.sampler.max_side)
-    batch = next(iter(video.iter_frame_batches(clip.video, [part], sampler)))
-    ctx.frames.put(batch)
+    # Decoded only if a caption misses the cache (FrameStore.get decodes a planned part).
+    ctx.frames.put(video.frame_plan(clip.video, part, sampler) or _decode(part, sampler))
     try:  # vision.caption reads only runtime.context and the part's frames from the store
         captions = vision.caption({"clip": part}, runtime)["captions"]
     finally:
@@ -139,9 +139,9 @@ def ask_vlm(question: str, runtime: ToolRuntime[Any, Any]) -> tuple[str, Finding
     question = " ".join(question.split())
     if not question:
         raise InputError("ask_vlm needs a non-empty question")
-    batch = ctx.frames.get(clip)
+    plan = ctx.frames.plan(clip)
     prompt = ctx.prompts["caption"]
-    ts = list(batch.timestamps_s)
+    ts = list(plan.timestamps_s)
     # The caption prompt's system turn tells the VLM its job and the setting; the question
     # replaces its user turn (so max_words, used only there, is never sent).
     system = prompt.render(
@@ -154,7 +154,7 @@ def ask_vlm(question: str, runtime: ToolRuntime[Any, Any]) -> tuple[str, Finding
     ).system
     answer = vision.describe(
         ctx,
-        batch,
+        plan,
         slice(0, len(ts)),
         prompt,
         RenderedPrompt(system=system, user=question),
@@ -162,6 +162,10 @@ def ask_vlm(question: str, runtime: ToolRuntime[Any, Any]) -> tuple[str, Finding
     )
     text = f"Q: {question} A: {' '.join(answer.text.split())}"
     return text, Finding("ask_vlm", clip.start_s, clip.end_s, text, answer.latency_s)
+
+
+def _decode(part: Clip, sampler: SamplerSpec) -> FrameBatch:
+    return next(iter(video.iter_frame_batches(part.video, [part], sampler)))
 
 
 TOOLS = [classify, look_again, ask_vlm]

@@ -13,7 +13,7 @@ from vara.tools import video
 from vara.tools.cache import CaptionCache
 from vara.tools.chat import ChatModel
 from vara.tools.classifier import Classifier
-from vara.types import Clip, FrameBatch, LabelSet, PromptRef, SamplerSpec
+from vara.types import Clip, FrameBatch, FramePlan, LabelSet, PromptRef, SamplerSpec
 
 __all__ = ["Context", "FrameStore", "RunStats"]
 
@@ -23,29 +23,45 @@ class FrameStore:
 
     The runner decodes a video in one pass and ``put``s each window's batch; nodes ``get``
     it by clip; the runner ``drop``s it when the window is done, so memory holds only the
-    windows in flight. A window nobody put (e.g. a graph invoked directly) is read on demand.
+    windows in flight. A window whose VLM outputs all come from the caption cache needs no
+    pixels: the runner ``put``s only its FramePlan, nodes read indices and times through
+    ``plan``, and ``get`` decodes its frames only if something asks for them after all (as
+    it does for a window nobody put, e.g. a graph invoked directly).
     """
 
     def __init__(self, sampler: SamplerSpec):
         self._sampler = sampler
-        self._batches: dict[str, FrameBatch] = {}
+        self._items: dict[str, FrameBatch | FramePlan] = {}
         self._lock = threading.Lock()
 
-    def put(self, batch: FrameBatch) -> None:
+    def put(self, item: FrameBatch | FramePlan) -> None:
         with self._lock:
-            self._batches[batch.clip.clip_id] = batch
+            self._items[item.clip.clip_id] = item
+
+    def plan(self, clip: Clip) -> FramePlan:
+        """The window's frame indices and times, without decoding where the video allows."""
+        with self._lock:
+            item = self._items.get(clip.clip_id)
+        if isinstance(item, FramePlan):
+            return item
+        if item is None and (plan := video.frame_plan(clip.video, clip, self._sampler)):
+            self.put(plan)
+            return plan
+        return self.get(clip).plan
 
     def get(self, clip: Clip) -> FrameBatch:
         with self._lock:
-            batch = self._batches.get(clip.clip_id)
-        if batch is None:
-            batch = next(iter(video.iter_frame_batches(clip.video, [clip], self._sampler)))
-            self.put(batch)
+            item = self._items.get(clip.clip_id)
+        if isinstance(item, FrameBatch):
+            return item
+        sampler = item.sampler if isinstance(item, FramePlan) else self._sampler
+        batch = next(iter(video.iter_frame_batches(clip.video, [clip], sampler)))
+        self.put(batch)
         return batch
 
     def drop(self, clip_id: str) -> None:
         with self._lock:
-            self._batches.pop(clip_id, None)
+            self._items.pop(clip_id, None)
 
 
 class RunStats:

@@ -16,6 +16,7 @@ from vara.agents.context import Context
 from vara.agents.state import WindowInput, WindowState
 from vara.config import StrategyConfig
 from vara.errors import ConfigError
+from vara.types import FramePlan
 
 __all__ = [
     "GRAPHS",
@@ -23,6 +24,7 @@ __all__ = [
     "SCHEMA_ROLES",
     "NEEDS_CLASSIFIER",
     "NO_VLM",
+    "PIXELS_ONLY_ON_CACHE_MISS",
     "TOOL_CALLING",
     "build_caption_reason",
     "build_direct",
@@ -143,6 +145,13 @@ NEEDS_CLASSIFIER = ("classifier", "classifier-explain")
 NO_VLM = ("classifier",)
 # Graphs whose LLM calls tools (OpenAI tools API): a vLLM server, not the in-process engine.
 TOOL_CALLING = ("agentic",)
+# Graphs that use a window's pixels only for cacheable VLM outputs, with the check telling
+# whether all of a window's outputs are cached: then the runner does not decode its frames.
+PIXELS_ONLY_ON_CACHE_MISS: dict[str, Callable[[Context, FramePlan], bool]] = {
+    "caption-reason": vision.captions_cached,
+    "caption-judge": vision.captions_cached,
+    "semantic-tokens": vision.tokens_cached,
+}
 
 
 def check_strategy(config: StrategyConfig, source: str) -> None:

@@ -56,8 +56,8 @@ def chat_turns(system: str, user: str, images=()) -> list[Message]:
 
 
 def sample(state: WindowState, runtime: Runtime[Context]) -> dict:
-    batch = runtime.context.frames.get(state["clip"])
-    return {"frame_idx": batch.frame_idx, "timestamps_s": batch.timestamps_s}
+    plan = runtime.context.frames.plan(state["clip"])
+    return {"frame_idx": plan.frame_idx, "timestamps_s": plan.timestamps_s}
 
 
 def with_reasks(

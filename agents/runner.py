@@ -2,7 +2,8 @@
 
 Each video is probed and cut into windows; its frames are decoded in one pass and each
 window's graph runs in a thread pool (``strategy.concurrency`` windows in flight, so server
-requests overlap). Predictions are appended as they finish; a re-run into the same ``out_dir``
+requests overlap). Windows whose VLM outputs are all in the caption cache (a re-run after a
+reasoning-prompt edit) skip decoding: they run on their FramePlan alone. Predictions are appended as they finish; a re-run into the same ``out_dir``
 skips windows already there (and refuses an out_dir made by a different configuration).
 A bad video or a window whose answer never validates becomes a ``Failure`` row and the rest
 continue; only an unreachable model server stops the run, because then nothing can finish.
@@ -28,6 +29,7 @@ from vara.agents.context import Context, FrameStore
 from vara.agents.graph import (
     NEEDS_CLASSIFIER,
     NO_VLM,
+    PIXELS_ONLY_ON_CACHE_MISS,
     SCHEMA_ROLES,
     TOOL_CALLING,
     check_strategy,
@@ -45,7 +47,7 @@ from vara.tools.chat import ChatModel
 from vara.tools.classifier import Classifier, load_classifier
 from vara.tools.vlm import EndpointUnreachable, connect
 from vara.tools.windows import make_windows
-from vara.types import Clip, Failure, LabelSet, Prediction, VideoInfo
+from vara.types import Clip, Failure, FrameBatch, FramePlan, LabelSet, Prediction, VideoInfo
 
 __all__ = [
     "RunSummary",
@@ -221,18 +223,40 @@ class _Run:
         # window at once instead of waiting for it to be decoded; memory stays bounded.
         queued = 2 * workers
         with ThreadPoolExecutor(max_workers=workers) as pool:
+
+            def submit(item: FrameBatch | FramePlan) -> None:
+                while len(inflight) >= queued:
+                    self._drain(inflight, bar, FIRST_COMPLETED)
+                if not self.abort:
+                    self.ctx.frames.put(item)
+                    inflight[pool.submit(self.window, item.clip)] = item.clip
+
             try:
-                for batch in video.iter_frame_batches(path, todo, self.ctx.strategy.sampler):
-                    while len(inflight) >= queued:
-                        self._drain(inflight, bar, FIRST_COMPLETED)
-                    if self.abort:
-                        break
-                    self.ctx.frames.put(batch)
-                    inflight[pool.submit(self.window, batch.clip)] = batch.clip
+                cached = self._cached_plans(path, todo)
+                for plan in cached:
+                    submit(plan)
+                skip = {p.clip.clip_id for p in cached}
+                rest = [c for c in todo if c.clip_id not in skip]
+                if rest and not self.abort:
+                    for batch in video.iter_frame_batches(path, rest, self.ctx.strategy.sampler):
+                        submit(batch)
+                        if self.abort:
+                            break
             except VideoError as exc:
                 self.failures.append(Failure(path, "decode", str(exc)))
             finally:
                 self._drain(inflight, bar, ALL_COMPLETED)
+
+    def _cached_plans(self, path: str, clips: list[Clip]) -> list[FramePlan]:
+        """Plans of the windows whose every VLM output is cached: they need no decoding."""
+        ctx = self.ctx
+        check = PIXELS_ONLY_ON_CACHE_MISS.get(ctx.strategy.graph)
+        if check is None or ctx.cache is None:
+            return []
+        plans = [video.frame_plan(path, c, ctx.strategy.sampler) for c in clips]
+        cached = [p for p in plans if p is not None and check(ctx, p)]
+        ctx.stats.add(windows_not_decoded=len(cached))
+        return cached
 
     def _drain(self, inflight: dict[Future, Clip], bar: tqdm, when: str) -> None:
         if not inflight:

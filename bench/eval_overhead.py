@@ -28,7 +28,7 @@ import time
 from pathlib import Path
 
 import httpx
-from _common import synthetic_dataset, tiny_server_options
+from _common import bare, synthetic_dataset, tiny_server_options
 
 from vara.agents.strategies import load_strategy
 from vara.eval.runner import evaluate
@@ -78,20 +78,6 @@ async def bare_live(url: str, make_bodies, concurrency: int) -> float:
         start = time.perf_counter()
         producer = loop.run_in_executor(None, produce)
         await asyncio.gather(producer, *(sender() for _ in range(concurrency)))
-        return time.perf_counter() - start
-
-
-async def bare(url: str, payloads: list[dict], concurrency: int) -> float:
-    slots = asyncio.Semaphore(concurrency)
-    async with httpx.AsyncClient(base_url=url, timeout=600) as client:
-
-        async def one(body: dict) -> None:
-            async with slots:
-                resp = await client.post("/chat/completions", json=body)
-                resp.raise_for_status()
-
-        start = time.perf_counter()
-        await asyncio.gather(*(one(b) for b in payloads))
         return time.perf_counter() - start
 
 

@@ -5,10 +5,15 @@ interval manifest twice, sharing one caption cache:
   1. first run:  every window is captioned (VLM, with frames) and answered (LLM);
   2. second run: reason.v2 (reason.v1 with one sentence changed, via --prompts-dir); the
      captions all come from the cache, so only the answers are recomputed.
+  3. floor:      the second run's answer requests, rebuilt from its predictions (same
+     captions and schema) with reason.v3 (one other word, so the server's prefix cache
+     helps it no more than it helped the second run), sent by a bare asyncio client at the
+     same concurrency: what the server alone needs for the answers.
 Reports both wall times, the ratio second/first (target <= 0.10), the caption requests of
-the second run (must be 0), and the server's generated-token counts of each run, which set
-the ratio: it is roughly answer tokens / (caption tokens + answer tokens). Run for the
-default (one caption per window) and for per-frame captions (frames_per_caption=1).
+the second run (must be 0) and its windows that were not decoded, the server's generated
+tokens of each run, the floor ratio floor/first (what the model's answer lengths allow) and
+second/floor (vara's own cost in the loop). Run for the default (one caption per window)
+and for per-frame captions (frames_per_caption=1).
 
     OMP_NUM_THREADS=1 .venv/bin/python bench/prompt_edit_loop.py --out /tmp/prompt_edit.json
 """
@@ -16,6 +21,7 @@ default (one caption per window) and for per-frame captions (frames_per_caption=
 from __future__ import annotations
 
 import argparse
+import asyncio
 import json
 import re
 import tempfile
@@ -23,13 +29,18 @@ import time
 from pathlib import Path
 
 import httpx
-from _common import synthetic_dataset, tiny_server_options
+from _common import bare, synthetic_dataset, tiny_server_options
 
 from vara.agents.strategies import load_strategy
 from vara.eval.runner import evaluate
-from vara.prompts.loader import load_labelset
+from vara.prompts.loader import load_labelset, load_prompt
+from vara.records import read_jsonl
 from vara.tools.cache import CaptionCache
+from vara.tools.chat import Message
+from vara.tools.reason import answer_schema, caption_items, caption_ref
 from vara.tools.vllm_server import VLLMServer
+from vara.tools.vlm import decoding_schema, to_openai_messages
+from vara.types import Caption
 
 PROMPTS = Path(__file__).resolve().parents[1] / "prompts"
 
@@ -47,14 +58,36 @@ def timed_eval(dataset, labelset, strategy, out, cache, url, prompts_dir=None) -
     )
     wall = time.perf_counter() - t0
     counts = json.loads(path.read_text())["run_info"]["counts"]
+    preds = read_jsonl(path.with_name("predictions.jsonl"))
     if counts["n_failures"]:
         raise SystemExit(f"{counts['n_failures']} windows failed in {out}: see failures.jsonl")
     return {
         "wall_s": round(wall, 2),
         "caption_requests": counts["caption_requests"],
         "caption_cache_hits": counts["caption_cache_hits"],
+        "windows_not_decoded": counts["windows_not_decoded"],
+        "answer_requests": sum(p["attempts"] for p in preds),
         "generated_tokens": int(generated_tokens(url) - tokens0),
     }
+
+
+def answer_bodies(run_dir, labelset, strategy, prompt, model: str) -> list[dict]:
+    """The first answer request of each window of a caption-reason run, with ``prompt``."""
+    bodies = []
+    for pred in read_jsonl(run_dir / "predictions.jsonl"):
+        captions = [Caption.from_dict(c) for c in pred["captions"]]
+        r = prompt.render(labelset=labelset, captions=caption_items(captions),
+                          start_s=pred["start_s"], end_s=pred["end_s"])  # fmt: skip
+        refs = [caption_ref(i) for i in range(1, len(captions) + 1)]
+        schema = answer_schema(prompt.schema, labelset, refs)
+        bodies.append({
+            "model": model, "messages": to_openai_messages([Message("system", r.system),
+                                                            Message("user", r.user)]),
+            "max_tokens": strategy.generation.answer_max_tokens, "temperature": 0.0,
+            "response_format": {"type": "json_schema", "json_schema": {
+                "name": "answer", "schema": decoding_schema(schema), "strict": True}},
+        })  # fmt: skip
+    return bodies
 
 
 def main() -> None:
@@ -70,6 +103,7 @@ def main() -> None:
     edited.mkdir()
     v1 = (PROMPTS / "reason.v1.yaml").read_text()
     (edited / "reason.v2.yaml").write_text(v1.replace("You are a careful", "You are a meticulous"))
+    (edited / "reason.v3.yaml").write_text(v1.replace("You are a careful", "You are a diligent"))
     opts = tiny_server_options(work)
     results = {}
     with VLLMServer(opts, log_path=work / "server.log") as server:
@@ -86,8 +120,17 @@ def main() -> None:
             edited_strategy = load_strategy("caption-reason", [*base, "prompts.answer=reason.v2"])
             second = timed_eval(dataset, labelset, edited_strategy, work / f"second-{per_caption}",
                                 cache, server.url, prompts_dir=str(edited))  # fmt: skip
+            v3 = load_prompt("reason.v3", str(edited))
+            bodies = answer_bodies(work / f"second-{per_caption}" / "caption-reason", labelset,
+                                   edited_strategy, v3, "tiny")  # fmt: skip
+            floor_s = asyncio.run(bare(server.url, bodies, edited_strategy.concurrency))
             ratio = second["wall_s"] / first["wall_s"]
-            results[name] = {"first": first, "second": second, "ratio": round(ratio, 3)}
+            results[name] = {
+                "first": first, "second": second, "ratio": round(ratio, 3),
+                "floor": {"wall_s": round(floor_s, 2), "requests": len(bodies)},
+                "floor_ratio": round(floor_s / first["wall_s"], 3),
+                "second_over_floor": round(second["wall_s"] / floor_s, 3),
+            }  # fmt: skip
             print(json.dumps({name: results[name]}), flush=True)
     if args.out:
         args.out.write_text(json.dumps({"results": results, "args": vars(args)}, indent=2,

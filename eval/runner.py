@@ -161,6 +161,8 @@ def results_for(
             "n_reasked": sum(p is not None and p.attempts > 1 for p in got),
             "caption_requests": stats.get("caption_requests", 0),
             "caption_cache_hits": stats.get("caption_cache_hits", 0),
+            # windows whose VLM outputs all came from the cache: their video was not decoded
+            "windows_not_decoded": stats.get("windows_not_decoded", 0),
         },
         "timings": {
             "wall_s": run["wall_s"],

@@ -70,6 +70,7 @@ def test_all_four_strategies_complete_on_the_shared_clips(shared_eval):
     # caption-judge captions exactly as caption-reason does: every caption came from the cache.
     judge = json.loads((out / "caption-judge" / "results.json").read_text())["run_info"]
     assert judge["counts"]["caption_requests"] == 0 and judge["counts"]["caption_cache_hits"] == 7
+    assert judge["counts"]["windows_not_decoded"] == 7  # nor did it decode a video
     scores = [p["scores"] for p in read_jsonl(out / "caption-judge" / "predictions.jsonl")]
     assert all(len(s["probs"]) == len(KINETICS.names) for s in scores)
 
@@ -139,6 +140,7 @@ def test_editing_only_the_reasoning_prompt_makes_no_caption_requests(
     assert code == 0
     counts = json.loads((out / "caption-reason" / "results.json").read_text())["run_info"]["counts"]
     assert counts["caption_requests"] == 0 and counts["caption_cache_hits"] == 7
+    assert counts["windows_not_decoded"] == 7  # and no video was decoded
     assert _images_seen(vllm_server) == before  # the server saw no frame at all
     used = {
         (p["id"], p["version"])

@@ -38,9 +38,9 @@ import numpy as np
 
 from vara.errors import InputError, VideoError
 from vara.tools.windows import plan_frames
-from vara.types import Clip, FrameBatch, SamplerSpec, VideoInfo
+from vara.types import Clip, FrameBatch, FramePlan, SamplerSpec, VideoInfo
 
-__all__ = ["SEEK_GAP", "iter_frame_batches", "probe", "read_frames"]
+__all__ = ["SEEK_GAP", "frame_plan", "iter_frame_batches", "probe", "read_frames"]
 
 SEEK_GAP = 64  # frames; see the module docstring for how it was chosen
 _HEAD_FRAMES = 32  # frames decoded at probe time to check the frame-rate grid
@@ -327,6 +327,19 @@ def read_frames(
         w, h = _out_size(info.width, info.height, max_side)
         return np.empty((0, h, w, 3), np.uint8), ()
     return np.stack([got[i][0] for i in wanted]), tuple(got[i][1] for i in wanted)
+
+
+def frame_plan(path: str | Path, clip: Clip, spec: SamplerSpec) -> FramePlan | None:
+    """The frames ``clip`` samples and their times, without decoding any; None where only
+    decoding tells the times (VFR video, GIF): ``iter_frame_batches`` gives them there.
+
+    For CFR video the times are ``i / fps``, exactly what decoding the frames reports.
+    """
+    src = _inspect(path)
+    if not src.exact_seek:
+        return None
+    idx = plan_frames(src.info, clip, spec)
+    return FramePlan(clip, idx, tuple(i / src.info.fps for i in idx), spec)
 
 
 def _check_order(prev: Clip | None, clip: Clip) -> None:

@@ -23,6 +23,7 @@ __all__ = [
     "Clip",
     "VideoInfo",
     "SamplerSpec",
+    "FramePlan",
     "FrameBatch",
     "Caption",
     "ClassScores",
@@ -199,6 +200,20 @@ class SamplerSpec(_Record):
             raise ValueError(f"SamplerSpec: max_side must be >= 16 or None, got {self.max_side}")
 
 
+@dataclass(frozen=True)
+class FramePlan(_Record):
+    """The frames a sampler takes from one clip and their timestamps, before any decoding."""
+
+    clip: Clip
+    frame_idx: tuple[int, ...]
+    timestamps_s: tuple[float, ...]
+    sampler: SamplerSpec
+
+    def __post_init__(self) -> None:
+        if len(self.frame_idx) != len(self.timestamps_s):
+            raise ValueError("FramePlan: frame_idx and timestamps_s differ in length")
+
+
 @dataclass(frozen=True, eq=False)
 class FrameBatch(_Record):
     """Frames of one clip: RGB uint8 (T, H, W, 3) with their exact indices and timestamps."""
@@ -228,6 +243,10 @@ class FrameBatch(_Record):
         )
 
     __hash__ = None  # type: ignore[assignment]
+
+    @property
+    def plan(self) -> FramePlan:
+        return FramePlan(self.clip, self.frame_idx, self.timestamps_s, self.sampler)
 
     def to_dict(self) -> dict[str, Any]:
         out = super().to_dict()

@@ -1,0 +1,95 @@
+"""A re-run whose VLM outputs are all in the caption cache never decodes the video.
+
+The prompt-editing loop (edit the reasoning prompt, re-run) must cost only the answers: no
+caption requests and no video decoding. Scripted models stand in for the VLM and LLM here
+(a run needs answers in a known order); the cache, the runner and the decoder are real.
+"""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from vara.agents.runner import run_clips
+from vara.agents.strategies import load_strategy
+from vara.prompts.loader import load_labelset
+from vara.records import read_jsonl
+from vara.synth_video import write_vfr_video
+from vara.testing import ScriptedChatModel, write_test_video
+from vara.tools import video
+from vara.tools.cache import CaptionCache
+from vara.tools.reason import time_ref
+from vara.tools.windows import make_windows
+
+LABELS = load_labelset("newborn-resuscitation")
+TAG = {"actors": ["nurse"], "actions": ["holds mask"], "objects": [], "body_parts": [],
+       "tools": [], "motion": ""}  # fmt: skip
+
+
+def _vlm_reply(strategy: str) -> str:
+    return json.dumps({"frames": [TAG] * 4}) if strategy == "semantic-tokens" else "A mask."
+
+
+def _answer(strategy, plan) -> str:
+    ref = time_ref(plan.timestamps_s[0]) if strategy == "semantic-tokens" else "caption:1"
+    return json.dumps({"evidence": [{"ref": ref, "text": "mask over the face"}],
+                       "labels": ["Ventilation"], "explanation": "A mask is held."})  # fmt: skip
+
+
+def _run(strategy, path, clips, out, cache, n_vlm):
+    config = load_strategy(strategy, ["sampler.n_frames=4", "concurrency=1"])
+    plans = [video.frame_plan(path, c, config.sampler) for c in clips]
+    vlm = ScriptedChatModel([_vlm_reply(strategy)] * n_vlm, "vlm-x")
+    llm = ScriptedChatModel([_answer(strategy, p) for p in plans], "llm-y")
+    summary = run_clips([(str(path), clips)], config, LABELS, out, vlm=vlm, llm=llm,
+                        cache=cache, progress=False)  # fmt: skip
+    assert not summary.failures and summary.n_predicted == len(clips)
+    return summary, vlm
+
+
+@pytest.mark.parametrize("strategy", ["caption-reason", "semantic-tokens"])
+def test_cached_windows_are_not_decoded_and_new_ones_are(strategy, tmp_path, monkeypatch):
+    path = write_test_video(tmp_path / "v.mp4", n_frames=100, fps=25.0, codec="h264")
+    clips = make_windows(video.probe(path), 2.0, 0.5)  # 3 windows
+    cache = CaptionCache(tmp_path / "c.sqlite")
+    first, _ = _run(strategy, path, clips[:2], tmp_path / "a", cache, n_vlm=2)
+    assert first.stats["caption_requests"] == 2 and not first.stats.get("windows_not_decoded")
+
+    decoded: list[str] = []
+    real = video.iter_frame_batches
+
+    def spy(path, clips, spec):
+        clips = list(clips)
+        decoded.extend(c.clip_id for c in clips)
+        return real(path, clips, spec)
+
+    monkeypatch.setattr(video, "iter_frame_batches", spy)
+    second, vlm = _run(strategy, path, clips, tmp_path / "b", cache, n_vlm=1)
+    assert second.stats["windows_not_decoded"] == 2
+    assert second.stats["caption_requests"] == 1 and second.stats["caption_cache_hits"] == 2
+    assert decoded == [clips[2].clip_id]  # only the window the cache did not hold
+    assert len(vlm.requests[0]["messages"][-1].images) == 4
+    # Without decoding, the windows carry the same frames and times as the decoded run.
+    seen = {
+        p["clip_id"]: [(c["frame_idx"], c["timestamps_s"]) for c in p["captions"]]
+        for p in read_jsonl(tmp_path / "a" / "predictions.jsonl")
+    }
+    again = {
+        p["clip_id"]: [(c["frame_idx"], c["timestamps_s"]) for c in p["captions"]]
+        for p in read_jsonl(tmp_path / "b" / "predictions.jsonl")
+    }
+    assert {k: again[k] for k in seen} == seen
+
+
+def test_frame_plan_gives_the_decoded_indices_and_times_or_none_for_vfr(tmp_path):
+    config = load_strategy("caption-reason", ["sampler.n_frames=5"])
+    path = write_test_video(tmp_path / "v.mp4", n_frames=90, fps=30.0, codec="h264")
+    clips = make_windows(video.probe(path), 1.0, 0.5)
+    for batch in video.iter_frame_batches(path, clips, config.sampler):
+        assert video.frame_plan(path, batch.clip, config.sampler) == batch.plan
+    times = np.cumsum(np.random.default_rng(3).choice([0.02, 0.04, 0.1], size=60))
+    vfr = write_vfr_video(tmp_path / "vfr.mp4", timestamps_s=times - times[0], size=(64, 48))
+    clip = make_windows(video.probe(vfr), 1.0, 0.5)[0]
+    assert video.frame_plan(vfr, clip, config.sampler) is None
