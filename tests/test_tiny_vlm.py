@@ -6,7 +6,6 @@ from __future__ import annotations
 import hashlib
 import json
 import re
-import time
 
 import numpy as np
 import pytest
@@ -21,14 +20,10 @@ def _digests(directory):
     return {p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in directory.iterdir()}
 
 
-def test_build_is_fast_and_deterministic(tmp_path):
-    build_tiny_vlm(tmp_path / "warm")  # first call pays the transformers imports
-    started = time.perf_counter()
+def test_build_is_deterministic(tmp_path):
     a = build_tiny_vlm(tmp_path / "a", seed=0)
-    elapsed = time.perf_counter() - started
     b = build_tiny_vlm(tmp_path / "b", seed=0)
     c = build_tiny_vlm(tmp_path / "c", seed=1)
-    assert elapsed < 3.0, f"build took {elapsed:.2f} s"
     assert _digests(a) == _digests(b)
     assert _digests(a)["model.safetensors"] != _digests(c)["model.safetensors"]
     assert _digests(a)["tokenizer.json"] == _digests(c)["tokenizer.json"]
@@ -37,6 +32,16 @@ def test_build_is_fast_and_deterministic(tmp_path):
 def test_rejects_image_size_that_does_not_tile(tmp_path):
     with pytest.raises(ValueError, match="multiple of 28"):
         build_tiny_vlm(tmp_path, image_size=50)
+
+
+def test_text_tokens_sets_the_context(tmp_path):
+    path = build_tiny_vlm(tmp_path / "long", text_tokens=4096, max_images=2)
+    config = json.loads((path / "config.json").read_text())
+    images = 2 * (image_tokens_per_image(56) + 3)
+    assert config["text_config"]["max_position_embeddings"] == 4096 + images
+    assert json.loads((path / "tokenizer_config.json").read_text())["model_max_length"] == 4096
+    with pytest.raises(ValueError, match="text_tokens"):
+        build_tiny_vlm(tmp_path / "short", text_tokens=100)
 
 
 @pytest.fixture(scope="module")

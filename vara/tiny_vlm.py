@@ -271,7 +271,7 @@ def _corpus() -> list[str]:
     return sentences + activities * 3 + list(_JSON_LINES) * 20 + numbers
 
 
-def _train_tokenizer():
+def _train_tokenizer(max_length: int = TEXT_BUDGET_TOKENS):
     """Byte-level BPE trained on the corpus, wrapped as a transformers fast tokenizer."""
     from tokenizers import AddedToken, Tokenizer, decoders, models, pre_tokenizers, trainers
     from transformers import PreTrainedTokenizerFast
@@ -294,7 +294,7 @@ def _train_tokenizer():
         pad_token=PAD,
         extra_special_tokens=[t for t in SPECIAL_TOKENS if t not in (PAD, IM_START, IM_END)],
         chat_template=CHAT_TEMPLATE,
-        model_max_length=TEXT_BUDGET_TOKENS,
+        model_max_length=max_length,
     )
 
 
@@ -342,13 +342,18 @@ def _model_config(tokenizer, *, image_size: int, max_position_embeddings: int):
 
 
 def build_tiny_vlm(
-    path: str | Path, *, seed: int = 0, image_size: int = 56, max_images: int = 16
+    path: str | Path,
+    *,
+    seed: int = 0,
+    image_size: int = 56,
+    max_images: int = 16,
+    text_tokens: int = TEXT_BUDGET_TOKENS,
 ) -> Path:
     """Write a tiny random Idefics3 VLM (model, tokenizer, processor) to ``path``; return it.
 
     ``image_size`` must be a multiple of 28 (patch 14 x pixel-shuffle 2); every image is
     resized to a square of that side. ``max_images`` sizes the context window so a prompt
-    with that many images plus ``TEXT_BUDGET_TOKENS`` of text fits. The same seed gives
+    with that many images plus ``text_tokens`` of text fits. The same seed gives
     byte-identical weights and tokenizer.
     """
     import torch
@@ -359,14 +364,16 @@ def build_tiny_vlm(
         raise ValueError(f"image_size {image_size} must be a positive multiple of 28")
     if max_images < 1:
         raise ValueError(f"max_images must be >= 1, got {max_images}")
+    if text_tokens < 256:
+        raise ValueError(f"text_tokens must be >= 256, got {text_tokens}")
     out = Path(path)
     out.mkdir(parents=True, exist_ok=True)
     n_image_tokens = image_tokens_per_image(image_size)
     # Each image also costs its wrapper tokens: <fake_token_around_image><global-img> ... <fake>.
     image_budget = max_images * (n_image_tokens + 3)
-    tokenizer = _train_tokenizer()
+    tokenizer = _train_tokenizer(text_tokens)
     config = _model_config(
-        tokenizer, image_size=image_size, max_position_embeddings=TEXT_BUDGET_TOKENS + image_budget
+        tokenizer, image_size=image_size, max_position_embeddings=text_tokens + image_budget
     )
     torch.manual_seed(seed)
     model = Idefics3ForConditionalGeneration(config).eval()
