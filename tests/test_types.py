@@ -14,6 +14,7 @@ from vara.types import (
     Evidence,
     Failure,
     FrameBatch,
+    FramePlan,
     Label,
     LabelSet,
     Prediction,
@@ -36,6 +37,7 @@ CLIP = Clip("v.mp4:0.00-2.00", "v.mp4", 0.0, 2.0, labels=("Suction",))
         CLIP,
         VideoInfo("v.mp4", 25.0, 250, 10.0, 320, 240, 90, "h264"),
         SamplerSpec(n_frames=None, fps=4.0, min_frames=2, max_frames=8, max_side=None),
+        FramePlan(CLIP, (0, 5, 9), (0.0, 0.2, 0.36), SamplerSpec()),
         Caption("c", "text", (1, 2), (0.04, 0.08), "m", "caption.v1", "abc", 0.5),
         Prediction(
             "c",
