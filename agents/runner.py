@@ -3,8 +3,9 @@
 Each video is probed and cut into windows; its frames are decoded in one pass and each
 window's graph runs in a thread pool (``strategy.concurrency`` windows in flight, so server
 requests overlap). Windows whose VLM outputs are all in the caption cache (a re-run after a
-reasoning-prompt edit) skip decoding: they run on their FramePlan alone. Predictions are appended as they finish; a re-run into the same ``out_dir``
-skips windows already there (and refuses an out_dir made by a different configuration).
+reasoning-prompt edit) skip decoding: they run on their FramePlan alone. Predictions are
+appended as they finish; a re-run into the same ``out_dir`` skips windows already there
+(and refuses an out_dir made by a different configuration).
 A bad video or a window whose answer never validates becomes a ``Failure`` row and the rest
 continue; only an unreachable model server stops the run, because then nothing can finish.
 """

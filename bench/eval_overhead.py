@@ -38,7 +38,7 @@ from vara.tools.chat import Message
 from vara.tools.reason import answer_schema, time_ref
 from vara.tools.video import iter_frame_batches
 from vara.tools.vllm_server import VLLMServer
-from vara.tools.vlm import decoding_schema, to_openai_messages
+from vara.tools.vlm import chat_body
 
 
 def iter_bodies(dataset, labelset, strategy, model: str):
@@ -50,12 +50,8 @@ def iter_bodies(dataset, labelset, strategy, model: str):
                           end_s=clip.end_s, timestamps=list(batch.timestamps_s))  # fmt: skip
         schema = answer_schema(prompt.schema, labelset, [time_ref(t) for t in batch.timestamps_s])
         msgs = [Message("system", r.system), Message("user", r.user, tuple(batch.frames))]
-        yield {
-            "model": model, "messages": to_openai_messages(msgs),
-            "max_tokens": strategy.generation.answer_max_tokens, "temperature": 0.0,
-            "response_format": {"type": "json_schema", "json_schema": {
-                "name": "answer", "schema": decoding_schema(schema), "strict": True}},
-        }  # fmt: skip
+        yield chat_body(model, msgs, json_schema=schema,
+                        max_tokens=strategy.generation.answer_max_tokens)  # fmt: skip
 
 
 async def bare_live(url: str, make_bodies, concurrency: int) -> float:

@@ -41,7 +41,7 @@ from vara.tools.cache import CaptionCache
 from vara.tools.chat import Message
 from vara.tools.reason import answer_schema, caption_items, caption_ref
 from vara.tools.vllm_server import VLLMServer
-from vara.tools.vlm import decoding_schema, to_openai_messages
+from vara.tools.vlm import chat_body
 from vara.types import Caption
 
 PROMPTS = Path(__file__).resolve().parents[1] / "prompts"
@@ -82,13 +82,9 @@ def answer_bodies(run_dir, labelset, strategy, prompt, model: str) -> list[dict]
                           start_s=pred["start_s"], end_s=pred["end_s"])  # fmt: skip
         refs = [caption_ref(i) for i in range(1, len(captions) + 1)]
         schema = answer_schema(prompt.schema, labelset, refs)
-        bodies.append({
-            "model": model, "messages": to_openai_messages([Message("system", r.system),
-                                                            Message("user", r.user)]),
-            "max_tokens": strategy.generation.answer_max_tokens, "temperature": 0.0,
-            "response_format": {"type": "json_schema", "json_schema": {
-                "name": "answer", "schema": decoding_schema(schema), "strict": True}},
-        })  # fmt: skip
+        turns = [Message("system", r.system), Message("user", r.user)]
+        bodies.append(chat_body(model, turns, json_schema=schema,
+                                max_tokens=strategy.generation.answer_max_tokens))  # fmt: skip
     return bodies
 
 

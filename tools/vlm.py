@@ -33,6 +33,7 @@ __all__ = [
     "OpenAIServer",
     "EndpointUnreachable",
     "connect",
+    "chat_body",
     "decoding_schema",
     "encode_jpeg",
     "parse_tool_calls",
@@ -94,6 +95,39 @@ def to_openai_messages(messages: Sequence[Message]) -> list[dict[str, Any]]:
         parts.append({"type": "text", "text": m.text})
         out.append({"role": m.role, "content": parts})
     return out
+
+
+def chat_body(
+    model: str,
+    messages: Sequence[Message],
+    *,
+    json_schema: dict[str, Any] | None = None,
+    max_tokens: int = 256,
+    temperature: float = 0.0,
+    tools: list[dict[str, Any]] | None = None,
+    tool_choice: str | None = None,
+) -> dict[str, Any]:
+    """The /chat/completions request body ``OpenAIServer.complete`` sends."""
+    body: dict[str, Any] = {
+        "model": model,
+        "messages": to_openai_messages(messages),
+        "max_tokens": max_tokens,
+        "temperature": temperature,
+    }
+    if json_schema is not None:
+        body["response_format"] = {
+            "type": "json_schema",
+            "json_schema": {
+                "name": "answer",
+                "schema": decoding_schema(json_schema),
+                "strict": True,
+            },
+        }
+    if tools:
+        body.update(tool_request(tools, tool_choice))
+    elif tool_choice is not None:
+        raise InputError(f"tool_choice {tool_choice!r} given without tools")
+    return body
 
 
 def tool_request(tools: list[dict[str, Any]], tool_choice: str | None) -> dict[str, Any]:
@@ -187,25 +221,10 @@ class OpenAIServer:
         tools: list[dict[str, Any]] | None = None,
         tool_choice: str | None = None,
     ) -> Completion:
-        body: dict[str, Any] = {
-            "model": self.model_id,
-            "messages": to_openai_messages(messages),
-            "max_tokens": max_tokens,
-            "temperature": temperature,
-        }
-        if json_schema is not None:
-            body["response_format"] = {
-                "type": "json_schema",
-                "json_schema": {
-                    "name": "answer",
-                    "schema": decoding_schema(json_schema),
-                    "strict": True,
-                },
-            }
-        if tools:
-            body.update(tool_request(tools, tool_choice))
-        elif tool_choice is not None:
-            raise InputError(f"tool_choice {tool_choice!r} given without tools")
+        body = chat_body(
+            self.model_id, messages, json_schema=json_schema, max_tokens=max_tokens,
+            temperature=temperature, tools=tools, tool_choice=tool_choice,
+        )  # fmt: skip
         n_images = sum(len(m.images) for m in messages)
         start = time.perf_counter()
         reply = self._request("POST", "/chat/completions", json=body, n_images=n_images)
