@@ -51,7 +51,8 @@ def iter_bodies(dataset, labelset, strategy, model: str):
         schema = answer_schema(prompt.schema, labelset, [time_ref(t) for t in batch.timestamps_s])
         msgs = [Message("system", r.system), Message("user", r.user, tuple(batch.frames))]
         yield chat_body(model, msgs, json_schema=schema,
-                        max_tokens=strategy.generation.answer_max_tokens)  # fmt: skip
+                        max_tokens=strategy.generation.answer_max_tokens,
+                        temperature=strategy.generation.temperature)  # fmt: skip
 
 
 async def bare_live(url: str, make_bodies, concurrency: int) -> float:

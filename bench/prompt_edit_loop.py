@@ -84,7 +84,8 @@ def answer_bodies(run_dir, labelset, strategy, prompt, model: str) -> list[dict]
         schema = answer_schema(prompt.schema, labelset, refs)
         turns = [Message("system", r.system), Message("user", r.user)]
         bodies.append(chat_body(model, turns, json_schema=schema,
-                                max_tokens=strategy.generation.answer_max_tokens))  # fmt: skip
+                                max_tokens=strategy.generation.answer_max_tokens,
+                                temperature=strategy.generation.temperature))  # fmt: skip
     return bodies
 
 
