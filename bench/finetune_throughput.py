@@ -282,7 +282,9 @@ def recipe_arm(cfg: LoraConfig, frames: Path, warmup: int, *, progress: bool,
             stack.enter_context(patched(lora_classifier, "load_backbone", lambda *_a, **_k: load()))
         stack.enter_context(timing(common, "train_loop", loops))
         stack.enter_context(timing(common, "validate", vals))
-        clock = stack.enter_context(StepClock(warmup, total, device, cfg.train.num_workers))
+        clock = stack.enter_context(
+            StepClock(warmup, total, device, common.resolve_workers(cfg.train.num_workers, device))
+        )
         t0 = time.perf_counter()
         lora_classifier.run(cfg, progress=progress)
         wall = time.perf_counter() - t0
@@ -332,9 +334,10 @@ def baseline_arm(load: Loader, data: common.TrainData, cfg: LoraConfig, instruct
         head_hidden=cfg.model.head_hidden, dropout=cfg.model.dropout,
     ).to(device)  # fmt: skip
     collate = functools.partial(plain_collate, FrameEncoder(processor, instruction))
+    workers = common.resolve_workers(t.num_workers, device)
     loader = torch.utils.data.DataLoader(
         data.train, batch_size=t.batch_size, shuffle=True, collate_fn=collate,
-        generator=torch.Generator().manual_seed(cfg.seed), num_workers=t.num_workers,
+        generator=torch.Generator().manual_seed(cfg.seed), num_workers=workers,
     )  # fmt: skip
     optimizer = torch.optim.AdamW(
         [p for p in model.parameters() if p.requires_grad], lr=t.lr, weight_decay=t.weight_decay
@@ -344,7 +347,7 @@ def baseline_arm(load: Loader, data: common.TrainData, cfg: LoraConfig, instruct
     amp = torch.autocast(device.split(":")[0], dtype=torch.bfloat16, enabled=_cuda(device))
     model.train()
     total = t.max_steps
-    with StepClock(warmup, total, device, t.num_workers) as clock:
+    with StepClock(warmup, total, device, workers) as clock:
         t0 = time.perf_counter()
         for step, (inputs, y) in enumerate(loader, 1):
             inputs = {k: v.to(device) for k, v in inputs.items()}

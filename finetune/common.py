@@ -85,6 +85,17 @@ def seed_everything(seed: int) -> None:
 CHECKPOINT = "checkpoint.pt"
 
 
+def resolve_workers(workers: int | str, device: str) -> int:
+    """``train.num_workers``: auto = 4 DataLoader workers on CUDA (one core left to the main
+    process), 0 on CPU. Measured on an H100 with a 3B-size backbone, 16 frames per window:
+    0 / 4 / 8 workers gave 3.99 / 5.13 / 4.89 samples/s (README, finetune_throughput)."""
+    if workers != "auto":
+        return int(workers)
+    if not device.startswith("cuda"):
+        return 0
+    return max(0, min(4, (os.cpu_count() or 1) - 1))
+
+
 def resolve_device(device: str) -> str:
     if device == "auto":
         return "cuda" if torch.cuda.is_available() else "cpu"
@@ -255,7 +266,7 @@ def train_loop(cfg: Config, model: nn.Module, optimizer, loss_fn: nn.Module, col
             break
         model.train()
         loader = _loader(data.train, collate, t.batch_size, shuffle=True, seed=cfg.seed + epoch,
-                         workers=t.num_workers)  # fmt: skip
+                         workers=resolve_workers(t.num_workers, device))  # fmt: skip
         losses, steps = [], 0
         bar = tqdm(loader, desc=f"epoch {epoch + 1}/{t.epochs}", unit="batch", disable=not progress)
         optimizer.zero_grad(set_to_none=True)

@@ -50,7 +50,9 @@ class TrainSpec:
     precision: str = "auto"  # auto = bf16 autocast where the GPU supports it, else fp32
     loss: str = "auto"  # auto = BCE with pos_weight (multi-label sets), CE (single-label)
     device: str = "auto"  # auto = cuda if available, else cpu
-    num_workers: int = 0  # DataLoader workers that decode + preprocess batches
+    # DataLoader workers that decode + preprocess batches; auto = 4 on CUDA (capped by the
+    # CPU count), 0 on CPU, where workers would take cores from the training itself.
+    num_workers: int | str = "auto"
     max_steps: int | None = None  # stop after this many optimiser steps (smoke tests)
 
     def __post_init__(self) -> None:
@@ -60,6 +62,9 @@ class TrainSpec:
             raise ValueError(f"train.precision must be auto, fp32 or bf16, got {self.precision!r}")
         if self.loss not in ("auto", "bce", "ce"):
             raise ValueError(f"train.loss must be auto, bce or ce, got {self.loss!r}")
+        w = self.num_workers
+        if w != "auto" and (isinstance(w, bool) or not isinstance(w, int) or w < 0):
+            raise ValueError(f"train.num_workers must be auto or an integer >= 0, got {w!r}")
 
 
 @dataclass(frozen=True)

@@ -246,6 +246,23 @@ def test_config_errors_name_the_fix(tmp_path, tiny_vlm_dir):
     assert cfg.train.lr == 1e-3 and cfg.seed == 3  # YAML 1.1 reads 1e-3 as a string
 
 
+def test_num_workers_auto_is_4_on_cuda_and_0_on_cpu(tmp_path, monkeypatch):
+    (tmp_path / "c.yaml").write_text("recipe: lora_classifier\ndata: {manifest: m.csv}\n")
+    assert load_config(LoraConfig, tmp_path / "c.yaml").train.num_workers == "auto"
+    monkeypatch.setattr(common.os, "cpu_count", lambda: 16)
+    assert common.resolve_workers("auto", "cuda") == 4
+    assert common.resolve_workers("auto", "cuda:1") == 4
+    assert common.resolve_workers("auto", "cpu") == 0
+    assert common.resolve_workers(3, "cpu") == 3
+    monkeypatch.setattr(common.os, "cpu_count", lambda: 2)  # one core stays with training
+    assert common.resolve_workers("auto", "cuda") == 1
+    cfg = load_config(LoraConfig, tmp_path / "c.yaml", ["train.num_workers=2"])
+    assert cfg.train.num_workers == 2
+    for bad in ("-1", "many", "true"):
+        with pytest.raises(ConfigError, match="num_workers must be auto or an integer >= 0"):
+            load_config(LoraConfig, tmp_path / "c.yaml", [f"train.num_workers={bad}"])
+
+
 def test_split_by_video_rules():
     clips = [Clip(f"{v}:{i}", v, i, i + 2.0, ("a",)) for v in ("x.mp4", "y.mp4", "z.mp4")
              for i in range(3)]  # fmt: skip
