@@ -124,7 +124,9 @@ def load_run_classifier(strategy: StrategyConfig, labelset: LabelSet) -> Classif
                 "set classifier.run_dir=RUN_DIR (the out dir of `vara finetune`)"
             )
         return None
-    clf = load_classifier(spec.run_dir, device=spec.device, batch_size=spec.batch_size)
+    clf = load_classifier(
+        spec.run_dir, device=spec.device, batch_size=spec.batch_size, precision=spec.precision
+    )
     trained = (clf.info.n_frames, clf.info.max_side)
     sampled = (strategy.sampler.n_frames, strategy.sampler.max_side)
     if sampled[0] != trained[0] or (trained[1] is not None and sampled[1] != trained[1]):

@@ -36,6 +36,7 @@ from vara.prompts.loader import load_labelset
 from vara.provenance import meta_info
 from vara.records import write_json_atomic
 from vara.tools.classifier import ClassifierInfo, decide
+from vara.tools.classifier_model import precision_autocast
 from vara.types import Clip, LabelSet, SamplerSpec
 
 log = logging.getLogger(__name__)
@@ -206,12 +207,18 @@ class Collate:
 # ---- train ------------------------------------------------------------------------------
 
 
+def resolve_precision(device: str, precision: str) -> str:
+    """``train.precision`` -> "bf16" | "fp32": auto = bf16 autocast on CUDA GPUs that
+    support it, else fp32. The run records it (classifier.json ``precision``): validation,
+    the tuned thresholds and later inference all use it."""
+    if precision != "auto":
+        return precision
+    cuda = device.startswith("cuda") and torch.cuda.is_bf16_supported()
+    return "bf16" if cuda else "fp32"
+
+
 def autocast(device: str, precision: str):
-    kind = device.split(":")[0]
-    bf16 = precision == "bf16" or (
-        precision == "auto" and kind == "cuda" and torch.cuda.is_bf16_supported()
-    )
-    return torch.autocast(device_type=kind, dtype=torch.bfloat16, enabled=bf16)
+    return precision_autocast(device, resolve_precision(device, precision))
 
 
 def _loader(ds: WindowFrames, collate: Collate, batch_size: int, *, shuffle: bool, seed: int,
@@ -308,12 +315,15 @@ def train_loop(cfg: Config, model: nn.Module, optimizer, loss_fn: nn.Module, col
 
 @torch.inference_mode()
 def predict_logits(model: nn.Module, collate: Collate, ds: WindowFrames, device: str,
-                   batch_size: int) -> np.ndarray:  # fmt: skip
+                   batch_size: int, precision: str) -> np.ndarray:  # fmt: skip
+    """Logits of ``ds`` under ``train.precision`` (resolved), as ``tools.classifier`` scores."""
     model.eval()
     out = []
     for i in range(0, len(ds), batch_size):
         batch = collate([ds[j] for j in range(i, min(i + batch_size, len(ds)))])
-        out.append(model({k: v.to(device) for k, v in batch["inputs"].items()}).float().cpu())
+        inputs = {k: v.to(device) for k, v in batch["inputs"].items()}
+        with autocast(device, precision):
+            out.append(model(inputs).float().cpu())
     return torch.cat(out).numpy() if out else np.zeros((0, 0), np.float32)
 
 
@@ -325,7 +335,7 @@ def probabilities(logits: np.ndarray, multi_label: bool) -> np.ndarray:
 
 
 def validate(model, collate, data: TrainData, loss_fn, device: str, t: TrainSpec) -> dict[str, Any]:
-    logits = predict_logits(model, collate, data.val, device, t.eval_batch_size)
+    logits = predict_logits(model, collate, data.val, device, t.eval_batch_size, t.precision)
     loss = float(
         loss_fn(torch.as_tensor(logits).to(device), torch.as_tensor(data.val.y).to(device))
     )

@@ -129,7 +129,10 @@ def run(cfg: LoraConfig, *, progress: bool = True) -> Path:
     )
 
     # ---- save ---------------------------------------------------------------------------
-    val_logits = common.predict_logits(model, collate, data.val, device, cfg.train.eval_batch_size)
+    t = cfg.train
+    val_logits = common.predict_logits(
+        model, collate, data.val, device, t.eval_batch_size, t.precision
+    )
     thresholds = common.tune(labelset, data.val_clips, val_logits)
     adapter = out / "adapter"
     model.backbone.save_pretrained(str(adapter))
@@ -142,6 +145,7 @@ def run(cfg: LoraConfig, *, progress: bool = True) -> Path:
         n_frames=cfg.data.n_frames,
         labelset=labelset.name,
         max_side=cfg.data.max_side,
+        precision=common.resolve_precision(device, t.precision),
         instruction=encoder.instruction,
         pooling=cfg.model.pooling,
         head_hidden=cfg.model.head_hidden,

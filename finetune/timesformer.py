@@ -191,7 +191,10 @@ def run(cfg: TimesformerConfig, *, progress: bool = True) -> Path:
     )
 
     # ---- save ---------------------------------------------------------------------------
-    val_logits = common.predict_logits(model, collate, data.val, device, cfg.train.eval_batch_size)
+    t = cfg.train
+    val_logits = common.predict_logits(
+        model, collate, data.val, device, t.eval_batch_size, t.precision
+    )
     thresholds = common.tune(labelset, data.val_clips, val_logits)
     model.net.save_pretrained(str(out / "model"))
     encoder.processor.save_pretrained(str(out / "model"))
@@ -203,6 +206,7 @@ def run(cfg: TimesformerConfig, *, progress: bool = True) -> Path:
         n_frames=cfg.data.n_frames,
         labelset=labelset.name,
         max_side=cfg.data.max_side,
+        precision=common.resolve_precision(device, t.precision),
     )
     net_cfg = model.net.config
     extra: dict[str, Any] = {

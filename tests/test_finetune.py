@@ -3,6 +3,7 @@ reload with bit-identical logits, `vara eval --strategy classifier`, resume, con
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import time
@@ -105,6 +106,44 @@ def test_eval_with_the_classifier_strategy(tiny_classifier_run, tmp_path, capsys
         row = probs[order[(p["video"], p["start_s"])]]
         assert p["scores"]["probs"] == pytest.approx(row.tolist(), abs=2e-6)
         assert p["labels"] == [KINETICS.names[int(np.argmax(row))]]
+
+
+def test_bf16_run_is_scored_as_it_was_validated(tiny_vlm_dir, shared_videos, tmp_path, caplog):
+    """train.precision=bf16 (what auto picks on GPUs): classifier.json records it, the tuned
+    thresholds come from bf16 validation scores, and the classifier reproduces those scores
+    bit for bit under bf16; fp32 scoring (auto on CPU) differs, and says so in the log."""
+    manifest = write_interval_manifest(tmp_path / "intervals.csv", shared_videos)
+    overrides = [f"data.manifest={manifest}", f"model.backbone={tiny_vlm_dir}",
+                 f"out={tmp_path / 'run'}", *TINY_CLASSIFIER_OVERRIDES,
+                 "train.epochs=1", "train.precision=bf16"]  # fmt: skip
+    run = run_config("lora_classifier", overrides, progress=False)
+    assert read_info(run).precision == "bf16"
+    frames, want = _val_frames(run), np.load(run / "val_logits.npy")
+    bf16 = load_classifier(run, device="cpu", batch_size=8, precision="bf16")
+    assert np.array_equal(bf16.logits(frames), want)
+    with caplog.at_level("INFO", logger="vara.tools.classifier"):
+        fp32 = load_classifier(run, device="cpu", batch_size=8)  # auto on CPU = fp32
+    assert fp32.precision == "fp32" and "tuned under bf16" in caplog.text
+    got = fp32.logits(frames)
+    assert not np.array_equal(got, want) and np.allclose(got, want, atol=0.5)
+
+
+def test_classifier_precision_choice(tiny_classifier_run, monkeypatch):
+    from vara.tools.classifier import _precision
+
+    info = read_info(tiny_classifier_run)
+    assert info.precision == "fp32"  # trained on CPU: auto = fp32
+    bf16_run = dataclasses.replace(info, precision="bf16")
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda *a, **k: True)
+    assert _precision("auto", bf16_run, "cuda") == "bf16"
+    assert _precision("auto", bf16_run, "cuda:1") == "bf16"
+    assert _precision("auto", bf16_run, "cpu") == "fp32"
+    assert _precision("auto", info, "cuda") == "fp32"
+    assert _precision("bf16", info, "cpu") == "bf16"
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda *a, **k: False)
+    assert _precision("auto", bf16_run, "cuda") == "fp32"
+    with pytest.raises(InputError, match="classifier.precision must be auto, fp32 or bf16"):
+        _precision("fp16", info, "cpu")
 
 
 def test_a_crash_in_epoch_2_resumes_to_the_same_model(

@@ -4,7 +4,9 @@ The run directory is an on-disk contract (docs/finetune.md), read here without i
 ``vara.finetune``::
 
     classifier.json    kind ("vlm-lora" | "timesformer"), backbone, labels, multi_label,
-                       n_frames, and for vlm-lora: instruction, pooling, head_hidden
+                       n_frames, precision ("fp32" | "bf16": the backbone's autocast in
+                       validation, where the thresholds were tuned), and for vlm-lora:
+                       instruction, pooling, head_hidden
     label_map.json     label -> output index
     thresholds.json    label -> decision threshold (tuned on the validation videos)
     adapter/           PEFT LoRA adapter of the backbone           (vlm-lora)
@@ -14,12 +16,15 @@ The run directory is an on-disk contract (docs/finetune.md), read here without i
 ``predict`` resamples each batch's frames uniformly to the trained frame count, runs the
 windows in batches of ``batch_size`` and returns one ``ClassScores`` per window: sigmoid
 probabilities and tuned thresholds for multi-label sets, softmax probabilities (thresholds 0:
-the top class wins) for single-label sets.
+the top class wins) for single-label sets. Scoring uses the run's recorded precision on
+CUDA (bf16 autocast for runs trained with it: the thresholds were tuned on bf16 scores, and
+it is the fast path on GPUs) and fp32 on CPU, unless ``precision`` names one.
 """
 
 from __future__ import annotations
 
 import json
+import logging
 import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -42,6 +47,8 @@ __all__ = [
     "VideoEncoder",
 ]
 
+log = logging.getLogger(__name__)
+
 KINDS = ("vlm-lora", "timesformer")
 FORMAT = 1
 
@@ -58,6 +65,7 @@ class ClassifierInfo:
     labelset: str = ""
     max_side: int | None = None  # the frames' longer side in training (data.max_side)
     instruction: str = ""  # vlm-lora: the text after the frames
+    precision: str = "fp32"  # backbone autocast of validation (thresholds); runs before it: fp32
     pooling: str = "mean"  # vlm-lora
     head_hidden: int = 256  # vlm-lora
     format: int = FORMAT
@@ -124,14 +132,19 @@ class Classifier:
     (up to ``batch_size`` per forward pass), so a run with ``concurrency`` windows in
     flight fills batches without any caller waiting for a timer."""
 
-    def __init__(self, run_dir: str | Path, *, device: str = "auto", batch_size: int = 8):
+    def __init__(self, run_dir: str | Path, *, device: str = "auto", batch_size: int = 8,
+                 precision: str = "auto"):  # fmt: skip
         import torch
+
+        from vara.tools.classifier_model import precision_autocast
 
         self.run_dir = Path(run_dir)
         self.info = read_info(self.run_dir)
         self.labels = self.info.labels
         self.batch_size = batch_size
         self.device = _device(device)
+        self.precision = _precision(precision, self.info, self.device)
+        self._autocast = precision_autocast
         self.thresholds = _thresholds(self.run_dir, self.info)
         _check_label_map(self.run_dir, self.info)
         self.model_id = f"{self.info.kind}:{self.run_dir.name}@{_weights_hash(self.run_dir)}"
@@ -180,7 +193,7 @@ class Classifier:
     def _forward(self, windows: list[np.ndarray]) -> np.ndarray:
         n = self.info.n_frames
         out = []
-        with self._torch.inference_mode():
+        with self._torch.inference_mode(), self._autocast(self.device, self.precision):
             for i in range(0, len(windows), self.batch_size):
                 chunk = [resample(w, n) for w in windows[i : i + self.batch_size]]
                 inputs = {k: v.to(self.device) for k, v in self._encode(chunk).items()}
@@ -221,6 +234,30 @@ def _device(device: str) -> str:
     if device.startswith("cuda") and not torch.cuda.is_available():
         raise InputError(f"classifier.device={device!r} but no CUDA device is available; use cpu")
     return device
+
+
+def _precision(requested: str, info: ClassifierInfo, device: str) -> str:
+    """auto = the run's recorded precision on CUDA (bf16 only where the GPU has it), fp32 on
+    CPU; "fp32" / "bf16" as asked. Scores under another precision than the run's differ
+    slightly from those the thresholds were tuned on: said once in the log."""
+    import torch
+
+    if requested not in ("auto", "fp32", "bf16"):
+        raise InputError(f"classifier.precision must be auto, fp32 or bf16, got {requested!r}")
+    if requested != "auto":
+        chosen = requested
+    elif device.startswith("cuda") and info.precision == "bf16":
+        chosen = "bf16" if torch.cuda.is_bf16_supported() else "fp32"
+    else:
+        chosen = "fp32"
+    if chosen != info.precision:
+        log.info(
+            "classifier scores under %s; its thresholds were tuned under %s, so scores near a "
+            "threshold may fall on the other side of it",
+            chosen,
+            info.precision,
+        )
+    return chosen
 
 
 def _thresholds(run: Path, info: ClassifierInfo) -> tuple[float, ...]:

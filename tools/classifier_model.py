@@ -25,6 +25,8 @@ from vara.errors import InputError
 from vara.tools.local_engine import model_source, not_loadable
 
 __all__ = [
+    "PRECISIONS",
+    "precision_autocast",
     "AttentionPool",
     "FrameEncoder",
     "MeanPool",
@@ -60,6 +62,20 @@ class AttentionPool(nn.Module):
         logits = logits.masked_fill(~mask, float("-inf"))
         weights = torch.softmax(logits, dim=1).unsqueeze(-1)
         return (hidden * weights).sum(1)
+
+
+PRECISIONS = ("fp32", "bf16")
+
+
+def precision_autocast(device: str, precision: str):
+    """The backbone's autocast for a resolved precision: bf16 autocast for "bf16", none for
+    "fp32" (pooling and head stay float32 either way). Training, validation (where the
+    thresholds are tuned) and inference all go through here, so scores are computed the
+    same way in all three."""
+    if precision not in PRECISIONS:
+        raise ValueError(f"precision must be one of {PRECISIONS}, got {precision!r}")
+    kind = device.split(":")[0]
+    return torch.autocast(device_type=kind, dtype=torch.bfloat16, enabled=precision == "bf16")
 
 
 class VideoClassifier(nn.Module):

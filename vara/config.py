@@ -78,6 +78,7 @@ class ClassifierSpec:
     run_dir: str | None = None  # None = no classifier; strategies that need one refuse to start
     device: str = "auto"  # auto = cuda if available, else cpu
     batch_size: int = 8  # windows per forward pass when several are scored at once
+    precision: str = "auto"  # auto = the run's own (bf16 on CUDA if trained so), fp32 on CPU
 
 
 @dataclass(frozen=True)
