@@ -39,7 +39,7 @@ from vara.agents.graph import (
 from vara.config import StrategyConfig
 from vara.errors import ConfigError, StructuredOutputError, VaraError, VideoError
 from vara.prompts.loader import PromptTemplate, load_prompt
-from vara.provenance import meta_info
+from vara.provenance import meta_info, utc_now
 from vara.records import JsonlWriter, read_jsonl, write_json_atomic, write_jsonl_atomic
 from vara.timeline import build_timeline, timeline_csv_rows
 from vara.tools import video
@@ -164,6 +164,29 @@ def _fingerprint(ctx: Context) -> dict[str, Any]:
         "labelset": ctx.labelset.to_dict(),
         "prompts": [p.to_dict() for p in ctx.prompt_refs],
         "models": ctx.model_ids(),
+    }
+
+
+def _previous_sessions(out: Path) -> list[dict[str, Any]]:
+    """The sessions an earlier (finished or interrupted) run in ``out`` recorded in run.json;
+    a session killed outright (SIGKILL, power loss) left no record of its own."""
+    previous = out / "run.json"
+    if not previous.exists():
+        return []
+    return list(json.loads(previous.read_text()).get("run_info", {}).get("sessions", []))
+
+
+def session_totals(sessions: Sequence[dict[str, Any]]) -> dict[str, Any]:
+    """Sums over a run's recorded sessions: wall_s, n_predicted and every stats counter."""
+    stats: dict[str, int] = {}
+    for s in sessions:
+        for k, v in s.get("stats", {}).items():
+            stats[k] = stats.get(k, 0) + v
+    return {
+        "sessions": len(sessions),
+        "wall_s": round(sum(s["wall_s"] for s in sessions), 3),
+        "n_predicted": sum(s["n_predicted"] for s in sessions),
+        "stats": stats,
     }
 
 
@@ -343,8 +366,10 @@ def run_clips(
     run = _Run(ctx, out)
     run.failures.extend(failures)
     todo = sum(1 for _, _, clips in plans for c in clips if c.clip_id not in run.done)
+    sessions, started = _previous_sessions(out), utc_now()
     write_json_atomic(
-        out / "run.json", {"run_info": {"fingerprint": fingerprint, "status": "running"}}
+        out / "run.json",
+        {"run_info": {"fingerprint": fingerprint, "status": "running", "sessions": sessions}},
     )
     bar = tqdm(total=todo, unit="win", desc=f"vara {strategy.name}", disable=not progress)
     status = "interrupted"  # what run.json says if an exception (e.g. Ctrl-C) ends the loop
@@ -368,7 +393,12 @@ def run_clips(
             wall_s=round(time.perf_counter() - t0, 3),
             stats=ctx.stats.snapshot(),
         )
-        _write_outputs(out, plans, summary, ctx, fingerprint, status=status)
+        session = {"started": started, "finished": utc_now(), "status": status,
+                   "wall_s": summary.wall_s, "n_predicted": summary.n_predicted,
+                   "stats": summary.stats}  # fmt: skip
+        _write_outputs(
+            out, plans, summary, ctx, fingerprint, status=status, sessions=[*sessions, session]
+        )
     if run.abort:
         raise run.abort
     return summary
@@ -398,6 +428,7 @@ def _write_outputs(
     fingerprint: dict[str, Any],
     *,
     status: str,
+    sessions: list[dict[str, Any]],
 ) -> None:
     preds = [Prediction.from_dict(r) for r in read_jsonl(out / "predictions.jsonl")]
     timelines = [build_timeline(path, info.duration_s, preds) for path, info, _ in plans]
@@ -416,7 +447,9 @@ def _write_outputs(
         "n_resumed": summary.n_resumed,
         "n_failures": len(summary.failures),
         "failures": [f.to_dict() for f in summary.failures],
-        "wall_s": summary.wall_s,
-        "stats": summary.stats,
+        "wall_s": summary.wall_s,  # this session's
+        "stats": summary.stats,  # this session's
+        "totals": session_totals(sessions),  # over every recorded session of this out dir
+        "sessions": sessions,
     }
     write_json_atomic(out / "run.json", {"run_info": run_info, "meta_info": meta_info()})

@@ -12,7 +12,6 @@ captions (caption-reason and caption-judge do).
 
 from __future__ import annotations
 
-import datetime as dt
 import json
 from collections import defaultdict
 from collections.abc import Sequence
@@ -20,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from vara.agents.graph import NO_VLM
-from vara.agents.runner import run_clips
+from vara.agents.runner import run_clips, session_totals
 from vara.config import Endpoint, StrategyConfig
 from vara.errors import ConfigError
 from vara.eval.datasets import Dataset
@@ -33,10 +32,6 @@ from vara.tools.vlm import connect
 from vara.types import Clip, Failure, LabelSet, Prediction
 
 __all__ = ["evaluate", "results_for"]
-
-
-def _now() -> str:
-    return dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
 
 
 def _groups(clips: Sequence[Clip]) -> list[tuple[str, list[Clip]]]:
@@ -97,21 +92,12 @@ def evaluate(
     for strategy in strategies:
         out = Path(out_dir) / strategy.name
         _write_clips(out, dataset)
-        started = _now()
         vlm, llm = models.pair(strategy)
         summary = run_clips(
             _groups(dataset.clips), strategy, labelset, out, prompts_dir=prompts_dir,
             progress=progress, vlm=vlm, llm=llm, cache=cache,
         )  # fmt: skip
-        run = {
-            "started": started,
-            "finished": _now(),
-            "wall_s": summary.wall_s,
-            "n_predicted": summary.n_predicted,
-            "stats": summary.stats,
-            "failures": summary.failures,
-        }
-        results = results_for(out, dataset, labelset, strategy, run)
+        results = results_for(out, dataset, labelset, strategy, summary.failures)
         write_json_atomic(out / "results.json", results)
         paths.append(out / "results.json")
     return paths
@@ -122,9 +108,12 @@ def results_for(
     dataset: Dataset,
     labelset: LabelSet,
     strategy: StrategyConfig,
-    run: dict[str, Any],
+    failures: Sequence[Failure],
 ) -> dict[str, Any]:
-    """results.json for one strategy dir, from its predictions and this run's bookkeeping."""
+    """results.json for one strategy dir, from its predictions, the runner's run.json (the
+    fingerprint, and counts and timings summed over the sessions that built the predictions:
+    a resumed or re-run evaluation keeps its earlier work's figures) and ``failures`` (the
+    windows still failing after this session)."""
     preds = {
         p.clip_id: p
         for p in (Prediction.from_dict(r) for r in read_jsonl(out / "predictions.jsonl"))
@@ -138,9 +127,10 @@ def results_for(
         reasked=[p is None or p.attempts > 1 for p in got],
         scores=_scores(labelset, got),
     )
-    failures: tuple[Failure, ...] = run["failures"]
-    fingerprint = json.loads((out / "run.json").read_text())["run_info"]["fingerprint"]
-    stats = run["stats"]
+    info = json.loads((out / "run.json").read_text())["run_info"]
+    fingerprint, sessions = info["fingerprint"], info.get("sessions", [])
+    totals = session_totals(sessions)
+    stats = totals["stats"]
     run_info = {
         "strategy": strategy.name,
         "dataset": {
@@ -165,12 +155,15 @@ def results_for(
             "windows_not_decoded": stats.get("windows_not_decoded", 0),
         },
         "timings": {
-            "wall_s": run["wall_s"],
-            "clips_per_s": round(run["n_predicted"] / run["wall_s"], 4) if run["wall_s"] else None,
+            "wall_s": totals["wall_s"],
+            "clips_per_s": round(totals["n_predicted"] / totals["wall_s"], 4)
+            if totals["wall_s"]
+            else None,
+            "sessions": totals["sessions"],
         },
         "failures": [f.to_dict() for f in failures],
-        "started": run["started"],
-        "finished": run["finished"],
+        "started": sessions[0]["started"] if sessions else None,
+        "finished": sessions[-1]["finished"] if sessions else None,
     }
     return {"run_info": run_info, "metrics": metrics, "meta_info": meta_info()}
 

@@ -179,6 +179,28 @@ def test_sigkill_mid_eval_then_rerun_gives_one_prediction_per_window(vllm_server
     assert video.exists()
 
 
+def test_rerunning_a_finished_eval_keeps_its_counts_and_timings(vllm_server, shared_videos,
+                                                               tmp_path):  # fmt: skip
+    """A re-run resumes with nothing to do: results.json still reports the first session's
+    caption requests and wall time (summed over sessions), not the empty re-run's."""
+    args = ["eval", str(shared_videos / "manifest.csv"), "--labels", "kinetics-sample",
+            "--strategy", "caption-reason", "--frames", "2", "--vlm-url", vllm_server.url,
+            "--no-cache", "--out", str(tmp_path / "out"), "--no-progress"]  # fmt: skip
+    results = tmp_path / "out" / "caption-reason" / "results.json"
+    assert main(args) == 0
+    first = json.loads(results.read_text())["run_info"]
+    assert first["counts"]["caption_requests"] == 7 and first["timings"]["sessions"] == 1
+    assert main(args) == 0
+    again = json.loads(results.read_text())["run_info"]
+    assert again["counts"]["caption_requests"] == 7
+    assert again["timings"]["sessions"] == 2 and again["started"] == first["started"]
+    assert again["timings"]["wall_s"] >= first["timings"]["wall_s"] > 0
+    assert again["timings"]["clips_per_s"] == round(7 / again["timings"]["wall_s"], 4)
+    run = json.loads((results.parent / "run.json").read_text())["run_info"]
+    assert [s["n_predicted"] for s in run["sessions"]] == [7, 0]
+    assert run["stats"].get("caption_requests", 0) == 0  # the session's own figures stay too
+
+
 def test_a_bad_manifest_row_is_one_line_naming_it(tmp_path, shared_videos):
     manifest = tmp_path / "m.csv"
     manifest.write_text(f"video,labels\n{shared_videos / 'tai_chi.mp4'},tai chii\n")

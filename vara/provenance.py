@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import importlib.metadata as md
 import os
 import platform
@@ -23,6 +24,11 @@ PACKAGES = (
     "jsonschema",
     "numpy",
 )
+
+
+def utc_now() -> str:
+    """ISO-8601 UTC timestamp to the second: run records' started/finished."""
+    return dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
 
 
 def _version(name: str) -> str | None:
