@@ -160,10 +160,17 @@ def check_strategy(config: StrategyConfig, source: str) -> None:
         raise ConfigError(
             f"strategy {source}: unknown graph {config.graph!r}; known: {sorted(GRAPHS)}"
         )
-    missing = [r for r in PROMPT_ROLES[config.graph] if r not in config.prompts]
+    roles = PROMPT_ROLES[config.graph]
+    missing = [r for r in roles if r not in config.prompts]
     if missing:
         raise ConfigError(
             f"strategy {source}: graph {config.graph!r} needs prompts for roles {missing}"
+        )
+    unused = sorted(set(config.prompts) - set(roles))
+    if unused:  # a typo'd role would leave the old prompt in use, and the run would list both
+        raise ConfigError(
+            f"strategy {source}: graph {config.graph!r} has no prompt role {unused}; its roles "
+            f"are {list(roles)}"
         )
     if config.graph not in NO_VLM and not config.vlm.is_set:
         raise ConfigError(

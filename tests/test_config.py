@@ -47,6 +47,11 @@ def test_answer_model_defaults_to_the_vlm():
         ("vlm.url=localhost:8000", "vlm.url"),
         ("sampler.fps=2", "exactly one of n_frames or fps"),
         ("prompts.caption=Caption V1", "prompts.caption"),
+        # a typo'd role would leave reason.v1 answering while the run lists reason.v2 too
+        (
+            "prompts.reason=reason.v2",
+            r"has no prompt role \['reason'\]; its roles are \['caption', 'answer', 'reask'\]",
+        ),
     ],
 )
 def test_bad_fields_are_named(override, message):
