@@ -21,7 +21,10 @@ look better by failing or by skipping hard clips:
   resample, as above). Same formula as the point estimate, in numpy: scikit-learn took
   3.5 ms a call here, 3.5 s for 1000 resamples. None when n_boot=0. On tiny sets the
   interval can miss the point estimate (resamples lose rare classes).
-- ``hallucination_rate``: share of clips whose answer needed a re-ask or failed.
+- ``hallucination_rate``: share of the model's answers that needed a re-ask or stayed
+  invalid after it, over the clips the model answered (``answered``). A clip that failed
+  for another reason (the video, the server, a prompt over the context) got no answer, so
+  it is neither: ``coverage`` shows it. None when the model answered no clip.
 - ``thresholds`` (multi-label with ``scores``): per-class thresholds that maximise F1 on
   THESE clips (``tune_thresholds``), so ``f1_at_tuned`` is in-sample, optimistic; tune on
   a validation split and evaluate on another to report it honestly. It does not change the
@@ -65,16 +68,22 @@ def compute_metrics(
     predicted: Sequence[tuple[str, ...] | None],
     *,
     reasked: Sequence[bool],
+    answered: Sequence[bool] | None = None,
     n_boot: int = 1000,
     seed: int = 0,
     scores: Sequence[tuple[float, ...] | None] | None = None,
 ) -> dict[str, Any]:
-    """The metrics dict of docs/results-format.md; one entry per clip in each sequence."""
+    """The metrics dict of docs/results-format.md; one entry per clip in each sequence.
+
+    ``reasked``: the model's answer needed a re-ask or stayed invalid (an answer failure);
+    ``answered``: the model answered at all (None: the clips with a prediction or reasked)."""
     names = list(labelset.names)
     n = len(truth)
     if n == 0:
         raise ValueError("compute_metrics: no clips to score")
-    for what, seq in (("predicted", predicted), ("reasked", reasked), ("scores", scores)):
+    seqs = (("predicted", predicted), ("reasked", reasked), ("answered", answered),
+            ("scores", scores))  # fmt: skip
+    for what, seq in seqs:
         if seq is not None and len(seq) != n:
             raise ValueError(f"compute_metrics: {len(seq)} {what} for {n} clips")
     if n_boot < 0:
@@ -89,6 +98,10 @@ def compute_metrics(
         _check_single(truth, predicted)
         out = _single(names, truth, predicted, [names[j] for j in averaged])
     failed = [p is None for p in predicted]
+    if answered is None:
+        answered = [not f or bool(r) for r, f in zip(reasked, failed, strict=True)]
+    n_answered = sum(bool(a) for a in answered)
+    bad = sum(bool(r) and bool(a) for r, a in zip(reasked, answered, strict=True))
     metrics: dict[str, Any] = {
         "labels": names,
         "multi_label": labelset.multi_label,
@@ -96,7 +109,7 @@ def compute_metrics(
         "coverage": 1.0 - sum(failed) / n,
         **out,
         "macro_f1_ci95": _bootstrap_ci(y_true, y_pred, n_boot, seed),
-        "hallucination_rate": sum(bool(r) or f for r, f in zip(reasked, failed, strict=True)) / n,
+        "hallucination_rate": bad / n_answered if n_answered else None,
     }
     metrics["confusion"] = metrics.pop("confusion")  # keep the documented key order
     metrics["thresholds"] = (

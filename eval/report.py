@@ -222,9 +222,15 @@ def metrics_table(runs: Sequence[RunResult], names: Sequence[str]) -> Table:
             )  # fmt: skip
         )
     hib = {**{k: d for _, k, d in _METRICS}, **(runs[0].metrics.get("higher_is_better") or {})}
+    # A run that predicted nothing (coverage 0) is never marked best, e.g. on tied zeros.
+    live = [(_num(r.metrics.get("coverage")) or 0.0) > 0 for r in runs]
+
+    def values(get) -> list[float | None]:
+        return [_num(get(r)) if ok else None for r, ok in zip(runs, live, strict=True)]
+
     for j, (_, key, _) in enumerate(_METRICS):
-        scored.append((3 + j, [_num(r.metrics.get(key)) for r in runs], bool(hib.get(key, True))))
-    speeds = [_num((r.run_info.get("timings") or {}).get("clips_per_s")) for r in runs]
+        scored.append((3 + j, values(lambda r, k=key: r.metrics.get(k)), bool(hib.get(key, True))))
+    speeds = values(lambda r: (r.run_info.get("timings") or {}).get("clips_per_s"))
     scored.append((3 + len(_METRICS), speeds, True))
     numeric = frozenset(range(2, 4 + len(_METRICS)))
     return Table(_COLUMNS, tuple(rows), frozenset(_best_cells(scored)), numeric)

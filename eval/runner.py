@@ -120,11 +120,18 @@ def results_for(
     }
     clips = dataset.clips
     got = [preds.get(c.clip_id) for c in clips]
+    # Answers still invalid after the re-ask(s) failed as "answer"; other failures (video,
+    # server, context overflow) got no answer from the model at all.
+    invalid = {f.item for f in failures if f.stage == "answer"}
+    answer_failed = [p is None and c.clip_id in invalid for c, p in zip(clips, got, strict=True)]
     metrics = compute_metrics(
         labelset,
         truth=[c.labels or () for c in clips],
         predicted=[p.labels if p else None for p in got],
-        reasked=[p is None or p.attempts > 1 for p in got],
+        reasked=[
+            (p is not None and p.attempts > 1) or f for p, f in zip(got, answer_failed, strict=True)
+        ],
+        answered=[p is not None or f for p, f in zip(got, answer_failed, strict=True)],
         scores=_scores(labelset, got),
     )
     info = json.loads((out / "run.json").read_text())["run_info"]

@@ -64,7 +64,15 @@ def test_multilabel_by_hand():
     # Exact: clip 0, and clip 2 (no activity; a failure predicts no label): 2 of 4.
     assert m["exact_match"] == 0.5
     assert m["coverage"] == 0.75
-    assert m["hallucination_rate"] == 0.5  # clip 1 re-asked, clip 2 failed
+    # Clip 1 re-asked; clip 2 failed without an answer (say, its video): 1 of 3 answers.
+    assert m["hallucination_rate"] == approx(1 / 3)
+    # Clip 2's answer stayed invalid after the re-ask (reasked, answered): 2 of 4 answers.
+    truth, predicted = [(V,), (ST, SU), (), (SU,)], [(V,), (ST,), None, (V,)]
+    invalid = compute_metrics(NEWBORN, truth, predicted, reasked=[False, True, True, False])
+    assert invalid["hallucination_rate"] == 0.5
+    # Nothing answered at all (say, the server was down): no rate, not a perfect one.
+    down = compute_metrics(NEWBORN, truth, [None] * 4, reasked=[False] * 4, n_boot=0)
+    assert down["hallucination_rate"] is None and down["coverage"] == 0.0
     assert m["macro_f1_ci95"] is None
     assert m["confusion"] == {
         "type": "multilabel",
@@ -101,7 +109,8 @@ def test_single_label_by_hand():
     # micro over the named classes: tp 2, 4 named predictions, 5 true -> 2*2 / (4 + 5)
     assert m["micro_f1"] == approx(4 / 9)
     assert m["weighted_f1"] == approx((2 * 0.5 + 2 * 0.5 + 1 * 0) / 5)
-    assert (m["coverage"], m["hallucination_rate"]) == (0.8, 0.2)
+    # The failed clip got no answer (reasked False): no hallucination among the 4 answers.
+    assert (m["coverage"], m["hallucination_rate"]) == (0.8, 0.0)
     assert m["confusion"] == {
         "type": "matrix",
         "labels": ["a", "b", "c", FAILED],
@@ -220,3 +229,30 @@ def test_bad_inputs():
         compute_metrics(ABC, [("a",)], [("a", "b")], reasked=[False])
     with pytest.raises(ValueError, match=r"truth\[0\].*single-label"):
         compute_metrics(ABC, [()], [("a",)], reasked=[False])
+
+
+def test_results_count_only_invalid_answers_as_hallucinations(tmp_path):
+    """results.json: a clip whose answer stayed invalid ("answer" failure) is a hallucination;
+    one that failed before any answer (its window, the server) is not, only lost coverage."""
+    from vara.agents.strategies import load_strategy
+    from vara.eval.datasets import Dataset
+    from vara.eval.runner import results_for
+    from vara.records import write_json_atomic, write_jsonl_atomic
+    from vara.types import Clip, Failure, Prediction
+
+    clips = tuple(Clip(f"v.mp4#{i}", "v.mp4", float(i), i + 2.0, ("a",)) for i in range(4))
+    preds = [
+        Prediction(c.clip_id, c.video, c.start_s, c.end_s, ("a",), (), "", "direct", (), {}, "",
+                   attempts=attempts)
+        for c, attempts in ((clips[0], 1), (clips[1], 2))
+    ]  # fmt: skip
+    write_jsonl_atomic(tmp_path / "predictions.jsonl", (p.to_dict() for p in preds))
+    write_json_atomic(tmp_path / "run.json", {"run_info": {
+        "fingerprint": {"prompts": [], "models": {}}, "sessions": []}})  # fmt: skip
+    failures = (Failure(clips[2].clip_id, "answer", "invalid JSON twice"),
+                Failure(clips[3].clip_id, "window", "prompt does not fit the context"))  # fmt: skip
+    dataset = Dataset("m", str(tmp_path / "m.csv"), "x", clips)
+    r = results_for(tmp_path, dataset, ABC, load_strategy("direct"), failures)
+    # answered: clips 0, 1 (re-asked), 2 (invalid); clip 3 never got an answer.
+    assert r["metrics"]["hallucination_rate"] == approx(2 / 3)
+    assert r["metrics"]["coverage"] == 0.5 and r["run_info"]["counts"]["n_failures"] == 2

@@ -8,6 +8,7 @@ a short synthetic H.264 video, plus one window whose video does not exist. A cap
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import shutil
 import subprocess
@@ -195,6 +196,14 @@ def test_best_value_follows_higher_is_better(parent):
     assert (0, col("macro-F1 [95% CI]")) in table.best  # caption-reason 0.733 > direct 0.433
     assert (1, col("hallucination rate")) in table.best  # lower is better: direct 0.0
     assert (1, col("clips/s")) in table.best and (0, col("clips/s")) not in table.best
+
+
+def test_a_run_that_predicted_nothing_is_never_best(parent):
+    runs = find_runs([parent])
+    metrics = {**runs[1].metrics, "coverage": 0.0, "macro_f1": 0.0, "exact_match": 1.0}
+    dead = dataclasses.replace(runs[1], results={**runs[1].results, "metrics": metrics})
+    table = metrics_table([runs[0], dead], ["alive", "dead"])
+    assert table.best and all(row == 0 for row, _ in table.best)
 
 
 def test_cards_put_failures_and_disagreements_first(parent, tmp_path):
