@@ -94,6 +94,29 @@ def _coerce(hint: Any, value: Any) -> Any:
     return value
 
 
+_TYPES: dict[str, Any] = {
+    "int": lambda v: isinstance(v, int) and not isinstance(v, bool),
+    "float": lambda v: isinstance(v, (int, float)) and not isinstance(v, bool),
+    "str": lambda v: isinstance(v, str),
+    "bool": lambda v: isinstance(v, bool),
+    "None": lambda v: v is None,
+}
+
+
+def _type_ok(hint: Any, value: Any) -> bool:
+    """``value`` fits the field's annotation (``int``, ``str | None``, ``tuple[str, ...]``...);
+    an annotation this does not know passes (the dataclass' own checks still run)."""
+    for alt in str(hint).split("|"):
+        alt = alt.strip()
+        base = alt.split("[")[0]
+        if base in ("tuple", "list"):
+            if isinstance(value, (tuple, list)):
+                return True
+        elif base not in _TYPES or _TYPES[base](value):
+            return True
+    return False
+
+
 def _section(cls: type, name: str, values: Any, source: str):
     if not isinstance(values, dict):
         raise ConfigError(f"{source}: {name} must be a mapping")
@@ -102,6 +125,12 @@ def _section(cls: type, name: str, values: Any, source: str):
     if unknown:
         raise ConfigError(f"{source}: unknown key(s) {unknown} in {name}; known: {sorted(known)}")
     values = {k: _coerce(known[k].type, v) for k, v in values.items()}
+    for k, v in values.items():  # sections (DataSpec ...) pass here: checked one by one
+        if not _type_ok(known[k].type, v):
+            key = k if name == "config" else f"{name}.{k}"
+            default = known[k].default
+            hint = "" if default is dataclasses.MISSING else f" (default: {key}={default})"
+            raise ConfigError(f"{source}: {key} must be {known[k].type}, got {v!r}{hint}")
     try:
         return cls(**values)
     except (TypeError, ValueError) as exc:
@@ -115,16 +144,17 @@ def load_config(cls: type, path: str | Path, overrides: Sequence[str] = ()):
         raise ConfigError(f"finetune config '{src}' not found")
     data = yaml.safe_load(src.read_text()) or {}
     data = apply_overrides(data, list(overrides))
+    where = f"{src} + command-line overrides" if overrides else str(src)
     top = {f.name for f in dataclasses.fields(cls)} - set(cls.SECTIONS)
     unknown = sorted(set(data) - top - set(cls.SECTIONS))
     if unknown:
         raise ConfigError(
-            f"{src}: unknown key(s) {unknown}; known: {sorted(top | set(cls.SECTIONS))}"
+            f"{where}: unknown key(s) {unknown}; known: {sorted(top | set(cls.SECTIONS))}"
         )
     kwargs = {k: v for k, v in data.items() if k in top}
     for name, section in cls.SECTIONS.items():
-        kwargs[name] = _section(section, name, data.get(name) or {}, str(src))
-    cfg = _section(cls, "config", kwargs, str(src))
+        kwargs[name] = _section(section, name, data.get(name) or {}, where)
+    cfg = _section(cls, "config", kwargs, where)
     if cfg.data.manifest is None:
-        raise ConfigError(f"{src}: data.manifest is not set; pass data.manifest=PATH")
+        raise ConfigError(f"{where}: data.manifest is not set; pass data.manifest=PATH")
     return cfg

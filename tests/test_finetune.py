@@ -278,6 +278,12 @@ def test_config_errors_name_the_fix(tmp_path, tiny_vlm_dir):
         run_config("lora_classifier", ["data.manifest=x.csv", "lora.lr=1"])
     with pytest.raises(ConfigError, match="not found; packaged"):
         run_config("no-such-recipe", [])
+    # A value of the wrong type names the key, what it takes and the default.
+    with pytest.raises(ConfigError, match=r"overrides: train.epochs must be int, got 'two' "
+                                          r"\(default: train.epochs=5\)"):  # fmt: skip
+        run_config("lora_classifier", ["data.manifest=x.csv", "train.epochs=two"])
+    with pytest.raises(ConfigError, match="lora.r must be int, got 1.5"):
+        run_config("lora_classifier", ["data.manifest=x.csv", "lora.r=1.5"])
     with pytest.raises(InputError, match="no classifier.json"):
         load_classifier(tmp_path)
     (tmp_path / "c.yaml").write_text("recipe: lora_classifier\ndata: {manifest: m.csv}\n")
@@ -297,8 +303,9 @@ def test_num_workers_auto_is_4_on_cuda_and_0_on_cpu(tmp_path, monkeypatch):
     assert common.resolve_workers("auto", "cuda") == 1
     cfg = load_config(LoraConfig, tmp_path / "c.yaml", ["train.num_workers=2"])
     assert cfg.train.num_workers == 2
-    for bad in ("-1", "many", "true"):
-        with pytest.raises(ConfigError, match="num_workers must be auto or an integer >= 0"):
+    for bad, message in (("-1", "auto or an integer >= 0"), ("many", "auto or an integer >= 0"),
+                         ("true", r"int \| str, got True")):  # fmt: skip
+        with pytest.raises(ConfigError, match=f"num_workers must be {message}"):
             load_config(LoraConfig, tmp_path / "c.yaml", [f"train.num_workers={bad}"])
 
 
