@@ -16,6 +16,7 @@ from pathlib import Path
 import httpx
 import numpy as np
 import pytest
+from conftest import SERVER_MAX_IMAGES
 from sklearn.metrics import (
     accuracy_score,
     confusion_matrix,
@@ -199,6 +200,27 @@ def test_rerunning_a_finished_eval_keeps_its_counts_and_timings(vllm_server, sha
     run = json.loads((results.parent / "run.json").read_text())["run_info"]
     assert [s["n_predicted"] for s in run["sessions"]] == [7, 0]
     assert run["stats"].get("caption_requests", 0) == 0  # the session's own figures stay too
+
+
+def test_an_eval_where_every_window_fails_reports_where(vllm_server, shared_videos, tmp_path,
+                                                       capsys):  # fmt: skip
+    """More frames than the server takes: every window fails before the model answers. The
+    run still ends with results (coverage 0, no hallucination rate: nothing was answered),
+    exit status 1, and stderr names failures.jsonl."""
+    manifest = tmp_path / "two.csv"
+    manifest.write_text(f"path,label\n{shared_videos / 'arm_wrestling.mp4'},arm wrestling\n"
+                        f"{shared_videos / 'cleaning_pool.mp4'},cleaning pool\n")  # fmt: skip
+    frames = str(SERVER_MAX_IMAGES + 1)
+    args = ["eval", str(manifest), "--labels", "kinetics-sample", "--strategy", "direct",
+            "--frames", frames, "--vlm-url", vllm_server.url, "--out", str(tmp_path / "out"),
+            "--no-progress"]  # fmt: skip
+    assert main(args) == 1
+    out, err = capsys.readouterr()
+    assert re.search(r"^direct .* - +2$", out, re.M), out  # halluc. "-", 2 failed
+    failures = tmp_path / "out" / "direct" / "failures.jsonl"
+    assert str(failures) in err and len(read_jsonl(failures)) == 2
+    m = json.loads((failures.parent / "results.json").read_text())["metrics"]
+    assert m["coverage"] == 0.0 and m["hallucination_rate"] is None
 
 
 def test_a_bad_manifest_row_is_one_line_naming_it(tmp_path, shared_videos):

@@ -148,3 +148,15 @@ def test_prompts_cli_list_show_render_diff(tmp_path, capsys):
     ]
     assert main(["prompts", "render", "nope.v1"]) == 2
     assert "not found" in capsys.readouterr().err
+
+
+def test_a_reader_that_leaves_early_is_no_error():
+    """`vara prompts list | head -1`: the pipe closes before vara writes; no traceback."""
+    import subprocess
+    import sys
+
+    proc = subprocess.Popen([sys.executable, "-m", "vara.cli", "prompts", "list"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)  # fmt: skip
+    proc.stdout.close()  # before the interpreter has even started
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 0 and b"Traceback" not in err and b"BrokenPipe" not in err, err

@@ -21,6 +21,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import sys
 from pathlib import Path
 
@@ -138,7 +139,7 @@ def _cmd_eval(args: argparse.Namespace) -> int:
         cache=_open_cache(args),
         progress=not args.no_progress,
     )
-    status = EXIT_OK
+    status, failed = EXIT_OK, []
     print(
         f"{'strategy':<20} {'macro-F1':>8} {'95% CI':>15} {'exact':>6} {'halluc.':>7} {'failed':>6}"
     )
@@ -146,12 +147,22 @@ def _cmd_eval(args: argparse.Namespace) -> int:
         r = json.loads(path.read_text())
         m, c = r["metrics"], r["run_info"]["counts"]
         lo, hi = m["macro_f1_ci95"] or (float("nan"), float("nan"))
+        rate = m["hallucination_rate"]  # None: the model answered no clip
+        halluc = "-" if rate is None else f"{rate:.3f}"
         print(
             f"{r['run_info']['strategy']:<20} {m['macro_f1']:>8.3f} [{lo:.3f}, {hi:.3f}] "
-            f"{m['exact_match']:>6.3f} {m['hallucination_rate']:>7.3f} {c['n_failures']:>6}"
+            f"{m['exact_match']:>6.3f} {halluc:>7} {c['n_failures']:>6}"
         )
-        status = EXIT_FAILURES if c["n_failures"] else status
+        if c["n_failures"]:
+            status = EXIT_FAILURES
+            failed.append(str(path.parent / "failures.jsonl"))
     print(f"results: {', '.join(str(p) for p in paths)}; report: vara compare {args.out}")
+    if failed:
+        print(
+            f"failed windows (one line each: item, stage, error): {', '.join(failed)}; "
+            "re-run the same command to retry them",
+            file=sys.stderr,
+        )
     return status
 
 
@@ -413,6 +424,9 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("interrupted; re-run the same command to resume", file=sys.stderr)
         return 130
+    except BrokenPipeError:  # `vara prompts list | head`: the reader left, nothing is wrong
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return EXIT_OK
 
 
 if __name__ == "__main__":
