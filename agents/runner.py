@@ -190,13 +190,24 @@ def session_totals(sessions: Sequence[dict[str, Any]]) -> dict[str, Any]:
     }
 
 
+def _changed_keys(old: Any, new: Any, prefix: str = "") -> list[str]:
+    """Dotted paths where two fingerprints differ (``sampler.n_frames``), sorted."""
+    if isinstance(old, dict) and isinstance(new, dict):
+        return sorted(
+            path
+            for k in set(old) | set(new)
+            for path in _changed_keys(old.get(k), new.get(k), f"{prefix}{k}.")
+        )
+    return [prefix.rstrip(".")] if old != new else []
+
+
 def _check_resumable(out: Path, fingerprint: dict[str, Any]) -> None:
     previous = out / "run.json"
     if not previous.exists():
         return
     old = json.loads(previous.read_text()).get("run_info", {}).get("fingerprint")
     if old is not None and old != fingerprint:
-        changed = sorted(k for k in fingerprint if old.get(k) != fingerprint[k])
+        changed = _changed_keys(old, json.loads(json.dumps(fingerprint)))
         raise ConfigError(
             f"out dir '{out}' holds a run with a different {', '.join(changed)}; "
             f"use a new --out (resuming would mix incompatible predictions)"

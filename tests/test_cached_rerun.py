@@ -14,6 +14,7 @@ import pytest
 
 from vara.agents.runner import run_clips
 from vara.agents.strategies import load_strategy
+from vara.errors import ConfigError
 from vara.prompts.loader import load_labelset
 from vara.records import read_jsonl
 from vara.synth_video import write_vfr_video
@@ -93,3 +94,13 @@ def test_frame_plan_gives_the_decoded_indices_and_times_or_none_for_vfr(tmp_path
     vfr = write_vfr_video(tmp_path / "vfr.mp4", timestamps_s=times - times[0], size=(64, 48))
     clip = make_windows(video.probe(vfr), 1.0, 0.5)[0]
     assert video.frame_plan(vfr, clip, config.sampler) is None
+
+
+def test_resuming_with_another_setting_names_the_setting(tmp_path):
+    path = write_test_video(tmp_path / "v.mp4", n_frames=50, fps=25.0, codec="h264")
+    clips = make_windows(video.probe(path), 2.0, 0.5)[:1]
+    _run("caption-reason", path, clips, tmp_path / "a", None, n_vlm=1)
+    config = load_strategy("caption-reason", ["sampler.n_frames=2", "concurrency=1"])
+    with pytest.raises(ConfigError, match=r"holds a run with a different strategy\.sampler\.n_frames; "):
+        vlm, llm = ScriptedChatModel([], "vlm-x"), ScriptedChatModel([], "llm-y")
+        run_clips([(str(path), clips)], config, LABELS, tmp_path / "a", vlm=vlm, llm=llm)
