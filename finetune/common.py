@@ -358,6 +358,17 @@ def tune(labelset: LabelSet, clips: Sequence[Clip], logits: np.ndarray) -> dict[
     return dict(zip(labelset.names, tuned["tuned"], strict=True))
 
 
+def final_scores(
+    cfg: Config, model: nn.Module, collate: Collate, data: TrainData, labelset: LabelSet,
+    device: str,
+) -> tuple[np.ndarray, dict[str, float], str]:  # fmt: skip
+    """The trained model's validation logits, the thresholds tuned on them, and the resolved
+    precision they were computed under (classifier.json records it; scoring reuses it)."""
+    t = cfg.train
+    logits = predict_logits(model, collate, data.val, device, t.eval_batch_size, t.precision)
+    return logits, tune(labelset, data.val_clips, logits), resolve_precision(device, t.precision)
+
+
 # ---- save -------------------------------------------------------------------------------
 
 

@@ -129,11 +129,9 @@ def run(cfg: LoraConfig, *, progress: bool = True) -> Path:
     )
 
     # ---- save ---------------------------------------------------------------------------
-    t = cfg.train
-    val_logits = common.predict_logits(
-        model, collate, data.val, device, t.eval_batch_size, t.precision
+    val_logits, thresholds, precision = common.final_scores(
+        cfg, model, collate, data, labelset, device
     )
-    thresholds = common.tune(labelset, data.val_clips, val_logits)
     adapter = out / "adapter"
     model.backbone.save_pretrained(str(adapter))
     common.save_safetensors(model.head_state(), out / "head.safetensors")
@@ -145,7 +143,7 @@ def run(cfg: LoraConfig, *, progress: bool = True) -> Path:
         n_frames=cfg.data.n_frames,
         labelset=labelset.name,
         max_side=cfg.data.max_side,
-        precision=common.resolve_precision(device, t.precision),
+        precision=precision,
         instruction=encoder.instruction,
         pooling=cfg.model.pooling,
         head_hidden=cfg.model.head_hidden,

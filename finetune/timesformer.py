@@ -191,11 +191,9 @@ def run(cfg: TimesformerConfig, *, progress: bool = True) -> Path:
     )
 
     # ---- save ---------------------------------------------------------------------------
-    t = cfg.train
-    val_logits = common.predict_logits(
-        model, collate, data.val, device, t.eval_batch_size, t.precision
+    val_logits, thresholds, precision = common.final_scores(
+        cfg, model, collate, data, labelset, device
     )
-    thresholds = common.tune(labelset, data.val_clips, val_logits)
     model.net.save_pretrained(str(out / "model"))
     encoder.processor.save_pretrained(str(out / "model"))
     info = ClassifierInfo(
@@ -206,7 +204,7 @@ def run(cfg: TimesformerConfig, *, progress: bool = True) -> Path:
         n_frames=cfg.data.n_frames,
         labelset=labelset.name,
         max_side=cfg.data.max_side,
-        precision=common.resolve_precision(device, t.precision),
+        precision=precision,
     )
     net_cfg = model.net.config
     extra: dict[str, Any] = {

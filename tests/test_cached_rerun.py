@@ -101,6 +101,8 @@ def test_resuming_with_another_setting_names_the_setting(tmp_path):
     clips = make_windows(video.probe(path), 2.0, 0.5)[:1]
     _run("caption-reason", path, clips, tmp_path / "a", None, n_vlm=1)
     config = load_strategy("caption-reason", ["sampler.n_frames=2", "concurrency=1"])
-    with pytest.raises(ConfigError, match=r"holds a run with a different strategy\.sampler\.n_frames; "):
+    with pytest.raises(
+        ConfigError, match=r"holds a run with a different strategy\.sampler\.n_frames; "
+    ):
         vlm, llm = ScriptedChatModel([], "vlm-x"), ScriptedChatModel([], "llm-y")
         run_clips([(str(path), clips)], config, LABELS, tmp_path / "a", vlm=vlm, llm=llm)
