@@ -167,13 +167,13 @@ def _fingerprint(ctx: Context) -> dict[str, Any]:
     }
 
 
-def _previous_sessions(out: Path) -> list[dict[str, Any]]:
-    """The sessions an earlier (finished or interrupted) run in ``out`` recorded in run.json;
-    a session killed outright (SIGKILL, power loss) left no record of its own."""
+def _previous_run(out: Path) -> dict[str, Any]:
+    """run_info of an earlier run in ``out`` (its fingerprint, and the sessions it recorded:
+    a session killed outright, SIGKILL or power loss, left no record of its own); {} if none."""
     previous = out / "run.json"
     if not previous.exists():
-        return []
-    return list(json.loads(previous.read_text()).get("run_info", {}).get("sessions", []))
+        return {}
+    return json.loads(previous.read_text()).get("run_info", {})
 
 
 def session_totals(sessions: Sequence[dict[str, Any]]) -> dict[str, Any]:
@@ -201,11 +201,8 @@ def _changed_keys(old: Any, new: Any, prefix: str = "") -> list[str]:
     return [prefix.rstrip(".")] if old != new else []
 
 
-def _check_resumable(out: Path, fingerprint: dict[str, Any]) -> None:
-    previous = out / "run.json"
-    if not previous.exists():
-        return
-    old = json.loads(previous.read_text()).get("run_info", {}).get("fingerprint")
+def _check_resumable(out: Path, previous: dict[str, Any], fingerprint: dict[str, Any]) -> None:
+    old = previous.get("fingerprint")
     if old is not None and old != fingerprint:
         changed = _changed_keys(old, json.loads(json.dumps(fingerprint)))
         raise ConfigError(
@@ -373,11 +370,12 @@ def run_clips(
         classifier=classifier or load_run_classifier(strategy, labelset),
     )  # fmt: skip
     fingerprint = _fingerprint(ctx)
-    _check_resumable(out, fingerprint)
+    previous = _previous_run(out)
+    _check_resumable(out, previous, fingerprint)
     run = _Run(ctx, out)
     run.failures.extend(failures)
     todo = sum(1 for _, _, clips in plans for c in clips if c.clip_id not in run.done)
-    sessions, started = _previous_sessions(out), utc_now()
+    sessions, started = list(previous.get("sessions", [])), utc_now()
     write_json_atomic(
         out / "run.json",
         {"run_info": {"fingerprint": fingerprint, "status": "running", "sessions": sessions}},

@@ -61,7 +61,7 @@ from vara.finetune.data import cache_frames  # noqa: E402
 from vara.prompts.loader import load_labelset, load_prompt  # noqa: E402
 from vara.testing import build_tiny_vlm  # noqa: E402
 from vara.tools import classifier_model  # noqa: E402
-from vara.tools.classifier import Classifier, _precision  # noqa: E402
+from vara.tools.classifier import Classifier  # noqa: E402
 from vara.types import SamplerSpec  # noqa: E402
 
 
@@ -163,7 +163,8 @@ def main() -> None:
     try:
         run, load, device, frames, side = train_run(args, work)
         with patched(classifier_model, "load_backbone", lambda *_a, **_k: load()):
-            clf = Classifier(run, device=device, batch_size=8, precision="fp32")
+            clf = Classifier(run, device=device, batch_size=8)  # precision: auto
+        auto = clf.precision
         rng = np.random.default_rng(0)
         windows = [rng.integers(0, 256, (frames, side, side, 3), dtype=np.uint8)
                    for _ in range(args.windows)]  # fmt: skip
@@ -203,7 +204,7 @@ def main() -> None:
         diff = float(np.abs(a - b).max())
         # The run's validation scores (val_logits.npy, where the thresholds were tuned) under
         # the precision `auto` picks, in the training's eval batches: bit for bit?
-        clf.precision = _precision("auto", clf.info, device)
+        clf.precision = auto
         clf.batch_size = 4  # = train.eval_batch_size
         want = np.load(run / "val_logits.npy")
         got = clf.logits(val_windows(run))
