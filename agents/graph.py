@@ -15,7 +15,7 @@ from vara.agents import agentic, classify, judge, nodes, vision
 from vara.agents.context import Context
 from vara.agents.state import WindowInput, WindowState
 from vara.config import StrategyConfig
-from vara.errors import ConfigError
+from vara.errors import ConfigError, did_you_mean
 from vara.types import FramePlan
 
 __all__ = [
@@ -158,7 +158,8 @@ def check_strategy(config: StrategyConfig, source: str) -> None:
     """The strategy names a known graph and a prompt for every role that graph renders."""
     if config.graph not in GRAPHS:
         raise ConfigError(
-            f"strategy {source}: unknown graph {config.graph!r}; known: {sorted(GRAPHS)}"
+            f"strategy {source}: unknown graph {config.graph!r}"
+            f"{did_you_mean(config.graph, GRAPHS)}; known: {sorted(GRAPHS)}"
         )
     roles = PROMPT_ROLES[config.graph]
     missing = [r for r in roles if r not in config.prompts]
@@ -180,5 +181,7 @@ def check_strategy(config: StrategyConfig, source: str) -> None:
 
 def get_graph(key: str) -> CompiledStateGraph:
     if key not in GRAPHS:
-        raise ConfigError(f"unknown graph {key!r}; known graphs: {sorted(GRAPHS)}")
+        raise ConfigError(
+            f"unknown graph {key!r}{did_you_mean(key, GRAPHS)}; known: {sorted(GRAPHS)}"
+        )
     return GRAPHS[key]()

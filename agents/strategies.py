@@ -10,7 +10,7 @@ import yaml
 
 from vara.agents.graph import check_strategy
 from vara.config import StrategyConfig, apply_overrides, parse_strategy
-from vara.errors import ConfigError
+from vara.errors import ConfigError, did_you_mean
 
 __all__ = ["list_strategies", "load_strategy"]
 
@@ -32,8 +32,9 @@ def load_strategy(
         entry = resources.files("vara.agents").joinpath("strategies", f"{name_or_path}.yaml")
         if not entry.is_file():
             raise ConfigError(
-                f"strategy {str(name_or_path)!r} not found; packaged: {list_strategies()} "
-                f"(or pass a path to your own .yaml)"
+                f"strategy {str(name_or_path)!r} not found"
+                f"{did_you_mean(str(name_or_path), list_strategies())}; packaged: "
+                f"{list_strategies()} (or pass a path to your own .yaml)"
             )
         text, source = entry.read_text(), str(name_or_path)
     try:

@@ -14,7 +14,7 @@ from typing import Any, ClassVar
 import yaml
 
 from vara.config import apply_overrides
-from vara.errors import ConfigError
+from vara.errors import ConfigError, did_you_mean
 
 __all__ = ["Config", "DataSpec", "SplitSpec", "TrainSpec", "load_config"]
 
@@ -123,7 +123,10 @@ def _section(cls: type, name: str, values: Any, source: str):
     known = {f.name: f for f in dataclasses.fields(cls)}
     unknown = sorted(set(values) - set(known))
     if unknown:
-        raise ConfigError(f"{source}: unknown key(s) {unknown} in {name}; known: {sorted(known)}")
+        hint = did_you_mean(unknown[0], known) if len(unknown) == 1 else ""
+        raise ConfigError(
+            f"{source}: unknown key(s) {unknown} in {name}{hint}; known: {sorted(known)}"
+        )
     values = {k: _coerce(known[k].type, v) for k, v in values.items()}
     for k, v in values.items():  # sections (DataSpec ...) pass here: checked one by one
         if not _type_ok(known[k].type, v):

@@ -24,7 +24,7 @@ from typing import Any, TypedDict
 import jinja2
 import yaml
 
-from vara.errors import ConfigError
+from vara.errors import ConfigError, did_you_mean
 from vara.types import Label, LabelSet, PromptRef
 
 __all__ = [
@@ -127,7 +127,8 @@ def load_prompt(ref: str, prompts_dir: str | Path | None = None) -> PromptTempla
     versions = sorted(v for (i, v) in files if i == pid)
     if not versions:
         known = sorted({i for i, _ in files})
-        raise ConfigError(f"prompt {ref!r} not found; known prompt ids: {known}")
+        hint = did_you_mean(pid, known)
+        raise ConfigError(f"prompt {ref!r} not found{hint}; known prompt ids: {known}")
     if ver and (not ver.isdigit() or int(ver) not in versions):
         raise ConfigError(f"prompt {ref!r} not found; versions of {pid!r}: {versions}")
     version = int(ver) if ver else versions[-1]
@@ -219,8 +220,9 @@ def load_labelset(name_or_path: str | Path) -> LabelSet:
         entry = _packaged().joinpath("labelsets", f"{name_or_path}.yaml")
         if not entry.is_file():
             raise ConfigError(
-                f"label set {str(name_or_path)!r} not found; packaged: {list_labelsets()} "
-                f"(or pass a path to your own .yaml)"
+                f"label set {str(name_or_path)!r} not found"
+                f"{did_you_mean(str(name_or_path), list_labelsets())}; packaged: "
+                f"{list_labelsets()} (or pass a path to your own .yaml)"
             )
         raw = entry.read_text()
         source = str(name_or_path)

@@ -41,9 +41,10 @@ def test_answer_model_defaults_to_the_vlm():
 @pytest.mark.parametrize(
     "override, message",
     [
-        ("sampler.n_frame=3", "sampler: Additional properties"),
+        ("sampler.n_frame=3", r"sampler: Additional .* \(did you mean 'n_frames'\?\)"),
         ("windows.overlap=1.5", "windows.overlap"),
-        ("graph=nope", "unknown graph 'nope'"),
+        ("graph=nope", "unknown graph 'nope'; known"),
+        ("graph=caption_judge", r"graph 'caption_judge' \(did you mean 'caption-judge'\?\)"),
         ("vlm.url=localhost:8000", "vlm.url"),
         ("sampler.fps=2", "exactly one of n_frames or fps"),
         ("prompts.caption=Caption V1", "prompts.caption"),
@@ -67,7 +68,9 @@ def test_bad_override_syntax():
 
 
 def test_unknown_strategy_lists_the_known_ones(tmp_path):
-    with pytest.raises(ConfigError, match="packaged: .*caption-reason"):
+    with pytest.raises(ConfigError, match="'nope' not found; packaged: .*caption-reason"):
         load_strategy("nope")
+    with pytest.raises(ConfigError, match=r"not found \(did you mean 'caption-judge'\?\)"):
+        load_strategy("caption-jugde")
     with pytest.raises(ConfigError, match="not found"):
         load_strategy(tmp_path / "missing.yaml")

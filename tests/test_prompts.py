@@ -141,13 +141,24 @@ def test_prompts_cli_list_show_render_diff(tmp_path, capsys):
     (tmp_path / "reason.v2.yaml").write_text(v1.replace("careful", "meticulous"))
     assert main(["prompts", "diff", "reason.v1", "reason.v2", "--prompts-dir", str(tmp_path)]) == 0
     diff = capsys.readouterr().out
+    assert main(["prompts", "list", "--prompts-dir", str(tmp_path)]) == 0
+    listed = capsys.readouterr()
+    marked = [ln.split()[0] for ln in listed.out.splitlines() if ln.split()[0].endswith("*")]
+    assert marked == ["reason.v2*"] and str(tmp_path) in listed.err
+    assert main(["prompts", "show", "reason.v2", "--prompts-dir", str(tmp_path)]) == 0
+    shown = capsys.readouterr()
+    assert shown.err.strip() == f"# {tmp_path / 'reason.v2.yaml'}" and "meticulous" in shown.out
     changed = [ln for ln in diff.splitlines() if ln[:1] in "+-" and "annotator" in ln]
     assert changed == [
         "-  You are a careful annotator of videos. Setting: {{ labelset.description }}",
         "+  You are a meticulous annotator of videos. Setting: {{ labelset.description }}",
     ]
     assert main(["prompts", "render", "nope.v1"]) == 2
-    assert "not found" in capsys.readouterr().err
+    assert "'nope.v1' not found; known prompt ids" in capsys.readouterr().err
+    assert main(["prompts", "show", "reasn"]) == 2  # a typo gets the close match
+    assert "'reasn' not found (did you mean 'reason'?)" in capsys.readouterr().err
+    assert main(["prompts", "render", "judge", "--labels", "kinetics-sampel"]) == 2
+    assert "(did you mean 'kinetics-sample'?); packaged" in capsys.readouterr().err
 
 
 def test_a_reader_that_leaves_early_is_no_error():

@@ -182,12 +182,21 @@ def _cmd_prompts(args: argparse.Namespace) -> int:
     if args.action == "list":
         for pid, version in list_prompts(args.prompts_dir):
             p = load_prompt(f"{pid}.v{version}", args.prompts_dir)
-            print(f"{pid}.v{version}  {p.sha256[:12]}  {' '.join(p.description.split())[:90]}")
+            # A prompt that --prompts-dir adds or shadows is marked, so an edit is visibly in use.
+            mine = (
+                args.prompts_dir
+                and Path(p.source).parent.resolve() == Path(args.prompts_dir).resolve()
+            )
+            mark = "*" if mine else " "
+            print(f"{pid}.v{version}{mark} {p.sha256[:12]}  {' '.join(p.description.split())[:90]}")
+        if args.prompts_dir:
+            print(f"* from {args.prompts_dir}; the others are packaged", file=sys.stderr)
         return EXIT_OK
     if not args.ids:
         raise InputError(f"vara prompts {args.action} needs a prompt id, e.g. reason.v1")
     first = load_prompt(args.ids[0], args.prompts_dir)
     if args.action == "show":
+        print(f"# {first.source}", file=sys.stderr)  # stdout stays the file, for copying
         print(Path(first.source).read_text(), end="")
     elif args.action == "render":
         variables = example_variables(load_labelset(args.labels))

@@ -18,7 +18,7 @@ from typing import Any
 import jsonschema
 import yaml
 
-from vara.errors import ConfigError
+from vara.errors import ConfigError, did_you_mean
 from vara.types import SamplerSpec
 
 __all__ = [
@@ -122,6 +122,17 @@ def strategy_schema() -> dict[str, Any]:
     return json.loads(text)
 
 
+def _hint(error: jsonschema.ValidationError) -> str:
+    """A close match for a misspelt key or enum value (``n_frame`` -> ``n_frames``)."""
+    if error.validator == "additionalProperties" and isinstance(error.instance, dict):
+        allowed = error.schema.get("properties", {})
+        extra = [k for k in error.instance if k not in allowed]
+        return did_you_mean(str(extra[0]), allowed) if len(extra) == 1 else ""
+    if error.validator == "enum" and isinstance(error.instance, str):
+        return did_you_mean(error.instance, [str(v) for v in error.validator_value])
+    return ""
+
+
 def parse_strategy(data: dict[str, Any], *, source: str = "<strategy>") -> StrategyConfig:
     """Validate ``data`` against the strategy schema and build a StrategyConfig."""
     validator = jsonschema.Draft202012Validator(strategy_schema())
@@ -129,7 +140,7 @@ def parse_strategy(data: dict[str, Any], *, source: str = "<strategy>") -> Strat
     if errors:
         first = errors[0]
         where = ".".join(str(p) for p in first.absolute_path) or "(top level)"
-        raise ConfigError(f"strategy {source}: {where}: {first.message}")
+        raise ConfigError(f"strategy {source}: {where}: {first.message}{_hint(first)}")
     d = copy.deepcopy(data)
     try:
         return StrategyConfig(

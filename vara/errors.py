@@ -5,6 +5,15 @@ The CLI prints ``VaraError`` messages as one line (no traceback); everything els
 
 from __future__ import annotations
 
+import difflib
+from collections.abc import Iterable
+
+
+def did_you_mean(word: str, choices: Iterable[str]) -> str:
+    """``" (did you mean 'n_frames'?)"`` for a close match among ``choices``, else ``""``."""
+    close = difflib.get_close_matches(word, list(choices), n=1, cutoff=0.6)
+    return f" (did you mean {close[0]!r}?)" if close else ""
+
 
 class VaraError(Exception):
     """Base class: the message is complete and user-facing."""
