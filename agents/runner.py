@@ -374,13 +374,17 @@ def run_clips(
     _check_resumable(out, previous, fingerprint)
     run = _Run(ctx, out)
     run.failures.extend(failures)
+    total = sum(len(clips) for _, _, clips in plans)
     todo = sum(1 for _, _, clips in plans for c in clips if c.clip_id not in run.done)
     sessions, started = list(previous.get("sessions", [])), utc_now()
     write_json_atomic(
         out / "run.json",
         {"run_info": {"fingerprint": fingerprint, "status": "running", "sessions": sessions}},
     )
-    bar = tqdm(total=todo, unit="win", desc=f"vara {strategy.name}", disable=not progress)
+    # A resumed run's bar starts at the windows already done; the rate and ETA count this session.
+    bar = tqdm(total=total, initial=total - todo, unit="win", desc=f"vara {strategy.name}",
+               postfix=f"{total - todo} resumed" if todo < total else None,
+               disable=not progress)  # fmt: skip
     status = "interrupted"  # what run.json says if an exception (e.g. Ctrl-C) ends the loop
     try:
         for path, _, clips in plans:
@@ -395,7 +399,7 @@ def run_clips(
         summary = RunSummary(
             out_dir=str(out),
             n_videos=len({path for path, _ in groups} | {f.item for f in failures}),
-            n_windows=sum(len(c) for _, _, c in plans),
+            n_windows=total,
             n_predicted=run.n_predicted,
             n_resumed=len(run.done),
             failures=tuple(run.failures),

@@ -250,8 +250,9 @@ def test_rerun_resumes_and_a_different_config_is_refused(vllm_server, tmp_path):
     ]
     assert main(args) == 0
     n = len(read_jsonl(Path(out) / "predictions.jsonl"))
-    r = vara(*args)
+    r = vara(*args[:-1])  # with its progress bar, which starts at the resumed windows
     assert r.returncode == 0 and f"0 predicted now, {n} resumed" in r.stdout
+    assert f"{n}/{n} [" in r.stderr and f"{n} resumed]" in r.stderr, r.stderr
     assert len(read_jsonl(Path(out) / "predictions.jsonl")) == n
     r = vara(*args[:-1], "--strategy", "direct", "--no-progress")
     assert r.returncode == 2 and "different" in r.stderr and out in r.stderr
