@@ -37,7 +37,7 @@ log = logging.getLogger(__name__)
 
 # The Evidence source of what each tool reports.
 TOOL_SOURCE = {"classify": "classifier", "look_again": "caption", "ask_vlm": "vlm"}
-# A question is one line; xgrammar mis-handles maxLength (STACK-NOTES), so bound by pattern.
+# A question is one line; xgrammar mis-handles maxLength (docs/cpu-notes.md), so bound by pattern.
 _QUESTION_PATTERN = "^[^\\u0000-\\u001f]{1,120}$"
 _EPS_S = 1e-6
 

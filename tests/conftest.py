@@ -1,7 +1,7 @@
 """Shared fixtures: a tiny offline VLM and a real vLLM server serving it.
 
 Tests run offline on CPU. Threads are pinned to one before torch loads, because with two
-threads on the shared cores tiny models ran 10-16x slower (STACK-NOTES.md), and the hub is
+threads on the shared cores tiny models ran 10-16x slower (docs/cpu-notes.md), and the hub is
 switched off so a typo'd model id fails at once instead of retrying the network.
 
     tiny_vlm_dir   session: a random Idefics3 checkpoint built by vara.tiny_vlm (~0.5 s)

