@@ -383,3 +383,35 @@ def test_concurrent_windows_are_batched_and_a_bad_one_fails_alone(tiny_classifie
         np.testing.assert_allclose(g, a, atol=1e-5)
     with pytest.raises(TypeError, match="Cannot handle this data type"):  # PIL, for that frame
         bad.result()
+
+
+def test_backbone_load_is_quiet_but_names_weights_that_start_random(tiny_vlm_dir, tmp_path, caplog):
+    """The LM head the base model drops is no news; a weight missing from the checkpoint is."""
+    import logging
+    import shutil
+
+    from safetensors.torch import load_file, save_file
+
+    from vara.tools.classifier_model import load_backbone
+
+    transformers_log = logging.getLogger("transformers")
+    transformers_log.addHandler(caplog.handler)  # transformers' loggers do not propagate
+    try:
+        with caplog.at_level(logging.INFO):
+            load_backbone(str(tiny_vlm_dir))
+        assert "LOAD REPORT" not in caplog.text, caplog.text
+        assert "start random" not in caplog.text
+        caplog.clear()
+        broken = tmp_path / "no-norm"
+        shutil.copytree(tiny_vlm_dir, broken)
+        weights = load_file(broken / "model.safetensors")
+        gone = next(k for k in weights if k.endswith("text_model.norm.weight"))
+        del weights[gone]
+        save_file(weights, broken / "model.safetensors", metadata={"format": "pt"})
+        with caplog.at_level(logging.INFO):
+            load_backbone(str(broken))
+    finally:
+        transformers_log.removeHandler(caplog.handler)
+    warned = [r.getMessage() for r in caplog.records if r.name == "vara.tools.classifier_model"]
+    assert len(warned) == 1 and "1 weight(s) are not in the checkpoint" in warned[0], warned
+    assert "text_model.norm.weight" in warned[0] and "LOAD REPORT" not in caplog.text

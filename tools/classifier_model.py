@@ -13,8 +13,10 @@ hub id or local path. Frames go through the model's own processor and chat templ
 
 from __future__ import annotations
 
+import contextlib
+import logging
 import math
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from typing import Any
 
 import numpy as np
@@ -23,6 +25,8 @@ from torch import nn
 
 from vara.errors import InputError
 from vara.tools.local_engine import model_source, not_loadable
+
+log = logging.getLogger(__name__)
 
 __all__ = [
     "PRECISIONS",
@@ -185,20 +189,68 @@ def load_backbone(model: str, *, dtype: torch.dtype = torch.float32) -> tuple[nn
 
     source, kwargs = model_source(model)
     try:
-        config = AutoConfig.from_pretrained(source, **kwargs)
-        processor = AutoProcessor.from_pretrained(source, **kwargs)
-        if getattr(processor, "image_processor", None) is None:
-            raise InputError(
-                f"model '{model}' ({config.model_type}) has no image processor here: the "
-                "classifier needs a vision-language checkpoint whose processor loads "
-                "without torchvision (Idefics3/SmolVLM), or a working torchvision"
+        with _without_spurious_warnings():
+            config = AutoConfig.from_pretrained(source, **kwargs)
+            processor = AutoProcessor.from_pretrained(source, **kwargs)
+            if getattr(processor, "image_processor", None) is None:
+                raise InputError(
+                    f"model '{model}' ({config.model_type}) has no image processor here: the "
+                    "classifier needs a vision-language checkpoint whose processor loads "
+                    "without torchvision (Idefics3/SmolVLM), or a working torchvision"
+                )
+            backbone, info = AutoModel.from_pretrained(
+                source, dtype=dtype, output_loading_info=True, **kwargs
             )
-        backbone = own_memory(AutoModel.from_pretrained(source, dtype=dtype, **kwargs))
+        _report_loading(model, info)
+        backbone = own_memory(backbone)
     except ImportError as exc:
         raise InputError(f"model '{model}' needs a package that is missing here: {exc}") from exc
     except (OSError, ValueError) as exc:
         raise not_loadable(model, exc) from exc
     return backbone, processor
+
+
+# transformers' messages that are wrong for a classifier backbone, by logger:
+_SPURIOUS = {
+    # The base model never has the checkpoint's LM head, so every load prints the head's
+    # weights as UNEXPECTED, "not ok if you expect identical arch"; _report_loading says
+    # what matters instead.
+    "transformers.modeling_utils": "LOAD REPORT",
+    # Printing a config builds the class's default config to diff against, and Idefics3's
+    # default has a pad_token_id outside its default vocabulary: not the checkpoint's config.
+    "transformers.configuration_utils": "Model config: pad_token_id must be",
+}
+
+
+@contextlib.contextmanager
+def _without_spurious_warnings() -> Iterator[None]:
+    """Hold back ``_SPURIOUS`` while the backbone loads; every other message passes."""
+    filters = []
+    for name, text in _SPURIOUS.items():
+
+        def keep(record: logging.LogRecord, text: str = text) -> bool:
+            return text not in str(record.msg)
+
+        logging.getLogger(name).addFilter(keep)
+        filters.append((name, keep))
+    try:
+        yield
+    finally:
+        for name, keep in filters:
+            logging.getLogger(name).removeFilter(keep)
+
+
+def _report_loading(model: str, info: dict[str, Any]) -> None:
+    """Warn when backbone weights start random; the dropped LM head is expected."""
+    missing = sorted(info.get("missing_keys", ()))
+    if missing:
+        log.warning(
+            "backbone %s: %d weight(s) are not in the checkpoint and start random: %s%s",
+            model, len(missing), missing[:5], " ..." if len(missing) > 5 else "",
+        )  # fmt: skip
+    unused = sorted(k for k in info.get("unexpected_keys", ()) if not k.startswith("lm_head."))
+    if unused:
+        log.info("backbone %s: %d checkpoint weight(s) unused: %s", model, len(unused), unused[:5])
 
 
 def own_memory(module: nn.Module) -> nn.Module:
