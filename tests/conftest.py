@@ -13,6 +13,8 @@ from __future__ import annotations
 
 import importlib.util
 import os
+import subprocess
+import sys
 import tempfile
 from pathlib import Path
 
@@ -24,6 +26,14 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 os.environ["VARA_CACHE_DIR"] = tempfile.mkdtemp(prefix="vara-test-cache-")
 
 import pytest  # noqa: E402
+
+
+def vara(*args: str) -> subprocess.CompletedProcess:
+    """The real console entry point in a subprocess (stderr as a user sees it)."""
+    return subprocess.run(
+        [sys.executable, "-m", "vara.cli", *args], capture_output=True, text=True, timeout=600
+    )
+
 
 TINY_VLM_NAME = "tiny-vlm"
 SERVER_MAX_IMAGES = 16

@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from conftest import vara
 
 from vara.cli import main
 from vara.prompts.loader import load_labelset
@@ -20,13 +21,6 @@ from vara.types import Prediction
 
 KINETICS = load_labelset("kinetics-sample")
 NEWBORN = load_labelset("newborn-resuscitation")
-
-
-def vara(*args: str) -> subprocess.CompletedProcess:
-    """The real console entry point in a subprocess (stderr as a user sees it)."""
-    return subprocess.run(
-        [sys.executable, "-m", "vara.cli", *args], capture_output=True, text=True, timeout=600
-    )
 
 
 def _check_outputs(out: Path, videos: list[str], labelset, strategy: str) -> list[Prediction]:
