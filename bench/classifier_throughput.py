@@ -97,7 +97,7 @@ def train_run(args, work: Path) -> tuple[Path, Any, str, int, int]:
     backbone, load, device, frames, side = loader_for(args, work, manifest)
     overrides = ["train.max_steps=1", "train.batch_size=4", "train.eval_batch_size=4",
                  f"data.n_frames={frames}", f"data.max_side={side}", f"train.device={device}",
-                 "lora.r=16", "lora.alpha=32"]  # fmt: skip
+                 "lora.r=16", "lora.alpha=32", f"data.frames_dir={work / 'frames'}"]  # fmt: skip
     cfg = recipe_config(manifest, backbone, work / "run", overrides)
     with patched(lora_classifier, "load_backbone", lambda *_a, **_k: load()):
         lora_classifier.run(cfg, progress=False)
@@ -107,12 +107,13 @@ def train_run(args, work: Path) -> tuple[Path, Any, str, int, int]:
 
 
 def val_windows(run: Path) -> list[np.ndarray]:
-    """The run's validation windows, from its own frame cache."""
+    """The run's validation windows, from its frame cache (data.frames_dir: kept)."""
     data = yaml.safe_load((run / "config.yaml").read_text())["data"]
     labelset = load_labelset(data["labels"])
     sampler = SamplerSpec(n_frames=data["n_frames"], max_side=data["max_side"])
     clips = load_dataset(run / "val.jsonl", labelset).clips
-    return [np.load(p) for p in cache_frames(clips, sampler, run / "frames", progress=False)]
+    root = Path(data["frames_dir"])
+    return [np.load(p) for p in cache_frames(clips, sampler, root, progress=False)]
 
 
 def score_arm(clf: Classifier, windows: list[np.ndarray], mode: str, concurrency: int) -> float:

@@ -81,6 +81,7 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 import argparse  # noqa: E402
 import contextlib  # noqa: E402
+import dataclasses  # noqa: E402
 import functools  # noqa: E402
 import gc  # noqa: E402
 import json  # noqa: E402
@@ -268,10 +269,10 @@ Loader = Callable[[], tuple[nn.Module, Any]]  # -> (backbone, processor)
 
 def recipe_arm(cfg: LoraConfig, frames: Path, warmup: int, *, progress: bool,
                load: Loader | None = None) -> dict[str, Any]:  # fmt: skip
-    """``lora_classifier.run(cfg)``, its frame cache pointing at the one decoded up front."""
+    """``lora_classifier.run(cfg)``, its frame cache the one decoded up front."""
+    cfg = dataclasses.replace(cfg, data=dataclasses.replace(cfg.data, frames_dir=str(frames)))
     out = Path(cfg.out)
     out.mkdir(parents=True)
-    (out / "frames").symlink_to(frames, target_is_directory=True)
     device = common.resolve_device(cfg.train.device)
     total = cfg.train.max_steps
     loops: list[float] = []

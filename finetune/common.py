@@ -9,6 +9,7 @@ import logging
 import os
 import platform
 import random
+import shutil
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -128,8 +129,13 @@ class TrainData:
         }
 
 
+def frames_root(cfg: Config, out: Path) -> Path:
+    """Where decoded frames are cached: ``data.frames_dir``, else ``out/frames``."""
+    return Path(cfg.data.frames_dir) if cfg.data.frames_dir else out / "frames"
+
+
 def load_data(cfg: Config, out: Path, labelset: LabelSet, *, progress: bool = True) -> TrainData:
-    """Manifest -> windows -> split by video -> decoded frames (cached under out/frames)."""
+    """Manifest -> windows -> split by video -> decoded frames (cached, see frames_root)."""
     d = cfg.data
     dataset = load_dataset(
         d.manifest, labelset, window_s=d.window_s, overlap=d.overlap,
@@ -142,7 +148,9 @@ def load_data(cfg: Config, out: Path, labelset: LabelSet, *, progress: bool = Tr
     write_split(out, dataset, split)
     _warn_missing_classes(labelset, split)
     sampler = SamplerSpec(n_frames=d.n_frames, max_side=d.max_side)
-    paths = cache_frames([*split.train, *split.val], sampler, out / "frames", progress=progress)
+    paths = cache_frames(
+        [*split.train, *split.val], sampler, frames_root(cfg, out), progress=progress
+    )
     n = len(split.train)
     train_y, val_y = targets(split.train, labelset), targets(split.val, labelset)
     log.info("%d train / %d val windows; val videos %s", n, len(split.val), split.val_videos)
@@ -434,3 +442,5 @@ def write_run(out: Path, cfg: Config, info: ClassifierInfo, data: TrainData,
     }
     write_json_atomic(out / "run_card.json", card)
     (out / CHECKPOINT).unlink(missing_ok=True)  # after the card: a crash between keeps it
+    if not cfg.data.frames_dir:  # the run's own frame cache served resuming; a named one stays
+        shutil.rmtree(out / "frames", ignore_errors=True)

@@ -29,6 +29,9 @@ class DataSpec:
     min_overlap: float = 0.5  # a label is positive above this fraction of the window
     n_frames: int = 8  # frames per window the model sees; more = finer motion, more memory
     max_side: int = 448  # frames are resized so the longer side is at most this
+    # Decoded frames (~10 GB per hour of video at the defaults). null: <out>/frames, removed
+    # when the run finishes. A directory: kept, and shared by every run on the same windows.
+    frames_dir: str | None = None
 
 
 @dataclass(frozen=True)
@@ -151,8 +154,9 @@ def load_config(cls: type, path: str | Path, overrides: Sequence[str] = ()):
     top = {f.name for f in dataclasses.fields(cls)} - set(cls.SECTIONS)
     unknown = sorted(set(data) - top - set(cls.SECTIONS))
     if unknown:
+        hint = did_you_mean(unknown[0], top | set(cls.SECTIONS)) if len(unknown) == 1 else ""
         raise ConfigError(
-            f"{where}: unknown key(s) {unknown}; known: {sorted(top | set(cls.SECTIONS))}"
+            f"{where}: unknown key(s) {unknown}{hint}; known: {sorted(top | set(cls.SECTIONS))}"
         )
     kwargs = {k: v for k, v in data.items() if k in top}
     for name, section in cls.SECTIONS.items():

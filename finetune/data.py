@@ -13,6 +13,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import os
 import random
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -91,7 +92,16 @@ def targets(clips: Sequence[Clip], labelset: LabelSet) -> np.ndarray:
 
 
 def _window_file(root: Path, clip: Clip, sampler: SamplerSpec) -> Path:
-    key = json.dumps([clip.video, clip.start_s, clip.end_s, sampler.to_dict()], sort_keys=True)
+    """One file per window and sampler; a video replaced under the same path (another size or
+    modification time) gets new files, since a frame cache may be shared by many runs."""
+    try:
+        st = os.stat(clip.video)
+        version = [st.st_size, st.st_mtime_ns]
+    except OSError:  # decoding names the missing video
+        version = None
+    key = json.dumps(
+        [clip.video, version, clip.start_s, clip.end_s, sampler.to_dict()], sort_keys=True
+    )
     return root / f"{hashlib.sha256(key.encode()).hexdigest()[:20]}.npy"
 
 

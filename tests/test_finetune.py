@@ -19,6 +19,7 @@ from vara.cli import main as cli
 from vara.errors import ConfigError, InputError
 from vara.eval.datasets import load_dataset
 from vara.finetune import common
+from vara.finetune import data as data_module
 from vara.finetune.config import TrainSpec, load_config
 from vara.finetune.data import cache_frames, split_by_video
 from vara.finetune.lora_classifier import LoraConfig
@@ -174,8 +175,14 @@ def test_a_crash_in_epoch_2_resumes_to_the_same_model(
         run_config("lora_classifier", overrides, progress=False)
     assert (tmp_path / "run" / "checkpoint.pt").exists()
     monkeypatch.undo()
-    frames = sorted((tmp_path / "run" / "frames").iterdir())
-    mtimes = [f.stat().st_mtime_ns for f in frames]
+    assert any((tmp_path / "run" / "frames").iterdir())  # kept for the resume
+    decoded = []
+    real_decode = data_module.video.iter_frame_batches
+    monkeypatch.setattr(
+        data_module.video,
+        "iter_frame_batches",
+        lambda *a, **k: decoded.append(1) or real_decode(*a, **k),
+    )
     steps = []
     real_step = torch.optim.AdamW.step
     monkeypatch.setattr(
@@ -184,7 +191,8 @@ def test_a_crash_in_epoch_2_resumes_to_the_same_model(
     run = run_config("lora_classifier", overrides, progress=False)
     card = json.loads((run / "run_card.json").read_text())
     assert len(steps) == card["epochs"][1]["steps"] > 0  # epoch 2 only
-    assert [f.stat().st_mtime_ns for f in sorted((run / "frames").iterdir())] == mtimes
+    assert decoded == []  # every window's frames came from the interrupted run's cache
+    assert not (run / "frames").exists()  # the run's own frame cache goes when it finishes
     assert np.array_equal(
         np.load(run / "val_logits.npy"), np.load(tiny_classifier_run / "val_logits.npy")
     )
@@ -417,3 +425,25 @@ def test_backbone_load_is_quiet_but_names_weights_that_start_random(tiny_vlm_dir
     warned = [r.getMessage() for r in caplog.records if r.name == "vara.tools.classifier_model"]
     assert len(warned) == 1 and "1 weight(s) are not in the checkpoint" in warned[0], warned
     assert "text_model.norm.weight" in warned[0] and "LOAD REPORT" not in caplog.text
+
+
+def test_a_named_frames_dir_is_shared_by_runs(shared_videos, tmp_path, monkeypatch):
+    """Two runs on the same windows and sampler decode each video once between them."""
+    manifest = write_interval_manifest(tmp_path / "m.csv", shared_videos)
+    decoded = []
+    real_decode = data_module.video.iter_frame_batches
+    monkeypatch.setattr(
+        data_module.video, "iter_frame_batches",
+        lambda src, *a, **k: decoded.append(src) or real_decode(src, *a, **k),
+    )  # fmt: skip
+    (tmp_path / "c.yaml").write_text("recipe: lora_classifier\n")
+    for name in ("a", "b"):
+        cfg = load_config(LoraConfig, tmp_path / "c.yaml", [
+            f"data.manifest={manifest}", "data.labels=kinetics-sample", "data.n_frames=2",
+            "data.max_side=64", f"data.frames_dir={tmp_path / 'frames'}", f"out={tmp_path / name}",
+        ])  # fmt: skip
+        (tmp_path / name).mkdir()
+        common.load_data(cfg, tmp_path / name, KINETICS, progress=False)
+        assert not (tmp_path / name / "frames").exists()
+    n_videos = len({c.video for c in load_dataset(manifest, KINETICS).clips})
+    assert len(decoded) == len(set(decoded)) == n_videos > 0

@@ -55,7 +55,7 @@ def tiny_run(manifest):
     """`vara finetune timesformer` through the CLI, once per module (~3 s)."""
     out = manifest.parent / "run"
     code = cli(["finetune", "timesformer", f"data.manifest={manifest}", f"out={out}", *TINY,
-                "--quiet"])  # fmt: skip
+                f"data.frames_dir={manifest.parent / 'frames'}", "--quiet"])  # fmt: skip
     assert code == 0
     return out
 
@@ -65,7 +65,8 @@ def _val_frames(run: Path) -> tuple[list[np.ndarray], list[Path]]:
     cfg = yaml.safe_load((run / "config.yaml").read_text())["data"]
     ds = load_dataset(run / "val.jsonl", KINETICS)
     sampler = SamplerSpec(n_frames=cfg["n_frames"], max_side=cfg["max_side"])
-    paths = cache_frames(ds.clips, sampler, run / "frames", progress=False)
+    root = Path(cfg["frames_dir"] or run / "frames")  # the run's own cache is gone: re-decode
+    paths = cache_frames(ds.clips, sampler, root, progress=False)
     return [np.load(p) for p in paths], paths
 
 
@@ -113,9 +114,10 @@ def test_split_is_by_video_and_matches_split_json(tiny_run, manifest):
 
 
 def test_reload_gives_bit_identical_logits(tiny_run):
-    before = sorted((tiny_run / "frames").iterdir())
+    root = tiny_run.parent / "frames"  # data.frames_dir: kept after the run
+    before = sorted(root.iterdir())
     frames, paths = _val_frames(tiny_run)
-    assert sorted((tiny_run / "frames").iterdir()) == before  # cache hits: training's frames
+    assert sorted(root.iterdir()) == before  # cache hits: training's frames
     assert set(paths) <= set(before)
     clf = load_classifier(tiny_run, device="cpu", batch_size=8)  # = train.eval_batch_size
     got = clf.logits(frames)
