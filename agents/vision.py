@@ -91,7 +91,7 @@ def _cache_key(ctx, plan, part, prompt, rendered, gen) -> str | None:
         video=plan.clip.video,
         frame_idx=plan.frame_idx[part],
         max_side=plan.sampler.max_side,
-        model=ctx.vlm.model_id,
+        model=ctx.vlm.cache_identity,
         prompt_sha256=prompt.sha256,
         rendered=rendered.system + "\n\n" + rendered.user,
         generation=gen,

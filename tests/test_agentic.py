@@ -62,6 +62,7 @@ class Spy:
 
     def __init__(self, model):
         self.model, self.model_id, self.requests = model, model.model_id, []
+        self.cache_identity = model.cache_identity
 
     def complete(self, messages, **kwargs):
         self.requests.append(kwargs)

@@ -132,6 +132,36 @@ def test_in_process_caption_reason_on_a_shared_clip(tiny_vlm_dir, shared_videos,
     assert preds[0].models["vlm"] == str(tiny_vlm_dir)
 
 
+@pytest.mark.server
+def test_served_captions_are_not_the_in_process_ones(
+    vllm_server, tiny_vlm_dir, shared_videos, tmp_path, monkeypatch
+):
+    """The quickstart's order: one checkpoint under one name, run in-process, then served.
+    Another backend captions afresh; the same backend again re-uses its own captions."""
+    from conftest import TINY_VLM_NAME
+
+    (tmp_path / TINY_VLM_NAME).symlink_to(tiny_vlm_dir, target_is_directory=True)
+    monkeypatch.chdir(tmp_path)  # so the in-process model id is the served name, "tiny-vlm"
+    clip = str(shared_videos / "ApplyEyeMakeup.avi")
+    args = ["run", clip, "--labels", "kinetics-sample", "--frames", "4",
+            "--cache", str(tmp_path / "c.sqlite"), "--no-progress"]  # fmt: skip
+
+    def stats(out: str) -> dict:
+        run_info = json.loads((tmp_path / out / "run.json").read_text())["run_info"]
+        assert run_info["fingerprint"]["models"]["vlm"] == TINY_VLM_NAME  # one name, two backends
+        return run_info["stats"]
+
+    assert main([*args, "--vlm-model", TINY_VLM_NAME, "--out", "in"]) == 0
+    n = stats("in")["caption_requests"]
+    assert n > 0
+    assert main([*args, "--vlm-url", vllm_server.url, "--out", "served"]) == 0
+    assert stats("served")["caption_requests"] == n and not stats("served").get(
+        "caption_cache_hits"
+    )
+    assert main([*args, "--vlm-url", vllm_server.url, "--out", "again"]) == 0
+    assert stats("again")["caption_cache_hits"] == n and not stats("again").get("caption_requests")
+
+
 def _bad_inputs(d: Path) -> dict[str, Path]:
     good = write_test_video(d / "good.mp4", n_frames=100, fps=25.0, codec="h264")
     text = d / "notes.mp4"

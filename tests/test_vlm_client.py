@@ -38,6 +38,36 @@ def test_discovers_the_served_model(client, vllm_server):
     assert client.model_id == vllm_server.model_name
 
 
+def test_cache_identity_names_backend_and_weights(client, tiny_vlm_dir, tmp_path):
+    """The served model's captions are keyed apart from the same checkpoint run in-process,
+    and from a checkpoint rebuilt at the same path."""
+    import os
+
+    from vara.tools.chat import weights_fingerprint
+    from vara.tools.local_engine import LocalEngine
+
+    served = json.loads(client.cache_identity.removeprefix("vllm:"))
+    assert client.cache_identity.startswith("vllm:")
+    assert served["model"] == client.model_id and served["root"] == str(tiny_vlm_dir)
+    assert served["weights"] == weights_fingerprint(str(tiny_vlm_dir)) is not None
+    engine = LocalEngine(tiny_vlm_dir)
+    try:
+        assert engine.cache_identity.startswith("transformers:")
+        assert (
+            json.loads(engine.cache_identity.removeprefix("transformers:"))["weights"]
+            == (served["weights"])
+        )
+    finally:
+        engine.close()
+    assert weights_fingerprint("HuggingFaceTB/SmolVLM-256M-Instruct") is None  # a hub id
+    copy = tmp_path / "m"
+    copy.mkdir()
+    (copy / "model.safetensors").write_bytes(b"x" * 10)
+    before = weights_fingerprint(str(copy))
+    os.utime(copy / "model.safetensors", ns=(1, 1))  # retrained: the same size, a new time
+    assert weights_fingerprint(str(copy)) != before
+
+
 def test_text_and_images(client):
     text = client.complete([Message("user", "hello")], max_tokens=8)
     assert text.finish_reason in {"stop", "length"} and text.completion_tokens <= 8

@@ -2,15 +2,17 @@
 
 A caption is reused when everything that could change it is the same: the video's content
 (sha256 of the file bytes, so a renamed or moved file still hits), the frame indices and the
-resize (``max_side``), the model id, the caption prompt (template hash AND the rendered text,
-which covers every variable), and the generation settings. Editing a reasoning prompt, the
-LLM or the label set changes none of these, so a re-run makes zero caption requests.
+resize (``max_side``), the VLM's ``cache_identity`` (backend, model name, and a local
+checkpoint's weight files), the caption prompt (template hash AND the rendered text, which
+covers every variable, the label set's description included), and the generation settings.
+Editing a reasoning prompt or swapping the LLM changes none of these, so a re-run makes zero
+caption requests.
 
 The file hash is computed once per (path, size, mtime) and stored too. One connection is
 shared by threads behind a lock; WAL mode lets a second process read while one writes.
 
     cache = CaptionCache(default_cache_path())
-    key = cache.key(video="a.mp4", frame_idx=(3, 9), max_side=448, model="m",
+    key = cache.key(video="a.mp4", frame_idx=(3, 9), max_side=448, model=vlm.cache_identity,
                     prompt_sha256="…", rendered="…", generation={"max_tokens": 128})
     hit = cache.get(key)            # CachedCaption | None
     cache.put(key, CachedCaption(text="…", model="m", latency_s=0.4))

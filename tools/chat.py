@@ -13,13 +13,17 @@ tool_call_id=...)`` after the assistant turn that made them (``Message.tool_call
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Literal, Protocol
 
 import numpy as np
 
-__all__ = ["ChatModel", "Completion", "Message", "ToolCall", "TOOL_CHOICES"]
+__all__ = [
+    "ChatModel", "Completion", "Message", "ToolCall", "TOOL_CHOICES", "weights_fingerprint",
+]  # fmt: skip
 
 # tool_choice values that are not a tool's name.
 TOOL_CHOICES = ("auto", "none", "required")
@@ -74,6 +78,10 @@ class ChatModel(Protocol):
 
     model_id: str
     supports_tools: bool  # honours ``tools``/``tool_choice`` (a vLLM server does; in-process not)
+    # What produced the answers: backend, model and, for a local checkpoint, its weight files.
+    # The caption cache keys on it, so a retrained checkpoint at the same path, or the same
+    # weights run by another backend, is captioned afresh.
+    cache_identity: str
 
     def complete(
         self,
@@ -87,3 +95,20 @@ class ChatModel(Protocol):
     ) -> Completion: ...
 
     def close(self) -> None: ...
+
+
+def weights_fingerprint(model: str) -> str | None:
+    """Short hash of a local model directory's files (names, sizes, modification times).
+
+    It changes when a checkpoint at that path is rebuilt or retrained; a copy elsewhere gets a
+    new one too. ``None`` for a hub id, or a path that is not on this machine.
+    """
+    path = Path(model).expanduser()
+    if not path.is_dir():
+        return None
+    h = hashlib.sha256()
+    for p in sorted(path.iterdir()):
+        if p.is_file() and not p.name.startswith("."):
+            st = p.stat()
+            h.update(f"{p.name}\0{st.st_size}\0{st.st_mtime_ns}\n".encode())
+    return h.hexdigest()[:16]

@@ -26,7 +26,7 @@ from typing import Any
 import numpy as np
 
 from vara.errors import EndpointError, InputError, VaraError
-from vara.tools.chat import Completion, Message
+from vara.tools.chat import Completion, Message, weights_fingerprint
 
 
 class LocalEngine:
@@ -44,6 +44,14 @@ class LocalEngine:
         self.multimodal = self._processor is not None
         self._eos_ids = _eos_ids(self._model, self._tokenizer)
         self._grammar_compiler: Any = None  # built on the first json_schema request
+        # transformers' own generate() in this dtype; a hub checkpoint by its commit.
+        revision = weights_fingerprint(self.model_id) or getattr(
+            self._model.config, "_commit_hash", None
+        )
+        self.cache_identity = "transformers:" + json.dumps(
+            {"model": self.model_id, "weights": revision, "dtype": str(self._model.dtype)},
+            sort_keys=True,
+        )
 
     def complete(
         self,

@@ -27,7 +27,14 @@ from PIL import Image
 
 from vara.config import Endpoint
 from vara.errors import EndpointError, InputError
-from vara.tools.chat import TOOL_CHOICES, ChatModel, Completion, Message, ToolCall
+from vara.tools.chat import (
+    TOOL_CHOICES,
+    ChatModel,
+    Completion,
+    Message,
+    ToolCall,
+    weights_fingerprint,
+)  # fmt: skip
 
 __all__ = [
     "OpenAIServer",
@@ -202,6 +209,20 @@ class OpenAIServer:
         self._max_retries = max_retries
         self._backoff_s = backoff_s
         self.model_id = model or self._only_served_model()
+        self._identity: str | None = None
+
+    @property
+    def cache_identity(self) -> str:
+        """``vllm:`` + the served name + what the server loaded it from (``root`` in
+        /v1/models) and, when that is a directory on this machine, its weights fingerprint."""
+        if self._identity is None:
+            # An unreachable server raises here, as its first request would.
+            cards = self._request("GET", "/models").get("data", [])
+            root = next((c.get("root") for c in cards if c.get("id") == self.model_id), None)
+            parts = {"model": self.model_id, "root": root}
+            parts["weights"] = weights_fingerprint(root) if root else None
+            self._identity = "vllm:" + json.dumps(parts, sort_keys=True)
+        return self._identity
 
     def _only_served_model(self) -> str:
         models = [m["id"] for m in self._request("GET", "/models").get("data", [])]

@@ -38,6 +38,7 @@ class ScriptedChatModel:
 
     def __init__(self, replies: list[Any], model_id: str = "scripted"):
         self.model_id = model_id
+        self.cache_identity = f"scripted:{model_id}"
         self._replies = list(replies)
         self.requests: list[dict[str, Any]] = []
 
