@@ -77,7 +77,9 @@ class RunSummary:
 
 
 def expand_inputs(inputs: Iterable[str | Path]) -> list[str]:
-    """Files as given; directories -> their video files (recursive, sorted)."""
+    """Files as given; directories -> their video files (recursive, sorted). A video named
+    twice (also via a directory) is labelled once. A missing file among others is left for
+    the run to list as a failure; when no input exists at all, that is a usage error."""
     out: list[str] = []
     for item in inputs:
         p = Path(item)
@@ -90,7 +92,17 @@ def expand_inputs(inputs: Iterable[str | Path]) -> list[str]:
             out.extend(str(f) for f in found)
         else:
             out.append(str(p))
-    return out
+    if out and not any(Path(p).exists() for p in out):
+        raise VideoError(f"no such video: {', '.join(map(repr, out))}; check the path(s)")
+    unique: dict[str, str] = {}
+    for p in out:
+        key = os.path.realpath(p)
+        if key in unique:
+            log.warning("video %s is named more than once (also as %s): labelled once",
+                        unique[key], p)  # fmt: skip
+        else:
+            unique[key] = p
+    return list(unique.values())
 
 
 def _video_keys(paths: Sequence[str]) -> dict[str, str]:

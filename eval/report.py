@@ -90,10 +90,7 @@ class RunResult:
 
 def _read_records(path: Path, cls: type) -> list[Any]:
     """Records of a JSONL file as ``cls``; an unreadable record is an InputError naming it."""
-    try:
-        rows = read_jsonl(path)
-    except ValueError as exc:
-        raise InputError(str(exc)) from None
+    rows = read_jsonl(path)
     out = []
     for n, row in enumerate(rows, start=1):
         try:

@@ -7,6 +7,7 @@ import threading
 
 import pytest
 
+from vara.errors import InputError
 from vara.records import JsonlWriter, read_jsonl, write_json_atomic
 
 
@@ -44,7 +45,7 @@ def test_concurrent_appends_do_not_interleave(tmp_path):
 def test_corrupt_middle_line_is_named(tmp_path):
     path = tmp_path / "p.jsonl"
     path.write_text('{"a": 1}\nnot json\n{"a": 2}\n')
-    with pytest.raises(ValueError, match="line 2 is not JSON"):
+    with pytest.raises(InputError, match="line 2 is not JSON"):
         read_jsonl(path)
 
 

@@ -216,6 +216,32 @@ def test_each_bad_input_gives_one_line_naming_it(kind, tmp_path):
     assert len(lines) == 1 and path.name in lines[0], r.stderr
 
 
+def test_input_mistakes_are_caught_before_any_work(shared_videos, tmp_path, caplog):
+    """A typo'd only video, a video named twice, a damaged predictions.jsonl."""
+    from vara.agents.runner import expand_inputs
+
+    out = tmp_path / "out"
+    r = vara("run", str(tmp_path / "nosuch.mp4"), "--labels", "kinetics-sample",
+             "--vlm-url", "http://127.0.0.1:9/v1", "--out", str(out))  # fmt: skip
+    assert r.returncode == 2 and "no such video: " in r.stderr and "nosuch.mp4" in r.stderr
+    assert not out.exists() and "Traceback" not in r.stderr
+
+    clip = shared_videos / "tai_chi.mp4"
+    (tmp_path / "link.mp4").symlink_to(clip)
+    twice = expand_inputs([str(clip), str(shared_videos), str(tmp_path / "link.mp4")])
+    assert twice.count(str(clip)) == 1 and str(tmp_path / "link.mp4") not in twice
+    assert len(twice) == len(expand_inputs([shared_videos]))
+    assert "tai_chi.mp4 is named more than once" in caplog.text
+
+    out.mkdir()
+    good = json.dumps({"clip_id": "tai_chi.mp4#0"})
+    (out / "predictions.jsonl").write_text(f"{good}\n{{not json\n{good}\n")
+    r = vara("run", str(clip), "--labels", "kinetics-sample", "--vlm-url",
+             "http://127.0.0.1:9/v1", "--vlm-model", "m", "--out", str(out))  # fmt: skip
+    assert r.returncode == 2 and "Traceback" not in r.stderr, r.stderr
+    assert "predictions.jsonl: line 2 is not JSON" in r.stderr and "delete that line" in r.stderr
+
+
 def test_unreachable_server_is_one_line_naming_the_url(shared_videos, tmp_path):
     url = "http://127.0.0.1:9/v1"
     r = vara(

@@ -15,6 +15,8 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
+from vara.errors import InputError
+
 __all__ = ["JsonlWriter", "read_jsonl", "repair_jsonl", "write_json_atomic", "write_jsonl_atomic"]
 
 
@@ -60,7 +62,10 @@ def read_jsonl(path: str | Path) -> list[dict[str, Any]]:
         try:
             out.append(json.loads(line))
         except json.JSONDecodeError as exc:
-            raise ValueError(f"{p}: line {n} is not JSON ({exc.msg}); fix or remove it") from None
+            raise InputError(
+                f"{p}: line {n} is not JSON ({exc.msg}); fix or delete that line (a deleted "
+                "prediction's window is labelled again on the next run)"
+            ) from None
     return out
 
 
