@@ -181,7 +181,7 @@ def test_sigkill_mid_eval_then_rerun_gives_one_prediction_per_window(vllm_server
 
 
 def test_rerunning_a_finished_eval_keeps_its_counts_and_timings(vllm_server, shared_videos,
-                                                               tmp_path):  # fmt: skip
+                                                               tmp_path, capsys):  # fmt: skip
     """A re-run resumes with nothing to do: results.json still reports the first session's
     caption requests and wall time (summed over sessions), not the empty re-run's."""
     args = ["eval", str(shared_videos / "manifest.csv"), "--labels", "kinetics-sample",
@@ -189,6 +189,8 @@ def test_rerunning_a_finished_eval_keeps_its_counts_and_timings(vllm_server, sha
             "--no-cache", "--out", str(tmp_path / "out"), "--no-progress"]  # fmt: skip
     results = tmp_path / "out" / "caption-reason" / "results.json"
     assert main(args) == 0
+    report = capsys.readouterr().out.split("report: vara ", 1)[1].split()
+    assert main(report) == 0 and (tmp_path / "out" / "report" / "report.html").exists()
     first = json.loads(results.read_text())["run_info"]
     assert first["counts"]["caption_requests"] == 7 and first["timings"]["sessions"] == 1
     assert main(args) == 0

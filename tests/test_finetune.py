@@ -357,7 +357,9 @@ def test_cli_trains_and_prints_a_working_eval_command(
     assert cli(args) == 0
     printed = capsys.readouterr().out
     assert f"run directory {tmp_path / 'run'}" in printed
+    assert "optimistic" not in printed  # kinetics-sample is single-label: nothing is tuned
     command = printed.split("evaluate it: vara ", 1)[1].split()
+    assert command[command.index("--out") + 1] == f"{tmp_path / 'run'}-eval"  # beside the run
     command[command.index("--out") + 1] = str(tmp_path / "eval")
     assert cli([*command, "--no-progress"]) == 0
     results = json.loads((tmp_path / "eval" / "classifier" / "results.json").read_text())

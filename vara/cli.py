@@ -156,7 +156,11 @@ def _cmd_eval(args: argparse.Namespace) -> int:
         if c["n_failures"]:
             status = EXIT_FAILURES
             failed.append(str(path.parent / "failures.jsonl"))
-    print(f"results: {', '.join(str(p) for p in paths)}; report: vara compare {args.out}")
+    report = Path(args.out) / "report"
+    print(
+        f"results: {', '.join(str(p) for p in paths)}; report: vara compare {args.out} "
+        f"--out {report}"
+    )
     if failed:
         print(
             f"failed windows (one line each: item, stage, error): {', '.join(failed)}; "
@@ -258,17 +262,19 @@ def _cmd_finetune(args: argparse.Namespace) -> int:
         f"windows, val macro-F1 {final.get('val_macro_f1', float('nan')):.3f} (at 0.5 / top "
         f"class), {card['wall_s']:.1f} s"
     )
-    print(
-        "val.jsonl holds the windows the thresholds were tuned on: its scores are optimistic; "
-        "evaluate on a manifest of other videos for an unbiased figure"
-    )
     info = json.loads((out / "classifier.json").read_text())
+    if info.get("multi_label", True):  # single-label sets take the top class: nothing tuned
+        print(
+            "val.jsonl holds the windows the thresholds were tuned on: its scores are "
+            "optimistic; evaluate on a manifest of other videos for an unbiased figure"
+        )
     sampling = f"--frames {info['n_frames']}"
     if info.get("max_side"):
         sampling += f" --max-side {info['max_side']}"
     print(
         f"evaluate it: vara eval {out / 'val.jsonl'} --labels {card['data']['labelset']} "
-        f"--strategy classifier --set classifier.run_dir={out} {sampling} --out runs/eval"
+        f"--strategy classifier --set classifier.run_dir={out} {sampling} "
+        f"--out {out.parent / (out.name + '-eval')}"
     )
     return EXIT_OK
 
