@@ -46,32 +46,44 @@ log = logging.getLogger(__name__)
 # ---- set-up -----------------------------------------------------------------------------
 
 
-def prepare_out(cfg: Config) -> Path:
-    """Create the run directory. Refuse one holding a finished run, or an interrupted run
-    (a checkpoint) made with another config; a directory without a checkpoint starts afresh
-    (its cached frames are keyed by window and sampler, so they are safe to re-use)."""
+def check_out(cfg: Config) -> Path:
+    """Refuse a run directory holding a finished run, or an interrupted run (a checkpoint)
+    made with another config; writes nothing, so it runs before the model loads. A directory
+    without a checkpoint starts afresh (its cached frames are keyed by window and sampler,
+    so they are safe to re-use)."""
     out = Path(cfg.out)
     if (out / "run_card.json").exists():
         raise ConfigError(f"'{out}' holds a finished run (run_card.json); use a new out=DIR")
-    out.mkdir(parents=True, exist_ok=True)
-    text = yaml.safe_dump(cfg.to_dict(), sort_keys=False)
     previous = out / "config.yaml"
-    if (out / CHECKPOINT).exists() and previous.exists() and previous.read_text() != text:
+    if (out / CHECKPOINT).exists() and previous.exists() and previous.read_text() != _text(cfg):
         raise ConfigError(
             f"'{out}' holds an interrupted run with a different config; use a new out=DIR "
             "(or the same config to resume it)"
         )
-    previous.write_text(text)
+    return out
+
+
+def _text(cfg: Config) -> str:
+    return yaml.safe_dump(cfg.to_dict(), sort_keys=False)
+
+
+def prepare_out(cfg: Config) -> Path:
+    """Create the run directory (after ``check_out``) and write its config.yaml."""
+    out = check_out(cfg)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "config.yaml").write_text(_text(cfg))
     return out
 
 
 def setup(cfg: Config, build_model, *, progress: bool = True):
-    """Seed, then (device, label set, model + encoder, run dir, data) in the order that
-    makes everything that can fail on a typo (device, label set, model) fail before the run
-    directory is written or any frame is decoded. ``build_model(cfg, labelset, device)``."""
+    """Seed, then (device, label set, run-dir check, model + encoder, run dir, data) in the
+    order that makes everything that can fail on a typo fail before the run directory is
+    written or any frame is decoded, and a refused run dir before the model loads.
+    ``build_model(cfg, labelset, device)``."""
     seed_everything(cfg.seed)
     device = resolve_device(cfg.train.device)
     labelset = load_labelset(cfg.data.labels)
+    check_out(cfg)
     model, encoder = build_model(cfg, labelset, device)
     out = prepare_out(cfg)
     data = load_data(cfg, out, labelset, progress=progress)

@@ -197,6 +197,12 @@ def test_a_crash_in_epoch_2_resumes_to_the_same_model(
         np.load(run / "val_logits.npy"), np.load(tiny_classifier_run / "val_logits.npy")
     )
     assert not (run / "checkpoint.pt").exists()
+    from vara.finetune import lora_classifier
+
+    def no_model(*_a, **_k):
+        raise AssertionError("the backbone loaded before the finished run was refused")
+
+    monkeypatch.setattr(lora_classifier, "load_backbone", no_model)
     with pytest.raises(ConfigError, match="finished run"):
         run_config("lora_classifier", overrides, progress=False)
 
