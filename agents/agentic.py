@@ -27,7 +27,7 @@ import logging
 from typing import Annotated, Literal, NamedTuple
 
 from langchain_core.messages import AIMessage, AnyMessage, HumanMessage, SystemMessage, ToolMessage
-from langgraph.graph import START, StateGraph
+from langgraph.graph import START
 from langgraph.graph.message import add_messages
 from langgraph.graph.state import CompiledStateGraph
 from langgraph.prebuilt import ToolNode
@@ -38,6 +38,7 @@ from vara.agents.agent_tools import TOOL_SOURCE, TOOLS, Finding, tool_error, too
 from vara.agents.classify import CLASSIFIER_REF, score_text
 from vara.agents.context import Context
 from vara.agents.state import WindowInput, WindowState
+from vara.agents.steps import StepGraph
 from vara.tools.chat import Message, ToolCall
 from vara.tools.reason import caption_items
 from vara.types import Evidence
@@ -218,7 +219,7 @@ def finalize(state: AgentState, runtime: Runtime[Context]) -> dict:
 
 def build_agentic() -> CompiledStateGraph:
     """sample -> caption -> agent <-> tools -> answer -> validate -> finalize | ..."""
-    g = StateGraph(AgentState, context_schema=Context, input_schema=WindowInput)
+    g = StepGraph(AgentState, context_schema=Context, input_schema=WindowInput)
     g.add_node("sample", nodes.sample)
     g.add_node("caption", vision.caption)
     g.add_node("agent", agent)

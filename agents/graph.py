@@ -8,12 +8,13 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from langgraph.graph import END, START, StateGraph
+from langgraph.graph import END, START
 from langgraph.graph.state import CompiledStateGraph
 
 from vara.agents import agentic, classify, judge, nodes, vision
 from vara.agents.context import Context
 from vara.agents.state import WindowInput, WindowState
+from vara.agents.steps import StepGraph
 from vara.config import StrategyConfig
 from vara.errors import ConfigError, did_you_mean
 from vara.types import FramePlan
@@ -35,7 +36,7 @@ __all__ = [
 
 def build_caption_reason() -> CompiledStateGraph:
     """sample -> caption (VLM) -> answer (LLM over captions) -> validate -> ..."""
-    g = StateGraph(WindowState, context_schema=Context, input_schema=WindowInput)
+    g = StepGraph(WindowState, context_schema=Context, input_schema=WindowInput)
     g.add_node("sample", nodes.sample)
     g.add_node("caption", vision.caption)
     g.add_node("answer", nodes.answer_from_captions)
@@ -48,7 +49,7 @@ def build_caption_reason() -> CompiledStateGraph:
 
 def build_direct() -> CompiledStateGraph:
     """sample -> answer (VLM over frames) -> validate -> ..."""
-    g = StateGraph(WindowState, context_schema=Context, input_schema=WindowInput)
+    g = StepGraph(WindowState, context_schema=Context, input_schema=WindowInput)
     g.add_node("sample", nodes.sample)
     g.add_node("answer", nodes.answer_from_frames)
     g.add_edge(START, "sample")
@@ -59,7 +60,7 @@ def build_direct() -> CompiledStateGraph:
 
 def build_caption_judge() -> CompiledStateGraph:
     """sample -> caption (VLM) -> judge (one yes/no per class, each validated) -> finalize."""
-    g = StateGraph(WindowState, context_schema=Context, input_schema=WindowInput)
+    g = StepGraph(WindowState, context_schema=Context, input_schema=WindowInput)
     g.add_node("sample", nodes.sample)
     g.add_node("caption", vision.caption)
     g.add_node("judge", judge.judge)
@@ -74,7 +75,7 @@ def build_caption_judge() -> CompiledStateGraph:
 
 def build_semantic_tokens() -> CompiledStateGraph:
     """sample -> tokens (VLM tags per frame) -> answer (LLM over the narrative) -> validate..."""
-    g = StateGraph(WindowState, context_schema=Context, input_schema=WindowInput)
+    g = StepGraph(WindowState, context_schema=Context, input_schema=WindowInput)
     g.add_node("sample", nodes.sample)
     g.add_node("tokens", vision.tokens)
     g.add_node("answer", nodes.answer_from_tokens)
@@ -87,7 +88,7 @@ def build_semantic_tokens() -> CompiledStateGraph:
 
 def build_classifier() -> CompiledStateGraph:
     """sample -> classify (trained classifier) -> labels from its scores -> finalize."""
-    g = StateGraph(WindowState, context_schema=Context, input_schema=WindowInput)
+    g = StepGraph(WindowState, context_schema=Context, input_schema=WindowInput)
     g.add_node("sample", nodes.sample)
     g.add_node("classify", classify.classify)
     g.add_node("decide", classify.from_scores)
@@ -102,7 +103,7 @@ def build_classifier() -> CompiledStateGraph:
 
 def build_classifier_explain() -> CompiledStateGraph:
     """sample -> classify -> caption (VLM) -> explain (LLM, labels fixed) -> finalize."""
-    g = StateGraph(WindowState, context_schema=Context, input_schema=WindowInput)
+    g = StepGraph(WindowState, context_schema=Context, input_schema=WindowInput)
     g.add_node("sample", nodes.sample)
     g.add_node("classify", classify.classify)
     g.add_node("caption", vision.caption)

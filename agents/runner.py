@@ -36,6 +36,7 @@ from vara.agents.graph import (
     check_strategy,
     get_graph,
 )
+from vara.agents.steps import failed_step
 from vara.config import StrategyConfig
 from vara.errors import ConfigError, StructuredOutputError, VaraError, VideoError
 from vara.prompts.loader import PromptTemplate, load_prompt
@@ -250,8 +251,10 @@ class _Run:
             self.failures.append(Failure(clip.clip_id, "model", str(exc)))
         except StructuredOutputError as exc:
             self.failures.append(Failure(clip.clip_id, "answer", str(exc), "\n---\n".join(exc.raw)))
-        except VaraError as exc:
-            self.failures.append(Failure(clip.clip_id, "window", str(exc)))
+        except VaraError as exc:  # named by the graph step that failed, e.g. "tokens: ..."
+            step = failed_step(exc)
+            message = f"{step}: {exc}" if step else str(exc)
+            self.failures.append(Failure(clip.clip_id, "window", message))
         except Exception as exc:  # a bug must not cost the other windows; keep the trace
             log.error("window %s crashed:\n%s", clip.clip_id, traceback.format_exc())
             self.failures.append(Failure(clip.clip_id, "internal", f"{type(exc).__name__}: {exc}"))

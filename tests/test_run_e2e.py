@@ -279,6 +279,20 @@ def test_too_many_frames_for_the_server_names_the_flag(vllm_server, shared_video
     assert r.returncode == 1
     failures = read_jsonl(tmp_path / "failures.jsonl")
     assert failures and all("--limit-mm-per-prompt" in f["error"] for f in failures)
+    assert all(f["error"].startswith("answer: server ") for f in failures)  # the step that failed
+
+
+@pytest.mark.server
+def test_a_context_overflow_names_the_step_and_the_flags(vllm_server, shared_videos, tmp_path):
+    """semantic-tokens asks for room to tag 16 frames; the 2048-token context has none."""
+    r = vara("run", str(shared_videos / "tai_chi.mp4"), "--labels", "kinetics-sample",
+             "--strategy", "semantic-tokens", "--vlm-url", vllm_server.url, "--frames", "16",
+             "--out", str(tmp_path), "--no-progress", "--no-cache")  # fmt: skip
+    assert r.returncode == 1
+    failures = read_jsonl(tmp_path / "failures.jsonl")
+    assert failures and all(f["error"].startswith("tokens: server ") for f in failures), failures
+    assert all("(16 images) does not fit" in f["error"] and "--frames" in f["error"]
+               for f in failures)  # fmt: skip
 
 
 @pytest.mark.server

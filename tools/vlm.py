@@ -325,10 +325,11 @@ def _describe(url: str, resp: httpx.Response, n_images: int) -> str:
         )
     if "maximum context length" in msg or "max_model_len" in msg or "too long" in msg:
         return (
-            f"server {url}: the prompt does not fit the model's context ({msg}); restart vLLM "
-            f"with a larger --max-model-len, or send fewer/smaller frames (sampler.n_frames, "
-            f"sampler.max_side) or, for a reasoning prompt, fewer or shorter captions "
-            f"(frames_per_caption, generation.caption_max_tokens)"
+            f"server {url}: the prompt ({n_images} images) does not fit the model's context "
+            f"({msg}); restart vLLM with a larger --max-model-len, or send fewer/smaller "
+            f"frames (--frames / --max-side, i.e. sampler.n_frames / sampler.max_side) or, for "
+            f"a reasoning prompt, fewer or shorter captions (frames_per_caption, "
+            f"generation.caption_max_tokens)"
         )
     if resp.status_code == 404 and "model" in msg.lower():
         return f"server {url}: {msg}; check --vlm-model/--llm-model against GET {url}/models"

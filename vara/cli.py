@@ -82,6 +82,14 @@ def _add_cache_flags(s: argparse.ArgumentParser) -> None:
     s.add_argument("--no-cache", action="store_true", help="always ask the VLM, store nothing")
 
 
+def _log_to(out: Path) -> None:
+    """Append vara's log (warnings, tracebacks of unexpected errors) to ``out/run.log``."""
+    out.mkdir(parents=True, exist_ok=True)
+    handler = logging.FileHandler(out / "run.log")
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    logging.getLogger("vara").addHandler(handler)
+
+
 def _cmd_run(args: argparse.Namespace) -> int:
     from vara.agents.runner import expand_inputs, run_videos
     from vara.agents.strategies import load_strategy
@@ -91,10 +99,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
     labelset = load_labelset(args.labels)
     videos = expand_inputs(args.videos)
     out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    handler = logging.FileHandler(out / "run.log")
-    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
-    logging.getLogger("vara").addHandler(handler)
+    _log_to(out)
     summary = run_videos(
         videos,
         strategy,
@@ -130,6 +135,7 @@ def _cmd_eval(args: argparse.Namespace) -> int:
     windows = {"window_s": args.window_s, "overlap": args.overlap}  # None: the protocol's
     windows = {k: v for k, v in windows.items() if v is not None}
     dataset = load_dataset(args.manifest, labelset, min_overlap=args.min_overlap, **windows)
+    _log_to(Path(args.out))
     paths = evaluate(
         dataset,
         labelset,
