@@ -204,14 +204,33 @@ def session_totals(sessions: Sequence[dict[str, Any]]) -> dict[str, Any]:
 
 
 def _changed_keys(old: Any, new: Any, prefix: str = "") -> list[str]:
-    """Dotted paths where two fingerprints differ (``sampler.n_frames``), sorted."""
+    """Dotted paths where two fingerprints differ (``sampler.n_frames``), sorted; prompt
+    lists say which prompt changed (``prompts (reason.v1 -> reason.v2)``)."""
     if isinstance(old, dict) and isinstance(new, dict):
         return sorted(
             path
             for k in set(old) | set(new)
             for path in _changed_keys(old.get(k), new.get(k), f"{prefix}{k}.")
         )
+    if old != new and _prompt_refs(old) and _prompt_refs(new):
+        return [f"{prefix.rstrip('.')} ({_prompt_change(old, new)})"]
     return [prefix.rstrip(".")] if old != new else []
+
+
+def _prompt_refs(value: Any) -> bool:
+    return isinstance(value, list) and all(isinstance(r, dict) and "id" in r for r in value)
+
+
+def _prompt_change(old: list[dict], new: list[dict]) -> str:
+    def by_name(refs: list[dict]) -> dict[str, dict]:
+        return {f"{r['id']}.v{r.get('version')}": r for r in refs}
+
+    o, n = by_name(old), by_name(new)
+    parts = [f"{k} edited" for k in sorted(o.keys() & n.keys()) if o[k] != n[k]]
+    gone, added = sorted(o.keys() - n.keys()), sorted(n.keys() - o.keys())
+    if gone or added:
+        parts.append(f"{', '.join(gone) or 'none'} -> {', '.join(added) or 'none'}")
+    return "; ".join(parts)
 
 
 def _check_resumable(out: Path, previous: dict[str, Any], fingerprint: dict[str, Any]) -> None:
@@ -219,7 +238,7 @@ def _check_resumable(out: Path, previous: dict[str, Any], fingerprint: dict[str,
     if old is not None and old != fingerprint:
         changed = _changed_keys(old, json.loads(json.dumps(fingerprint)))
         raise ConfigError(
-            f"out dir '{out}' holds a run with a different {', '.join(changed)}; "
+            f"out dir '{out}' holds a run whose settings differ: {', '.join(changed)}; "
             f"use a new --out (resuming would mix incompatible predictions)"
         )
 

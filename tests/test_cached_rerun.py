@@ -8,6 +8,7 @@ caption requests and no video decoding. Scripted models stand in for the VLM and
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -102,7 +103,27 @@ def test_resuming_with_another_setting_names_the_setting(tmp_path):
     _run("caption-reason", path, clips, tmp_path / "a", None, n_vlm=1)
     config = load_strategy("caption-reason", ["sampler.n_frames=2", "concurrency=1"])
     with pytest.raises(
-        ConfigError, match=r"holds a run with a different strategy\.sampler\.n_frames; "
+        ConfigError, match=r"holds a run whose settings differ: strategy\.sampler\.n_frames; "
     ):
         vlm, llm = ScriptedChatModel([], "vlm-x"), ScriptedChatModel([], "llm-y")
         run_clips([(str(path), clips)], config, LABELS, tmp_path / "a", vlm=vlm, llm=llm)
+    SAME = ["sampler.n_frames=4", "concurrency=1"]  # as _run: only the prompts differ below
+    prompts = tmp_path / "prompts"
+    prompts.mkdir()
+    v1 = load_strategy("caption-reason").prompts["answer"]
+    (prompts / "reason.v2.yaml").write_bytes(
+        (Path(__file__).resolve().parents[1] / "prompts" / f"{v1}.yaml").read_bytes()
+    )
+    config = load_strategy("caption-reason", ["prompts.answer=reason.v2", *SAME])
+    with pytest.raises(ConfigError, match=r"differ: prompts \(reason\.v1 -> reason\.v2\); "):
+        vlm, llm = ScriptedChatModel([], "vlm-x"), ScriptedChatModel([], "llm-y")
+        run_clips([(str(path), clips)], config, LABELS, tmp_path / "a", vlm=vlm, llm=llm,
+                  prompts_dir=str(prompts))  # fmt: skip
+    (prompts / "reason.v1.yaml").write_text(  # an edit in place of the packaged version
+        (prompts / "reason.v2.yaml").read_text().replace("careful", "meticulous")
+    )
+    config = load_strategy("caption-reason", SAME)
+    with pytest.raises(ConfigError, match=r"differ: prompts \(reason\.v1 edited\); "):
+        vlm, llm = ScriptedChatModel([], "vlm-x"), ScriptedChatModel([], "llm-y")
+        run_clips([(str(path), clips)], config, LABELS, tmp_path / "a", vlm=vlm, llm=llm,
+                  prompts_dir=str(prompts))  # fmt: skip
