@@ -149,7 +149,7 @@ def load_config(cls: type, path: str | Path, overrides: Sequence[str] = ()):
     if not src.is_file():
         raise ConfigError(f"finetune config '{src}' not found")
     data = yaml.safe_load(src.read_text()) or {}
-    data = apply_overrides(data, list(overrides))
+    data = apply_overrides(data, list(overrides), example="train.epochs=3")
     where = f"{src} + command-line overrides" if overrides else str(src)
     top = {f.name for f in dataclasses.fields(cls)} - set(cls.SECTIONS)
     unknown = sorted(set(data) - top - set(cls.SECTIONS))

@@ -83,6 +83,15 @@ class PromptTemplate:
         # Compiling is ~100x the cost of rendering; a run renders a template per window.
         return _ENV.from_string(self.system), _ENV.from_string(self.user)
 
+    @functools.cached_property
+    def variables(self) -> frozenset[str]:
+        """Names the template reads from its caller (``domain``, ``captions`` ...)."""
+        from jinja2 import meta
+
+        return frozenset().union(
+            *(meta.find_undeclared_variables(_ENV.parse(t)) for t in (self.system, self.user))
+        )
+
     def render(self, **variables: Any) -> RenderedPrompt:
         system_t, user_t = self._compiled
         try:

@@ -292,6 +292,8 @@ def test_config_errors_name_the_fix(tmp_path, tiny_vlm_dir):
         run_config("lora_classifier", [])
     with pytest.raises(ConfigError, match=r"unknown key\(s\) \['lr'\] in lora"):
         run_config("lora_classifier", ["data.manifest=x.csv", "lora.lr=1"])
+    with pytest.raises(ConfigError, match=r"'lora.r': expected key.sub=value, e.g. train.epochs="):
+        run_config("lora_classifier", ["data.manifest=x.csv", "lora.r"])
     with pytest.raises(ConfigError, match=r"\['epoch'\] in train \(did you mean 'epochs'\?\)"):
         run_config("lora_classifier", ["data.manifest=x.csv", "train.epoch=1"])
     with pytest.raises(ConfigError, match="not found; packaged"):

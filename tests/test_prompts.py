@@ -159,6 +159,13 @@ def test_prompts_cli_list_show_render_diff(tmp_path, capsys):
     assert "'reasn' not found (did you mean 'reason'?)" in capsys.readouterr().err
     assert main(["prompts", "render", "judge", "--labels", "kinetics-sampel"]) == 2
     assert "(did you mean 'kinetics-sample'?); packaged" in capsys.readouterr().err
+    assert main(["prompts", "render", "reason", "--var", "captoins=[]"]) == 2  # never ignored
+    err = capsys.readouterr().err
+    assert "has no variable 'captoins' (did you mean 'captions'?); it reads [" in err, err
+    assert main(["prompts", "render", "reason", "--var", "end_s=9.5"]) == 0
+    assert "9.50 s" in capsys.readouterr().out
+    assert main(["prompts", "list", "reason"]) == 2
+    assert "takes no prompt id" in capsys.readouterr().err
 
 
 def test_a_reader_that_leaves_early_is_no_error():

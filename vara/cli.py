@@ -27,7 +27,7 @@ from pathlib import Path
 
 import yaml
 
-from vara.errors import InputError, VaraError
+from vara.errors import InputError, VaraError, did_you_mean
 
 EXIT_OK, EXIT_FAILURES, EXIT_ERROR = 0, 1, 2
 MAX_FAILURES_SHOWN = 20  # the rest are in failures.jsonl
@@ -186,10 +186,13 @@ def _cmd_compare(args: argparse.Namespace) -> int:
 
 def _cmd_prompts(args: argparse.Namespace) -> int:
     import difflib
+    import textwrap
 
     from vara.prompts.loader import example_variables, list_prompts, load_labelset, load_prompt
 
     if args.action == "list":
+        if args.ids:
+            raise InputError(f"vara prompts list takes no prompt id (got {args.ids})")
         for pid, version in list_prompts(args.prompts_dir):
             p = load_prompt(f"{pid}.v{version}", args.prompts_dir)
             # A prompt that --prompts-dir adds or shadows is marked, so an edit is visibly in use.
@@ -198,7 +201,8 @@ def _cmd_prompts(args: argparse.Namespace) -> int:
                 and Path(p.source).parent.resolve() == Path(args.prompts_dir).resolve()
             )
             mark = "*" if mine else " "
-            print(f"{pid}.v{version}{mark} {p.sha256[:12]}  {' '.join(p.description.split())[:90]}")
+            about = textwrap.shorten(p.description, 90, placeholder=" ...")
+            print(f"{pid}.v{version}{mark} {p.sha256[:12]}  {about}")
         if args.prompts_dir:
             print(f"* from {args.prompts_dir}; the others are packaged", file=sys.stderr)
         return EXIT_OK
@@ -212,6 +216,11 @@ def _cmd_prompts(args: argparse.Namespace) -> int:
         variables = example_variables(load_labelset(args.labels))
         for item in args.var:
             key, _, value = item.partition("=")
+            if key not in first.variables:
+                raise InputError(
+                    f"--var {item!r}: {first.id}.v{first.version} has no variable {key!r}"
+                    f"{did_you_mean(key, first.variables)}; it reads {sorted(first.variables)}"
+                )
             variables[key] = yaml.safe_load(value)
         r = first.render(**variables)
         print(f"--- system ---\n{r.system}\n--- user ---\n{r.user}")
@@ -356,7 +365,9 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument(
         "--labels", required=True, help="label set name (see `vara labels`) or a .yaml path"
     )
-    s.add_argument("--strategy", default="caption-reason", help="strategy name or .yaml path")
+    s.add_argument(
+        "--strategy", default="caption-reason", help="strategy name or .yaml path (%(default)s)"
+    )
     s.add_argument("--out", required=True, help="output directory (a re-run resumes it)")
     _add_model_flags(s)
     s.set_defaults(func=_cmd_run)
@@ -366,13 +377,18 @@ def build_parser() -> argparse.ArgumentParser:
     )
     s.add_argument("manifest", help="clip manifest or interval annotations (.csv or .jsonl)")
     s.add_argument("--labels", required=True, help="label set name or .yaml path")
-    s.add_argument("--strategy", action="append", help="strategy name or .yaml (repeatable)")
+    s.add_argument(
+        "--strategy",
+        action="append",
+        help="strategy name or .yaml (repeatable; default: caption-reason)",
+    )
     s.add_argument("--out", required=True, help="output directory: one folder per strategy")
     s.add_argument(
         "--min-overlap",
         type=float,
         default=0.5,
-        help="intervals: a label is positive when it covers more than this share of a window",
+        help="intervals: a label is positive when it covers more than this share of a window "
+        "(default %(default)s)",
     )
     _add_model_flags(s)
     s.set_defaults(func=_cmd_eval)
@@ -380,7 +396,9 @@ def build_parser() -> argparse.ArgumentParser:
     s = sub.add_parser("compare", help="Markdown + single-file HTML report comparing eval runs")
     s.add_argument("runs", nargs="+", help="vara eval output dirs (or single strategy dirs)")
     s.add_argument("--out", required=True, help="report directory")
-    s.add_argument("--max-cards", type=int, default=24, help="per-window cards to show")
+    s.add_argument(
+        "--max-cards", type=int, default=24, help="per-window cards to show (%(default)s)"
+    )
     s.set_defaults(func=_cmd_compare)
 
     s = sub.add_parser("prompts", help="list, show, render or diff prompt templates")

@@ -163,7 +163,9 @@ def parse_strategy(data: dict[str, Any], *, source: str = "<strategy>") -> Strat
         raise ConfigError(f"strategy {source}: {exc}") from None
 
 
-def apply_overrides(data: dict[str, Any], overrides: list[str]) -> dict[str, Any]:
+def apply_overrides(
+    data: dict[str, Any], overrides: list[str], *, example: str = "sampler.n_frames=16"
+) -> dict[str, Any]:
     """Return a copy of ``data`` with each ``key.sub=value`` applied (value parsed as YAML).
 
     ``sampler.n_frames=16``, ``vlm.url=http://host:8000/v1``, ``llm=null``.
@@ -172,9 +174,7 @@ def apply_overrides(data: dict[str, Any], overrides: list[str]) -> dict[str, Any
     for item in overrides:
         key, sep, raw = item.partition("=")
         if not sep or not key:
-            raise ConfigError(
-                f"override {item!r}: expected key.sub=value, e.g. sampler.n_frames=16"
-            )
+            raise ConfigError(f"override {item!r}: expected key.sub=value, e.g. {example}")
         try:
             value = yaml.safe_load(raw) if raw != "" else ""
         except yaml.YAMLError as exc:
