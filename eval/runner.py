@@ -18,7 +18,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from vara.agents.graph import NO_VLM
+from vara.agents.graph import NO_VLM, PROMPT_ROLES, SCHEMA_ROLES
 from vara.agents.runner import run_clips, session_totals
 from vara.config import Endpoint, StrategyConfig
 from vara.errors import ConfigError
@@ -124,6 +124,9 @@ def results_for(
     # server, context overflow) got no answer from the model at all.
     invalid = {f.item for f in failures if f.stage == "answer"}
     answer_failed = [p is None and c.clip_id in invalid for c, p in zip(clips, got, strict=True)]
+    # A graph with no schema-constrained role (classifier) has no model answer to judge:
+    # its hallucination rate is None, not a perfect 0.
+    writes_answers = bool(set(PROMPT_ROLES[strategy.graph]) & set(SCHEMA_ROLES))
     metrics = compute_metrics(
         labelset,
         truth=[c.labels or () for c in clips],
@@ -131,7 +134,9 @@ def results_for(
         reasked=[
             (p is not None and p.attempts > 1) or f for p, f in zip(got, answer_failed, strict=True)
         ],
-        answered=[p is not None or f for p, f in zip(got, answer_failed, strict=True)],
+        answered=[
+            writes_answers and (p is not None or f) for p, f in zip(got, answer_failed, strict=True)
+        ],
         scores=_scores(labelset, got),
     )
     info = json.loads((out / "run.json").read_text())["run_info"]

@@ -95,6 +95,8 @@ def test_eval_with_the_classifier_strategy(tiny_classifier_run, tmp_path):
     results = json.loads((tmp_path / "eval" / "classifier" / "results.json").read_text())
     n_val = json.loads((run / "split.json").read_text())["n_val"]
     assert results["metrics"]["n"] == n_val and results["metrics"]["coverage"] == 1.0
+    assert results["metrics"]["hallucination_rate"] is None  # no language model answered
+    assert r.stdout.splitlines()[1].split()[-2] == "-"  # the summary's halluc. column
     preds = [json.loads(x) for x in (tmp_path / "eval" / "classifier" / "predictions.jsonl").open()]
     clf_id = load_classifier(run).model_id
     # The same windows, frames and weights as training's final validation pass.
