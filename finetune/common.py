@@ -10,6 +10,7 @@ import os
 import platform
 import random
 import shutil
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -292,6 +293,7 @@ def train_loop(cfg: Config, model: nn.Module, optimizer, loss_fn: nn.Module, col
         if t.max_steps is not None and step >= t.max_steps:
             break
         model.train()
+        t_epoch = time.perf_counter()
         loader = _loader(data.train, collate, t.batch_size, shuffle=True, seed=cfg.seed + epoch,
                          workers=resolve_workers(t.num_workers, device))  # fmt: skip
         losses, steps = [], 0
@@ -322,6 +324,7 @@ def train_loop(cfg: Config, model: nn.Module, optimizer, loss_fn: nn.Module, col
         record = {"epoch": epoch + 1, "steps": steps, "train_loss": float(np.mean(losses)),
                   "train_losses": [round(x, 6) for x in losses],
                   **validate(model, collate, data, loss_fn, device, t)}  # fmt: skip
+        record["wall_s"] = round(time.perf_counter() - t_epoch, 3)  # training + validation
         history.append(record)
         log.info("epoch %d: train loss %.4f, val %s", epoch + 1, record["train_loss"],
                  {k: record[k] for k in ("val_loss", "val_macro_f1")})  # fmt: skip
@@ -447,7 +450,9 @@ def write_run(out: Path, cfg: Config, info: ClassifierInfo, data: TrainData,
         # macro-F1 on the validation windows at the tuned thresholds: in-sample (they were
         # tuned there), so optimistic; evaluate on held-out videos for an unbiased figure.
         "val_macro_f1_tuned_in_sample": _tuned_f1(data, thresholds, val_logits),
-        "wall_s": round(wall_s, 3),
+        "wall_s": round(wall_s, 3),  # this session's, from set-up to the run card
+        # every epoch's training + validation, over all sessions of a resumed run
+        "epochs_wall_s": round(sum(h.get("wall_s", 0.0) for h in history), 3),
         **(extra or {}),
         "hardware": hardware(device),
         "meta_info": meta_info(),

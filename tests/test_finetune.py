@@ -193,6 +193,8 @@ def test_a_crash_in_epoch_2_resumes_to_the_same_model(
     run = run_config("lora_classifier", overrides, progress=False)
     card = json.loads((run / "run_card.json").read_text())
     assert len(steps) == card["epochs"][1]["steps"] > 0  # epoch 2 only
+    first, second = (e["wall_s"] for e in card["epochs"])  # epoch 1 ran in the crashed session
+    assert first > 0 and second > 0 and card["epochs_wall_s"] == round(first + second, 3)
     assert decoded == []  # every window's frames came from the interrupted run's cache
     assert not (run / "frames").exists()  # the run's own frame cache goes when it finishes
     assert np.array_equal(
