@@ -39,7 +39,7 @@ from vara.agents.graph import (
 from vara.agents.steps import failed_step
 from vara.config import StrategyConfig
 from vara.errors import ConfigError, StructuredOutputError, VaraError, VideoError
-from vara.prompts.loader import PromptTemplate, load_prompt
+from vara.prompts.loader import PromptTemplate, load_prompt, unknown_variables
 from vara.provenance import meta_info, utc_now
 from vara.records import JsonlWriter, read_jsonl, write_json_atomic, write_jsonl_atomic
 from vara.timeline import build_timeline, timeline_csv_rows
@@ -118,6 +118,10 @@ def _video_keys(paths: Sequence[str]) -> dict[str, str]:
 def _load_prompts(strategy: StrategyConfig, prompts_dir: str | None) -> dict[str, PromptTemplate]:
     check_strategy(strategy, strategy.name)
     prompts = {role: load_prompt(ref, prompts_dir) for role, ref in strategy.prompts.items()}
+    for prompt in prompts.values():  # before any window, not once per window
+        problem = unknown_variables(prompt)
+        if problem:
+            raise ConfigError(problem)
     for role in SCHEMA_ROLES:
         if role in prompts and prompts[role].schema is None:
             raise ConfigError(
@@ -384,8 +388,8 @@ def run_clips(
     """
     t0 = time.perf_counter()
     out = Path(out_dir)
+    prompts = _load_prompts(strategy, prompts_dir)  # a bad prompt leaves no out dir behind
     out.mkdir(parents=True, exist_ok=True)
-    prompts = _load_prompts(strategy, prompts_dir)
     failures = list(failures)
     plans = _plan(groups, failures)
     if vlm is None and strategy.graph not in NO_VLM:

@@ -202,14 +202,34 @@ def _check_tools(entry: Any, tools: Any) -> None:
 
 
 def example_variables(labelset: LabelSet) -> dict[str, Any]:
-    """Variables that render every packaged prompt (prompts/examples.yaml + the label set)."""
-    data = yaml.safe_load(_packaged().joinpath("examples.yaml").read_text())
+    """Variables that render every packaged prompt (prompts/examples.yaml + the label set).
+
+    Their names are every variable vara's steps pass to some prompt (the snapshot tests
+    render each packaged prompt with them), so ``unknown_variables`` can use them."""
     return {
-        **data,
+        **_examples(),
         "labelset": labelset,
         "domain": labelset.description,
         "label": labelset.labels[0],
     }
+
+
+def _examples() -> dict[str, Any]:
+    return yaml.safe_load(_packaged().joinpath("examples.yaml").read_text())
+
+
+def unknown_variables(prompt: PromptTemplate) -> str | None:
+    """A message naming the variables ``prompt`` reads that no step of vara provides (a typo
+    that would fail every window), else None."""
+    known = {*_examples(), "labelset", "domain", "label"}
+    unknown = sorted(prompt.variables - known)
+    if not unknown:
+        return None
+    return (
+        f"prompt {prompt.id}.v{prompt.version} ({prompt.source}) reads {unknown}"
+        f"{did_you_mean(unknown[0], known)}, which vara never passes; the variables are "
+        f"{sorted(known)}"
+    )
 
 
 def list_labelsets() -> list[str]:

@@ -178,3 +178,20 @@ def test_a_reader_that_leaves_early_is_no_error():
     proc.stdout.close()  # before the interpreter has even started
     _, err = proc.communicate(timeout=120)
     assert proc.returncode == 0 and b"Traceback" not in err and b"BrokenPipe" not in err, err
+
+
+def test_a_prompt_reading_a_variable_vara_never_passes_is_refused_before_any_window(tmp_path):
+    """A typo in a --prompts-dir template fails the run up front, not once per window."""
+    from vara.agents.runner import run_clips
+    from vara.agents.strategies import load_strategy
+    from vara.prompts.loader import unknown_variables
+
+    for pid, version in list_prompts():
+        assert unknown_variables(load_prompt(f"{pid}.v{version}")) is None
+    v1 = (Path(__file__).resolve().parents[1] / "prompts" / "reason.v1.yaml").read_text()
+    (tmp_path / "reason.v2.yaml").write_text(v1.replace("format(end_s)", "format(ends_s)"))
+    strategy = load_strategy("caption-reason", ["prompts.answer=reason.v2"])
+    with pytest.raises(ConfigError, match=r"reads \['ends_s'\] \(did you mean 'end_s'\?\)"):
+        run_clips([], strategy, load_labelset("kinetics-sample"), tmp_path / "out",
+                  prompts_dir=str(tmp_path), progress=False)  # fmt: skip
+    assert not (tmp_path / "out").exists()
