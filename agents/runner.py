@@ -13,6 +13,7 @@ continue; only an unreachable model server stops the run, because then nothing c
 from __future__ import annotations
 
 import csv
+import dataclasses
 import json
 import logging
 import os
@@ -46,7 +47,7 @@ from vara.timeline import build_timeline, timeline_csv_rows
 from vara.tools import video
 from vara.tools.cache import CaptionCache
 from vara.tools.chat import ChatModel
-from vara.tools.classifier import Classifier, load_classifier
+from vara.tools.classifier import Classifier, classifier_id, load_classifier
 from vara.tools.vlm import EndpointUnreachable, connect
 from vara.tools.windows import make_windows
 from vara.types import Clip, Failure, FrameBatch, FramePlan, LabelSet, Prediction, VideoInfo
@@ -403,13 +404,14 @@ def run_clips(
             "--vlm-url) http://HOST:PORT/v1"
         )
     frames = FrameStore(strategy.sampler)
-    ctx = Context(
-        strategy, labelset, prompts, vlm, llm, frames, cache=cache,
-        classifier=classifier or load_run_classifier(strategy, labelset),
-    )  # fmt: skip
+    ctx = Context(strategy, labelset, prompts, vlm, llm, frames, cache=cache, classifier=classifier)
     fingerprint = _fingerprint(ctx)
+    if classifier is None and strategy.classifier.run_dir:  # its id, without loading it yet
+        fingerprint["models"]["classifier"] = classifier_id(strategy.classifier.run_dir)
     previous = _previous_run(out)
-    _check_resumable(out, previous, fingerprint)
+    _check_resumable(out, previous, fingerprint)  # before a refused run loads a classifier
+    if classifier is None:
+        ctx = dataclasses.replace(ctx, classifier=load_run_classifier(strategy, labelset))
     run = _Run(ctx, out)
     run.failures.extend(failures)
     total = sum(len(clips) for _, _, clips in plans)

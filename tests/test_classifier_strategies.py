@@ -175,3 +175,27 @@ def test_decisions_use_full_precision_scores(tiny_vlm_dir, tmp_path):
         (out / "thresholds.json").write_text(json.dumps(dict(zip(names, cut, strict=True))))
         clf = load_classifier(out)
         assert clf.labels_for(clf.predict([batch])[0]) == tuple(expected)
+
+
+def test_a_refused_out_dir_is_refused_before_the_classifier_loads(tiny_classifier_run, tmp_path,
+                                                                  monkeypatch):  # fmt: skip
+    from vara.agents import runner
+    from vara.agents.runner import run_clips
+    from vara.agents.strategies import load_strategy
+    from vara.errors import ConfigError
+    from vara.prompts.loader import load_labelset
+    from vara.records import write_json_atomic
+    from vara.tools.classifier import classifier_id, load_classifier
+
+    assert classifier_id(tiny_classifier_run) == load_classifier(tiny_classifier_run).model_id
+    out = tmp_path / "out"
+    out.mkdir()
+    write_json_atomic(out / "run.json", {"run_info": {"fingerprint": {"models": {}}}})
+
+    def no_load(*_a, **_k):
+        raise AssertionError("the classifier loaded before the out dir was refused")
+
+    monkeypatch.setattr(runner, "load_classifier", no_load)
+    strategy = load_strategy("classifier", [f"classifier.run_dir={tiny_classifier_run}"])
+    with pytest.raises(ConfigError, match="settings differ: .*models.classifier"):
+        run_clips([], strategy, load_labelset("kinetics-sample"), out, progress=False)

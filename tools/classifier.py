@@ -39,6 +39,7 @@ from vara.types import ClassScores, FrameBatch
 __all__ = [
     "Classifier",
     "ClassifierInfo",
+    "classifier_id",
     "load_classifier",
     "read_info",
     "decide",
@@ -147,7 +148,7 @@ class Classifier:
         self._autocast = precision_autocast
         self.thresholds = _thresholds(self.run_dir, self.info)
         _check_label_map(self.run_dir, self.info)
-        self.model_id = f"{self.info.kind}:{self.run_dir.name}@{_weights_hash(self.run_dir)}"
+        self.model_id = classifier_id(self.run_dir, self.info)
         self._model_lock = threading.Lock()  # one forward pass at a time
         self._queue_lock = threading.Lock()
         self._queue: list[_Request] = []
@@ -280,6 +281,13 @@ def _check_label_map(run: Path, info: ClassifierInfo) -> None:
             f"{path} disagrees with classifier.json's labels {list(info.labels)}: the run "
             "directory was edited or mixed from two runs; re-run the training"
         )
+
+
+def classifier_id(run_dir: str | Path, info: ClassifierInfo | None = None) -> str:
+    """``kind:run-name@weights-hash``: the model id predictions carry, known without loading."""
+    run = Path(run_dir)
+    info = info or read_info(run)
+    return f"{info.kind}:{run.name}@{_weights_hash(run)}"
 
 
 def _weights_hash(run: Path) -> str:
