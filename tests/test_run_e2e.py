@@ -319,7 +319,9 @@ def test_rerun_resumes_and_a_different_config_is_refused(vllm_server, tmp_path):
     assert f"{n}/{n} [" in r.stderr and f"{n} resumed]" in r.stderr, r.stderr
     assert len(read_jsonl(Path(out) / "predictions.jsonl")) == n
     r = vara(*args[:-1], "--strategy", "direct", "--no-progress")
-    assert r.returncode == 2 and "different" in r.stderr and out in r.stderr
+    assert r.returncode == 2 and "settings differ: prompts (" in r.stderr
+    assert "-> direct.v1), strategy.graph, strategy.name; use a new --out" in r.stderr
+    assert out in r.stderr
 
 
 @pytest.mark.server
