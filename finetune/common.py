@@ -53,6 +53,9 @@ def check_out(cfg: Config) -> Path:
     without a checkpoint starts afresh (its cached frames are keyed by window and sampler,
     so they are safe to re-use)."""
     out = Path(cfg.out)
+    frames = cfg.data.frames_dir
+    if frames and Path(frames).exists() and not Path(frames).is_dir():
+        raise ConfigError(f"data.frames_dir '{frames}' is a file; name a directory for the frames")
     if (out / "run_card.json").exists():
         raise ConfigError(f"'{out}' holds a finished run (run_card.json); use a new out=DIR")
     previous = out / "config.yaml"

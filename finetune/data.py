@@ -110,7 +110,13 @@ def cache_frames(
 ) -> list[Path]:
     """Decode each clip's frames once (one pass per video) into ``root``; returns one .npy
     path per clip. Files already there are kept, so an interrupted run resumes."""
-    root.mkdir(parents=True, exist_ok=True)
+    try:
+        root.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:  # a file of that name, no permission, a full disk
+        raise InputError(
+            f"frame cache '{root}' cannot be made ({exc.strerror or exc}); set data.frames_dir "
+            "to a writable directory"
+        ) from None
     paths = [_window_file(root, c, sampler) for c in clips]
     todo: dict[str, list[tuple[Clip, Path]]] = {}
     for clip, path in zip(clips, paths, strict=True):

@@ -298,6 +298,12 @@ def test_config_errors_name_the_fix(tmp_path, tiny_vlm_dir):
         run_config("lora_classifier", ["data.manifest=x.csv", "lora.lr=1"])
     with pytest.raises(ConfigError, match=r"'lora.r': expected key.sub=value, e.g. train.epochs="):
         run_config("lora_classifier", ["data.manifest=x.csv", "lora.r"])
+    a_file = tmp_path / "a-file"
+    a_file.write_text("")
+    with pytest.raises(ConfigError, match=r"data.frames_dir '.*a-file' is a file; name a dir"):
+        run_config("lora_classifier", ["data.manifest=x.csv", f"data.frames_dir={a_file}"])
+    with pytest.raises(InputError, match=r"frame cache '.*a-file/sub' cannot be made \("):
+        cache_frames([], SamplerSpec(n_frames=2), a_file / "sub", progress=False)
     with pytest.raises(ConfigError, match=r"\['epoch'\] in train \(did you mean 'epochs'\?\)"):
         run_config("lora_classifier", ["data.manifest=x.csv", "train.epoch=1"])
     with pytest.raises(ConfigError, match="not found; packaged"):
