@@ -46,7 +46,7 @@ from vara.records import JsonlWriter, read_jsonl, write_json_atomic, write_jsonl
 from vara.timeline import build_timeline, timeline_csv_rows
 from vara.tools import video
 from vara.tools.cache import CaptionCache
-from vara.tools.chat import ChatModel
+from vara.tools.chat import ChatModel, load_now
 from vara.tools.classifier import Classifier, classifier_id, load_classifier
 from vara.tools.vlm import EndpointUnreachable, connect
 from vara.tools.windows import make_windows
@@ -409,13 +409,17 @@ def run_clips(
     if classifier is None and strategy.classifier.run_dir:  # its id, without loading it yet
         fingerprint["models"]["classifier"] = classifier_id(strategy.classifier.run_dir)
     previous = _previous_run(out)
-    _check_resumable(out, previous, fingerprint)  # before a refused run loads a classifier
-    if classifier is None:
-        ctx = dataclasses.replace(ctx, classifier=load_run_classifier(strategy, labelset))
+    _check_resumable(out, previous, fingerprint)  # before a refused run loads any weights
     run = _Run(ctx, out)
     run.failures.extend(failures)
     total = sum(len(clips) for _, _, clips in plans)
     todo = sum(1 for _, _, clips in plans for c in clips if c.clip_id not in run.done)
+    if todo:  # a finished run re-run loads nothing
+        for model in {id(m): m for m in (vlm, llm)}.values():
+            load_now(model)
+        if classifier is None:
+            ctx = dataclasses.replace(ctx, classifier=load_run_classifier(strategy, labelset))
+            run.ctx = ctx
     sessions, started = list(previous.get("sessions", [])), utc_now()
     write_json_atomic(
         out / "run.json",

@@ -129,6 +129,12 @@ def test_load_errors_name_the_model(tmp_path):
     # conftest sets HF_HUB_OFFLINE=1: a hub id fails at once with the fix in the message.
     with pytest.raises(EndpointError, match="'someorg/some-vlm' not found locally.*HF_HUB_OFFLINE"):
         LocalEngine("someorg/some-vlm")
+    # Deferred (what `vara run --vlm-model` makes): the path checks run now, loading later.
+    with pytest.raises(InputError, match="does not exist"):
+        LocalEngine("/no/such/model", lazy=True)
+    deferred = LocalEngine("someorg/some-vlm", lazy=True)
+    with pytest.raises(EndpointError, match="'someorg/some-vlm' not found locally"):
+        deferred.load()
 
 
 def test_closed_engine_raises(tiny_vlm_dir):

@@ -110,26 +110,26 @@ def test_served_direct_multilabel_on_synthetic_long_gop_h264(vllm_server, tmp_pa
     assert all(e.ref.startswith("t=") for p in preds for e in p.evidence)
 
 
-def test_in_process_caption_reason_on_a_shared_clip(tiny_vlm_dir, shared_videos, tmp_path):
+def test_in_process_caption_reason_on_a_shared_clip(tiny_vlm_dir, shared_videos, tmp_path,
+                                                     monkeypatch, capsys):  # fmt: skip
     clip = str(shared_videos / "ApplyEyeMakeup.avi")
-    code = main(
-        [
-            "run",
-            clip,
-            "--labels",
-            "kinetics-sample",
-            "--vlm-model",
-            str(tiny_vlm_dir),
-            "--frames",
-            "4",
-            "--out",
-            str(tmp_path),
-            "--no-progress",
-        ]
-    )
+    args = ["run", clip, "--labels", "kinetics-sample", "--vlm-model", str(tiny_vlm_dir),
+            "--frames", "4", "--out", str(tmp_path), "--no-progress"]  # fmt: skip
+    code = main(args)
     assert code == 0
     preds = _check_outputs(tmp_path, [clip], KINETICS, "caption-reason")
     assert preds[0].models["vlm"] == str(tiny_vlm_dir)
+
+    # Re-running the finished run, or one the out dir refuses, loads no weights.
+    from vara.tools import local_engine
+
+    def no_load(*_a, **_k):
+        raise AssertionError("the in-process VLM loaded")
+
+    monkeypatch.setattr(local_engine, "_load", no_load)
+    assert main(args) == 0
+    assert main([*args, "--frames", "2"]) == 2
+    assert "settings differ: strategy.sampler.n_frames" in capsys.readouterr().err
 
 
 @pytest.mark.server

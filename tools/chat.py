@@ -22,7 +22,8 @@ from typing import Any, Literal, Protocol
 import numpy as np
 
 __all__ = [
-    "ChatModel", "Completion", "Message", "ToolCall", "TOOL_CHOICES", "weights_fingerprint",
+    "ChatModel", "Completion", "Message", "ToolCall", "TOOL_CHOICES", "load_now",
+    "weights_fingerprint",
 ]  # fmt: skip
 
 # tool_choice values that are not a tool's name.
@@ -95,6 +96,14 @@ class ChatModel(Protocol):
     ) -> Completion: ...
 
     def close(self) -> None: ...
+
+
+def load_now(model: ChatModel | None) -> None:
+    """Load a backend that defers its weights (an in-process engine from ``connect``), so a
+    model that cannot load fails once, before the first window, rather than in each."""
+    load = getattr(model, "load", None)
+    if load is not None:
+        load()
 
 
 def weights_fingerprint(model: str) -> str | None:

@@ -34,24 +34,57 @@ class LocalEngine:
 
     supports_tools = False  # transformers has no tool-call parser; vLLM does this
 
-    def __init__(self, model: str | Path, *, device: str = "auto", dtype: str = "auto"):
+    def __init__(
+        self, model: str | Path, *, device: str = "auto", dtype: str = "auto", lazy: bool = False
+    ):
+        """Load ``model`` now, or with ``lazy`` on first use (``load()``, ``complete()``,
+        ``multimodal``, ``cache_identity``). Either way a path that is no checkpoint, a
+        device or dtype that does not exist, fails here, before any weights load."""
         self.model_id = str(model)
-        self._lock = threading.Lock()
+        self._lock = threading.RLock()
+        model_source(self.model_id)  # a missing directory fails now, not at first use
         self._device = _resolve_device(device)
-        self._model, self._processor, self._tokenizer = _load(
-            self.model_id, self._device, _resolve_dtype(dtype, self._device)
-        )
-        self.multimodal = self._processor is not None
-        self._eos_ids = _eos_ids(self._model, self._tokenizer)
+        self._dtype = _resolve_dtype(dtype, self._device)
+        self._model: Any = None
+        self._closed = False
         self._grammar_compiler: Any = None  # built on the first json_schema request
-        # transformers' own generate() in this dtype; a hub checkpoint by its commit.
-        revision = weights_fingerprint(self.model_id) or getattr(
-            self._model.config, "_commit_hash", None
-        )
-        self.cache_identity = "transformers:" + json.dumps(
-            {"model": self.model_id, "weights": revision, "dtype": str(self._model.dtype)},
-            sort_keys=True,
-        )
+        if not lazy:
+            self.load()
+
+    def load(self) -> None:
+        """Load the weights (once; later calls return at once). A run calls it before its
+        first window, so a model that cannot load fails once, not in every window."""
+        with self._lock:
+            if self._closed:
+                raise EndpointError(f"LocalEngine for model '{self.model_id}' is closed")
+            if self._model is not None:
+                return
+            model, self._processor, self._tokenizer = _load(
+                self.model_id, self._device, self._dtype
+            )
+            self._eos_ids = _eos_ids(model, self._tokenizer)
+            # transformers' own generate() in this dtype; a hub checkpoint by its commit.
+            revision = weights_fingerprint(self.model_id) or getattr(
+                model.config, "_commit_hash", None
+            )
+            self._identity = "transformers:" + json.dumps(
+                {"model": self.model_id, "weights": revision, "dtype": str(model.dtype)},
+                sort_keys=True,
+            )
+            self._model = model
+
+    @property
+    def multimodal(self) -> bool:
+        """Whether the model takes images (a VLM), not only text."""
+        self.load()
+        return self._processor is not None
+
+    @property
+    def cache_identity(self) -> str:
+        """``transformers:`` + the model, its weights (a local checkpoint's fingerprint, a
+        hub checkpoint's commit) and the dtype it runs in."""
+        self.load()
+        return self._identity
 
     def complete(
         self,
@@ -78,8 +111,7 @@ class LocalEngine:
             raise InputError("complete() needs at least one message")
         started = time.perf_counter()
         with self._lock:
-            if self._model is None:
-                raise EndpointError(f"LocalEngine for model '{self.model_id}' is closed")
+            self.load()
             inputs = self._encode(messages)
             gen_kwargs = self._generation_kwargs(max_tokens, temperature)
             if json_schema is not None:
@@ -106,6 +138,7 @@ class LocalEngine:
         """Free the weights; later calls raise EndpointError."""
         with self._lock:
             self._model = self._processor = self._grammar_compiler = None
+            self._closed = True
         if self._device.startswith("cuda"):
             import torch
 

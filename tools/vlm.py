@@ -351,4 +351,5 @@ def connect(endpoint: Endpoint) -> ChatModel:
         raise EndpointError("no model given: pass --vlm-model (hub id or local path) or --vlm-url")
     from vara.tools.local_engine import LocalEngine
 
-    return LocalEngine(endpoint.model)
+    # Its weights load when the run is known to go ahead (tools.chat.load_now).
+    return LocalEngine(endpoint.model, lazy=True)
