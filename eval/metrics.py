@@ -290,5 +290,18 @@ def _best_threshold(y: np.ndarray, s: np.ndarray) -> float:
         return float(np.nextafter(cuts[0], np.inf))
     if k + 1 == len(cuts):
         return float(cuts[k])
-    mid = (cuts[k] + cuts[k + 1]) / 2
-    return float(mid if mid > cuts[k + 1] else cuts[k])  # adjacent floats: no midpoint
+    return _midpoint(float(cuts[k + 1]), float(cuts[k]))
+
+
+def _midpoint(lo: float, hi: float) -> float:
+    """The midpoint of (lo, hi], without float noise: reports read 0.45, not
+    0.44999999999999996 (the shortest decimal within 1e-12 of it that is still in the gap,
+    so the decisions are the midpoint's)."""
+    mid = (lo + hi) / 2
+    if not lo < mid <= hi:
+        return hi  # adjacent floats: no midpoint
+    for digits in range(1, 18):
+        r = round(mid, digits)
+        if lo < r <= hi and abs(r - mid) <= 1e-12 * max(1.0, abs(mid)):
+            return r
+    return mid

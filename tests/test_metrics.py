@@ -177,9 +177,25 @@ def test_thresholds_find_the_gap():
     assert t["labels"] == [V, ST, SU] and t["in_sample"] is True
     v, st, su = t["tuned"]
     assert v == approx(0.5)  # halfway between the lowest positive 0.7 and the top negative 0.3
-    assert st == approx(0.45)  # between 0.6 and 0.3
+    # between 0.6 and 0.3: the shortest decimal there, not the float (0.6 + 0.3) / 2
+    assert st == 0.45 and repr(st) == "0.45"
     assert su > 0.9  # no positives: above every score, predict never
     assert t["f1_at_tuned"] == approx((1 + 1 + 0) / 3)
+
+
+def test_thresholds_are_midpoints_without_float_noise():
+    from vara.eval.metrics import _midpoint
+
+    assert repr(_midpoint(0.3, 0.6)) == "0.45"  # (0.3 + 0.6) / 2 is 0.44999999999999996
+    assert repr(_midpoint(0.3, 0.34)) == "0.32"
+    assert _midpoint(0.123456, 0.123457) == 0.1234565
+    lo = 0.5
+    hi = float(np.nextafter(lo, 1))
+    assert _midpoint(lo, hi) == hi  # no float between: the positive's own score
+    rng = np.random.default_rng(0)
+    for lo, hi in np.sort(rng.random((200, 2)), axis=1):
+        t, mid = _midpoint(float(lo), float(hi)), (lo + hi) / 2
+        assert lo < t <= hi and abs(t - mid) <= 1e-12 and len(repr(t)) <= len(repr(mid))
 
 
 def test_thresholds_count_unscored_clips_as_negative():
