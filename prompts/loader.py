@@ -201,13 +201,32 @@ def _check_tools(entry: Any, tools: Any) -> None:
         )
 
 
+# What example_variables derives from the label set (and a label set's section may give).
+_DERIVED = ("labelset", "domain", "label", "scores", "predicted", "error")
+
+
 def example_variables(labelset: LabelSet) -> dict[str, Any]:
-    """Variables that render every packaged prompt (prompts/examples.yaml + the label set).
+    """Variables that render every packaged prompt: prompts/examples.yaml (with the label
+    set's own section, if it has one) and the label set.
 
     Their names are every variable vara's steps pass to some prompt (the snapshot tests
     render each packaged prompt with them), so ``unknown_variables`` can use them."""
+    examples = _examples()
+    own = examples.pop("by_labelset").get(labelset.name, {})
+    names = list(labelset.names)
+    # Made-up scores for the first labels; the top one predicted.
+    scores = [
+        {"label": n, "prob": p, "threshold": t}
+        for n, p, t in zip(names, (0.91, 0.12, 0.03), (0.42, 0.5, 0.37), strict=False)
+    ]
+    bad = own.pop("invalid_label", "Other")
+    error = f"the JSON does not match the schema at labels/0: {bad!r} is not one of {names}"
     return {
-        **_examples(),
+        **examples,
+        "scores": scores,
+        "predicted": names[:1],
+        "error": error,
+        **own,
         "labelset": labelset,
         "domain": labelset.description,
         "label": labelset.labels[0],
@@ -221,7 +240,7 @@ def _examples() -> dict[str, Any]:
 def unknown_variables(prompt: PromptTemplate) -> str | None:
     """A message naming the variables ``prompt`` reads that no step of vara provides (a typo
     that would fail every window), else None."""
-    known = {*_examples(), "labelset", "domain", "label"}
+    known = {*_examples(), *_DERIVED} - {"by_labelset"}
     unknown = sorted(prompt.variables - known)
     if not unknown:
         return None

@@ -117,6 +117,30 @@ def test_system_prompts_list_every_label_and_rule():
         assert "\n\n" not in system
 
 
+def test_example_variables_fit_the_label_set(tmp_path):
+    """`vara prompts render --labels kinetics-sample` shows a kinetics clip, not a newborn's;
+    a label set of one's own gets neutral captions and scores of its own labels."""
+    kinetics = example_variables(KINETICS)
+    text = " ".join(c["text"] for c in kinetics["captions"])
+    assert "eyelid" in text and "mannequin" not in text
+    assert set(kinetics["predicted"]) <= set(KINETICS.names)
+    assert {s["label"] for s in kinetics["scores"]} <= set(KINETICS.names)
+    assert "'applying mascara' is not one of" in kinetics["error"]
+    assert "mannequin" in example_variables(NEWBORN)["captions"][0]["text"]
+
+    own = tmp_path / "kitchen.yaml"
+    own.write_text("name: kitchen\ndescription: Cooking.\nmulti_label: false\nlabels:\n"
+                   "  - {name: chop, description: Cuts food.}\n"
+                   "  - {name: stir, description: Stirs a pot.}\n")  # fmt: skip
+    variables = example_variables(load_labelset(own))
+    assert "mannequin" not in variables["captions"][0]["text"]
+    assert [s["label"] for s in variables["scores"]] == ["chop", "stir"]
+    assert variables["predicted"] == ["chop"]
+    assert "is not one of ['chop', 'stir']" in variables["error"]
+    for pid, version in list_prompts():  # every packaged prompt renders with them
+        load_prompt(f"{pid}.v{version}").render(**variables)
+
+
 def test_a_prompt_in_prompts_dir_may_reuse_a_packaged_schema(tmp_path):
     (tmp_path / "reason.v2.yaml").write_text("schema: answer.v1.schema.json\nuser: hi\n")
     assert load_prompt("reason.v2", tmp_path).schema == load_prompt("reason.v1").schema
