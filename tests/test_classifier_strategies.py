@@ -177,6 +177,22 @@ def test_decisions_use_full_precision_scores(tiny_vlm_dir, tmp_path):
         assert clf.labels_for(clf.predict([batch])[0]) == tuple(expected)
 
 
+def test_weights_hash_reads_unchanged_weights_once(tmp_path):
+    import os
+
+    from vara.tools.classifier import _hash_files, _weights_hash
+
+    (tmp_path / "adapter").mkdir()
+    weights = tmp_path / "adapter" / "model.safetensors"
+    weights.write_bytes(b"a" * 4096)
+    first = _weights_hash(tmp_path)
+    misses = _hash_files.cache_info().misses
+    assert _weights_hash(tmp_path) == first and _hash_files.cache_info().misses == misses
+    weights.write_bytes(b"b" * 4096)  # retrained in place: same size, new bytes and mtime
+    os.utime(weights, ns=(1, 1))
+    assert _weights_hash(tmp_path) != first
+
+
 def test_a_refused_out_dir_is_refused_before_the_classifier_loads(tiny_classifier_run, tmp_path,
                                                                   monkeypatch):  # fmt: skip
     from vara.agents import runner

@@ -23,6 +23,8 @@ it is the fast path on GPUs) and fp32 on CPU, unless ``precision`` names one.
 
 from __future__ import annotations
 
+import functools
+import hashlib
 import json
 import logging
 import threading
@@ -292,15 +294,28 @@ def classifier_id(run_dir: str | Path, info: ClassifierInfo | None = None) -> st
 
 def _weights_hash(run: Path) -> str:
     """Short content hash of the trained weights: the id predictions carry."""
-    import hashlib
-
-    h = hashlib.sha256()
     files = sorted(p for p in run.rglob("*.safetensors") if p.is_file())
     if not files:
         raise InputError(f"'{run}' holds no weights (*.safetensors); the training did not finish")
-    for p in files:
-        h.update(p.relative_to(run).as_posix().encode())
-        h.update(p.read_bytes())
+    # Files unchanged since an earlier call (same size and mtime) are not read again: a run
+    # computes the id before it loads the classifier, and the classifier computes it again.
+    stamps = tuple((str(p), p.relative_to(run).as_posix(), *_stat(p)) for p in files)
+    return _hash_files(stamps)
+
+
+def _stat(path: Path) -> tuple[int, int]:
+    st = path.stat()
+    return st.st_size, st.st_mtime_ns
+
+
+@functools.lru_cache(maxsize=32)
+def _hash_files(stamps: tuple[tuple[str, str, int, int], ...]) -> str:
+    h = hashlib.sha256()
+    for path, name, *_ in stamps:
+        h.update(name.encode())
+        with open(path, "rb") as fh:  # streamed: a full TimeSformer is ~0.5 GB
+            for chunk in iter(lambda: fh.read(1 << 20), b""):
+                h.update(chunk)
     return h.hexdigest()[:12]
 
 
