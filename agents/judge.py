@@ -7,7 +7,10 @@ confidence 0-100, reason}, validated, re-asked once, and a second failure fails 
 From the judgements: ``scores`` = P(present) per class (confidence/100 for "yes", 1 - that
 for "no"), usable for per-class threshold tuning. Multi-label: the classes judged "yes"; when
 two exclusive classes are both "yes", the lower-scored one is dropped and the explanation
-says so. Single-label: the class with the highest score (ties: label-set order).
+says so. Single-label: the class judged "yes" with the highest score; when no class is
+judged "yes", the class with the highest score, and the explanation says so (ties:
+label-set order). The answers decide before the confidences, as in multi-label: a "yes" at
+30% is chosen over a "no" at 10% (P(present) 0.9), whose numbers contradict its answer.
 """
 
 from __future__ import annotations
@@ -98,7 +101,11 @@ def decide(labelset: LabelSet, judgements: dict[str, Judgement]) -> tuple[Answer
                 chosen = [n for n in chosen if n not in dropped]
                 notes.append(f"{', '.join(dropped)} dropped: exclusive with {keep} (higher score)")
     else:
-        chosen = [max(names, key=lambda n: judgements[n].score)]
+        candidates = [n for n in names if judgements[n].present]
+        if not candidates:
+            candidates = list(names)
+            notes.append("no activity judged yes: the one with the highest score chosen")
+        chosen = [max(candidates, key=lambda n: judgements[n].score)]
     cited = [n for n in names if n in chosen] or list(names)
     evidence = tuple(dict.fromkeys(e for n in cited for e in judgements[n].evidence))
     lines = [

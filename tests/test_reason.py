@@ -151,6 +151,42 @@ def test_judgement_scores_and_validation():
         parse_judgement(ok.replace("80", "180"), schema)
 
 
+def _judgements(labelset, verdicts):
+    from vara.tools.reason import Judgement
+    from vara.types import Evidence
+
+    cite = (Evidence("caption", "caption:1", "seen"),)
+    return {
+        n: Judgement(present=v[0] == "yes", confidence=v[1], evidence=cite, reason=f"{n} why")
+        for n, v in zip(labelset.names, verdicts, strict=False)
+    } | {n: Judgement(False, 99, cite, "absent") for n in labelset.names[len(verdicts) :]}
+
+
+def test_judge_decisions_follow_the_answers():
+    from vara.agents.judge import decide
+
+    # Single-label: a "yes" at 30% beats a "no" at 10% (P(present) 0.9, against its answer).
+    answer, scores = decide(KINETICS, _judgements(KINETICS, [("no", 10), ("yes", 30)]))
+    assert answer.labels == (KINETICS.names[1],)
+    assert scores.probs[:2] == pytest.approx((0.9, 0.3))
+    # Two "yes": the higher score; none: the highest score, said in the explanation.
+    answer, _ = decide(KINETICS, _judgements(KINETICS, [("yes", 60), ("no", 5), ("yes", 90)]))
+    assert answer.labels == (KINETICS.names[2],) and "no activity judged yes" not in (
+        answer.explanation
+    )
+    answer, _ = decide(KINETICS, _judgements(KINETICS, [("no", 80), ("no", 40)]))
+    assert answer.labels == (KINETICS.names[1],)
+    assert "no activity judged yes" in answer.explanation
+    # Multi-label: every "yes"; of an exclusive pair both "yes", the higher score stays.
+    assert NEWBORN.exclusive, "the newborn set has an exclusive group"
+    group = NEWBORN.exclusive[0]
+    verdicts = [("yes", 90 if n == group[0] else 70) if n in group else ("no", 90)
+                for n in NEWBORN.names]  # fmt: skip
+    answer, _ = decide(NEWBORN, _judgements(NEWBORN, verdicts))
+    assert answer.labels == (group[0],)
+    assert f"{group[1]} dropped: exclusive with {group[0]}" in answer.explanation
+
+
 def test_tokens_need_one_entry_per_frame():
     schema = tokens_schema(load_prompt("tokens.v1").schema, 2)
     frame = {
