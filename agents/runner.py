@@ -19,7 +19,7 @@ import logging
 import os
 import time
 import traceback
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import ALL_COMPLETED, FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -38,12 +38,13 @@ from vara.agents.graph import (
     get_graph,
 )
 from vara.agents.steps import failed_step
+from vara.agents.video_keys import assign_keys
 from vara.config import StrategyConfig
 from vara.errors import ConfigError, StructuredOutputError, VaraError, VideoError
 from vara.prompts.loader import PromptTemplate, load_prompt, unknown_variables
 from vara.provenance import meta_info, utc_now
 from vara.records import JsonlWriter, read_jsonl, write_json_atomic, write_jsonl_atomic
-from vara.timeline import build_timeline, timeline_csv_rows
+from vara.timeline import run_timeline, timeline_csv_rows
 from vara.tools import video
 from vara.tools.cache import CaptionCache
 from vara.tools.chat import ChatModel, load_now
@@ -72,7 +73,7 @@ class RunSummary:
     n_videos: int
     n_windows: int
     n_predicted: int  # finished in this run
-    n_resumed: int  # already in predictions.jsonl from an earlier run
+    n_resumed: int  # this run's windows already in predictions.jsonl from an earlier run
     failures: tuple[Failure, ...]
     wall_s: float
     stats: dict[str, int] = field(default_factory=dict)  # e.g. caption_requests, cache hits
@@ -105,15 +106,6 @@ def expand_inputs(inputs: Iterable[str | Path]) -> list[str]:
         else:
             unique[key] = p
     return list(unique.values())
-
-
-def _video_keys(paths: Sequence[str]) -> dict[str, str]:
-    """Short, unique, stable names for clip ids: the file name unless two inputs share one."""
-    names = [Path(p).name for p in paths]
-    if len(set(names)) == len(names):
-        return dict(zip(paths, names, strict=True))
-    root = os.path.commonpath([str(Path(p).resolve().parent) for p in paths])
-    return {p: os.path.relpath(Path(p).resolve(), root) for p in paths}
 
 
 def _load_prompts(strategy: StrategyConfig, prompts_dir: str | None) -> dict[str, PromptTemplate]:
@@ -353,18 +345,25 @@ def run_videos(
 
     ``options`` are those of ``run_clips``.
     """
-    keys = _video_keys(videos)
+    out = Path(out_dir)
+    keys = assign_keys(videos, out)  # stable per out dir: see agents/video_keys.py
     groups: list[tuple[str, list[Clip]]] = []
     failures: list[Failure] = []
     w = strategy.windows
     for path in videos:
+        if path in keys.repeats:
+            continue
         try:
             info = video.probe(path)
         except VideoError as exc:
             failures.append(Failure(path, "probe", str(exc)))
             continue
-        groups.append((path, make_windows(info, w.window_s, w.overlap, video_key=keys[path])))
-    return run_clips(groups, strategy, labelset, out_dir, failures=failures, **options)
+        clips = make_windows(info, w.window_s, w.overlap, video_key=keys.keys[path])
+        groups.append((path, clips))
+    return run_clips(
+        groups, strategy, labelset, out, failures=failures, on_start=lambda: keys.save(out),
+        **options,
+    )  # fmt: skip
 
 
 def run_clips(
@@ -380,12 +379,14 @@ def run_clips(
     cache: CaptionCache | None = None,
     failures: Sequence[Failure] = (),
     classifier: Classifier | None = None,
+    on_start: Callable[[], None] | None = None,
 ) -> RunSummary:
     """Label the given clips, grouped by video (any windows: from make_windows or a dataset).
 
     ``vlm``/``llm`` replace the strategy's endpoints (tests, reuse across strategies), and
     ``classifier`` its ``classifier.run_dir``;
-    ``cache`` reuses captions; ``failures`` are earlier ones to report with this run's.
+    ``cache`` reuses captions; ``failures`` are earlier ones to report with this run's;
+    ``on_start`` is called once the out dir's checks pass, before the first window.
     """
     t0 = time.perf_counter()
     out = Path(out_dir)
@@ -420,6 +421,8 @@ def run_clips(
         if classifier is None:
             ctx = dataclasses.replace(ctx, classifier=load_run_classifier(strategy, labelset))
             run.ctx = ctx
+    if on_start is not None:
+        on_start()
     sessions, started = list(previous.get("sessions", [])), utc_now()
     write_json_atomic(
         out / "run.json",
@@ -445,7 +448,7 @@ def run_clips(
             n_videos=len({path for path, _ in groups} | {f.item for f in failures}),
             n_windows=total,
             n_predicted=run.n_predicted,
-            n_resumed=len(run.done),
+            n_resumed=total - todo,
             failures=tuple(run.failures),
             wall_s=round(time.perf_counter() - t0, 3),
             stats=ctx.stats.snapshot(),
@@ -487,8 +490,11 @@ def _write_outputs(
     status: str,
     sessions: list[dict[str, Any]],
 ) -> None:
-    preds = [Prediction.from_dict(r) for r in read_jsonl(out / "predictions.jsonl")]
-    timelines = [build_timeline(path, info.duration_s, preds) for path, info, _ in plans]
+    preds = {r["clip_id"]: Prediction.from_dict(r) for r in read_jsonl(out / "predictions.jsonl")}
+    timelines = [
+        run_timeline(path, info.duration_s, [c.clip_id for c in clips], preds)
+        for path, info, clips in plans
+    ]
     write_json_atomic(out / "timeline.json", {"timelines": [t.to_dict() for t in timelines]})
     with open(out / "timeline.csv", "w", newline="") as fh:
         csv.writer(fh).writerows(timeline_csv_rows(timelines))

@@ -324,6 +324,54 @@ def test_rerun_resumes_and_a_different_config_is_refused(vllm_server, tmp_path):
     assert out in r.stderr
 
 
+def test_a_video_resumes_from_any_path_and_a_namesake_is_labelled(vllm_server, tmp_path,
+                                                                  monkeypatch, capsys):  # fmt: skip
+    """Clip ids key on the video's content (videos.json), not on the path it was given by."""
+    for day in ("day1", "day2"):
+        (tmp_path / day).mkdir()
+    first = write_test_video(tmp_path / "day1" / "cam.mp4", n_frames=75, codec="h264")
+    other = write_test_video(tmp_path / "day2" / "cam.mp4", n_frames=50, codec="h264", seed=1)
+    out = tmp_path / "out"
+
+    def run(*videos: str) -> str:
+        args = [
+            "run",
+            *videos,
+            "--labels",
+            "kinetics-sample",
+            "--strategy",
+            "direct",
+            "--vlm-url",
+            vllm_server.url,
+            "--frames",
+            "2",
+            "--out",
+            str(out),
+            "--no-progress",
+        ]
+        assert main(args) == 0  # fmt: skip
+        return capsys.readouterr().out
+
+    def events(video: str) -> int:
+        timelines = json.loads((out / "timeline.json").read_text())["timelines"]
+        return sum(e["n_windows"] for t in timelines if t["video"] == video for e in t["events"])
+
+    n_first = len(make_windows(probe(str(first)), 2.0, 0.5))
+    assert f"{n_first} predicted now, 0 resumed" in run(str(first))
+    monkeypatch.chdir(tmp_path / "day1")  # the same file by a relative path
+    assert f"0 predicted now, {n_first} resumed" in run("cam.mp4")
+    assert events("cam.mp4") == n_first  # its timeline, from the earlier session's windows
+    monkeypatch.chdir(tmp_path)
+    n_other = len(make_windows(probe(str(other)), 2.0, 0.5))
+    assert f"{n_other} predicted now, 0 resumed" in run(str(other))  # not the namesake's
+    assert f"0 predicted now, {n_first + n_other} resumed" in run(
+        str(tmp_path / "day1"), str(tmp_path / "day2")
+    )
+    preds = read_jsonl(out / "predictions.jsonl")
+    assert len(preds) == len({p["clip_id"] for p in preds}) == n_first + n_other
+    assert events(str(other)) == n_other
+
+
 @pytest.mark.server
 def test_sigkill_mid_run_then_rerun_gives_one_prediction_per_window(vllm_server, tmp_path):
     import os

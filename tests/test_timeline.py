@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from vara.timeline import build_timeline, timeline_csv_rows
+from vara.timeline import build_timeline, run_timeline, timeline_csv_rows
 from vara.types import ClassScores, Prediction
 
 
@@ -48,3 +48,14 @@ def test_scores_are_averaged_and_other_videos_ignored():
 
 def test_empty():
     assert build_timeline("v.mp4", 1.0, []).events == ()
+
+
+def test_a_run_timeline_splits_at_a_failed_window_and_finds_windows_by_id():
+    # Windows 0..4; window 2 failed (no prediction): A at 0-1 and 3-4 are two events, not one.
+    preds = {p.clip_id: p for p in (_pred(t, "A", video="old/path.mp4") for t in (0, 1, 3, 4))}
+    windows = [f"old/path.mp4:{t}" for t in range(5)]
+    tl = run_timeline("new/path.mp4", 6.0, windows, preds)  # the video read from elsewhere now
+    assert tl.video == "new/path.mp4"
+    assert [(e.start_s, e.end_s, e.n_windows) for e in tl.events] == [(0, 3.0, 2), (3, 6.0, 2)]
+    # build_timeline has no window sequence: it cannot tell a failed window from none.
+    assert len(build_timeline("old/path.mp4", 6.0, preds.values()).events) == 1

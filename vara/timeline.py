@@ -3,16 +3,16 @@
 Consecutive windows (in time order) that carry the same label merge into one event spanning
 from the first window's start to the last window's end. Windows are consecutive when they
 are neighbours in the video's window sequence, so one negative window splits an event even
-though, with 50% overlap, its neighbours touch.
+though, with 50% overlap, its neighbours touch; so does a window that failed (no prediction).
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping, Sequence
 
 from vara.types import Prediction, Timeline, TimelineEvent
 
-__all__ = ["build_timeline", "timeline_csv_rows"]
+__all__ = ["build_timeline", "run_timeline", "timeline_csv_rows"]
 
 
 def _score(p: Prediction, label: str) -> float | None:
@@ -22,7 +22,29 @@ def _score(p: Prediction, label: str) -> float | None:
 
 
 def build_timeline(video: str, duration_s: float, predictions: Iterable[Prediction]) -> Timeline:
+    """The timeline of the predictions whose ``video`` is ``video``, each window neighbour to
+    the next one predicted (use ``run_timeline`` when the window sequence is known)."""
     preds = sorted((p for p in predictions if p.video == video), key=lambda p: p.start_s)
+    return Timeline(video=video, duration_s=duration_s, events=_events(preds))
+
+
+def run_timeline(
+    video: str,
+    duration_s: float,
+    windows: Sequence[str],
+    predictions: Mapping[str, Prediction],
+) -> Timeline:
+    """The timeline of a run's video: ``windows`` are its clip ids in time order and
+    ``predictions`` a run's, by clip id (found wherever the video was read from). A window
+    without a prediction (it failed) ends every event, as a negative window does."""
+    return Timeline(
+        video=video,
+        duration_s=duration_s,
+        events=_events([predictions.get(clip_id) for clip_id in windows]),
+    )
+
+
+def _events(sequence: Sequence[Prediction | None]) -> tuple[TimelineEvent, ...]:
     events: list[TimelineEvent] = []
     open_: dict[str, list[Prediction]] = {}
 
@@ -39,15 +61,16 @@ def build_timeline(video: str, duration_s: float, predictions: Iterable[Predicti
             )
         )
 
-    for p in preds:
-        for label in [lab for lab in open_ if lab not in p.labels]:
+    for p in sequence:
+        labels = p.labels if p is not None else ()
+        for label in [lab for lab in open_ if lab not in labels]:
             close(label)
-        for label in p.labels:
+        for label in labels:
             open_.setdefault(label, []).append(p)
     for label in list(open_):
         close(label)
     events.sort(key=lambda e: (e.start_s, e.label))
-    return Timeline(video=video, duration_s=duration_s, events=tuple(events))
+    return tuple(events)
 
 
 def timeline_csv_rows(timelines: Iterable[Timeline]) -> list[list[object]]:
