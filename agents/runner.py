@@ -350,7 +350,8 @@ def run_videos(
     groups: list[tuple[str, list[Clip]]] = []
     failures: list[Failure] = []
     w = strategy.windows
-    for path in videos:
+    progress = options.get("progress", True) and len(videos) > 1
+    for path in tqdm(videos, desc="probing", unit="video", leave=False, disable=not progress):
         if path in keys.repeats:
             continue
         try:

@@ -513,3 +513,17 @@ def test_make_windows_adds_a_tail_only_for_uncovered_frames():
     # 301 frames: frame 300 starts at 10.01 s, after every regular window -> a tail window.
     last = make_windows(info_of(301, fps=ntsc), 2.0, 0.5)[-1]
     assert last.end_s == pytest.approx(301 / ntsc) and last.start_s == pytest.approx(301 / ntsc - 2)
+
+
+def test_a_large_batch_is_probed_once_per_video(tmp_path, monkeypatch):
+    """The runner probes every video, then again as it decodes each: a batch larger than a
+    small probe cache would be probed (VFR: decoded whole) again and again."""
+    paths = [write_test_video(tmp_path / f"v{i}.avi", n_frames=2, size=(16, 16), noise=False)
+             for i in range(150)]  # fmt: skip
+    opened = []
+    real = video._inspect_uncached
+    monkeypatch.setattr(video, "_inspect_uncached", lambda p: opened.append(p) or real(p))
+    for _ in range(2):
+        for p in paths:
+            video.probe(p)
+    assert len(opened) == len(paths)

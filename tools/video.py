@@ -143,7 +143,9 @@ def _inspect(path: str | Path) -> _Source:
     return _inspect_cached(str(path), st.st_size, st.st_mtime_ns)
 
 
-@functools.lru_cache(maxsize=64)
+# Room for every video of a large batch (an entry is ~0.5 KB): the runner probes them all
+# before the first window and again as it decodes each, and a VFR probe decodes the file.
+@functools.lru_cache(maxsize=1 << 16)
 def _inspect_cached(path: str, size: int, mtime_ns: int) -> _Source:
     return _inspect_uncached(path)
 
