@@ -303,7 +303,11 @@ class _Run:
                 skip = {p.clip.clip_id for p in cached}
                 rest = [c for c in todo if c.clip_id not in skip]
                 if rest and not self.abort:
-                    for batch in video.iter_frame_batches(path, rest, self.ctx.strategy.sampler):
+                    batches = video.iter_frame_batches(
+                        path, rest, self.ctx.strategy.sampler,
+                        on_error=lambda clip, exc: self.undecodable(clip, exc, bar),
+                    )  # fmt: skip
+                    for batch in batches:
                         submit(batch)
                         if self.abort:
                             break
@@ -311,6 +315,11 @@ class _Run:
                 self.failures.append(Failure(path, "decode", str(exc)))
             finally:
                 self._drain(inflight, bar, ALL_COMPLETED)
+
+    def undecodable(self, clip: Clip, exc: VideoError, bar: tqdm) -> None:
+        """A window whose frames do not decode (a damaged stretch): it fails, the rest go on."""
+        self.failures.append(Failure(clip.clip_id, "decode", str(exc)))
+        bar.update(1)
 
     def _cached_plans(self, path: str, clips: list[Clip]) -> list[FramePlan]:
         """Plans of the windows whose every VLM output is cached: they need no decoding."""

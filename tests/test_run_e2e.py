@@ -14,6 +14,7 @@ from conftest import vara
 from vara.cli import main
 from vara.prompts.loader import load_labelset
 from vara.records import read_jsonl
+from vara.synth_video import damage_middle
 from vara.testing import write_test_video
 from vara.tools.video import probe
 from vara.tools.windows import make_windows
@@ -182,10 +183,13 @@ def _bad_inputs(d: Path) -> dict[str, Path]:
 @pytest.mark.server
 def test_bad_inputs_are_listed_and_the_good_video_finishes(vllm_server, tmp_path):
     files = _bad_inputs(tmp_path)
+    # Damaged mid-file: the windows over the damage fail, those after it are labelled.
+    damaged = damage_middle(write_test_video(tmp_path / "damaged.mp4", n_frames=250,
+                                             codec="h264", gop=25, bframes=0))  # fmt: skip
     out = tmp_path / "out"
     r = vara(
         "run",
-        *map(str, files.values()),
+        *map(str, [*files.values(), damaged]),
         "--labels",
         "kinetics-sample",
         "--vlm-url",
@@ -198,13 +202,21 @@ def test_bad_inputs_are_listed_and_the_good_video_finishes(vllm_server, tmp_path
     )
     assert r.returncode == 1, r.stderr
     failures = read_jsonl(out / "failures.jsonl")
+    lost = [f for f in failures if f["item"].startswith("damaged.mp4:")]
+    assert lost and all(f["stage"] == "decode" and "corrupt" in f["error"] for f in lost)
+    failures = [f for f in failures if f not in lost]
     failed_items = {Path(f["item"]).name for f in failures}
     assert failed_items == {"missing.mp4", "notes.mp4", "empty.mp4", "truncated.mp4"}
     for f in failures:
         assert Path(f["item"]).name in f["error"] and "\n" not in f["error"]
     lines = [ln for ln in r.stderr.splitlines() if ln.startswith("failed")]
-    assert len(lines) == 4 and all("Traceback" not in ln for ln in lines)
-    _check_outputs(out, [str(files["good"])], KINETICS, "caption-reason")
+    assert len(lines) == 4 + len(lost) and all("Traceback" not in ln for ln in lines)
+    windows = make_windows(probe(str(damaged)), 2.0, 0.5)
+    labelled = {p["clip_id"] for p in read_jsonl(out / "predictions.jsonl")}
+    assert windows[-1].clip_id in labelled  # after the damage
+    assert len(labelled) == len(make_windows(probe(str(files["good"])), 2.0, 0.5)) + len(
+        windows
+    ) - len(lost)
 
 
 @pytest.mark.parametrize("kind", ["missing", "text", "empty", "truncated"])

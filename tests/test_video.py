@@ -18,7 +18,13 @@ import numpy as np
 import pytest
 
 from vara.errors import InputError, VideoError
-from vara.synth_video import frame_number, set_mp4_rotation, write_test_video, write_vfr_video
+from vara.synth_video import (
+    damage_middle,
+    frame_number,
+    set_mp4_rotation,
+    write_test_video,
+    write_vfr_video,
+)
 from vara.tools import video
 from vara.tools.video import SEEK_GAP, iter_frame_batches, probe, read_frames
 from vara.tools.windows import make_windows, plan_frames
@@ -527,3 +533,23 @@ def test_a_large_batch_is_probed_once_per_video(tmp_path, monkeypatch):
         for p in paths:
             video.probe(p)
     assert len(opened) == len(paths)
+
+
+def test_a_damaged_stretch_fails_only_the_windows_that_need_it(tmp_path):
+    """3 KB of garbage mid-file: the windows over it fail, those after it still decode
+    (by seeking past the damage), instead of the whole rest of the video being lost."""
+    path = damage_middle(write_test_video(tmp_path / "v.mp4", n_frames=500, codec="h264",
+                                          gop=25, bframes=0))  # fmt: skip
+    clips = make_windows(probe(path), 2.0, 0.5)
+    spec = SamplerSpec(n_frames=4)
+    with pytest.raises(VideoError, match="corrupt"):  # without on_error: stops at the damage
+        list(iter_frame_batches(path, clips, spec))
+    failed: list[tuple[str, str]] = []
+    batches = list(iter_frame_batches(
+        path, clips, spec, on_error=lambda clip, exc: failed.append((clip.clip_id, str(exc)))
+    ))  # fmt: skip
+    assert 0 < len(failed) <= 4 and all("corrupt" in why for _, why in failed)
+    assert len(batches) + len(failed) == len(clips)
+    assert batches[-1].clip == clips[-1]  # the video's end decodes
+    for b in batches:
+        assert [frame_number(f) for f in b.frames] == list(b.frame_idx)

@@ -29,7 +29,7 @@ import logging
 import math
 import os
 from collections import Counter, deque
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -252,6 +252,7 @@ class _Reader:
         self._avi = Path(src.info.path).suffix.lower() == ".avi"  # no pts: see _inspect
         self._cap = _open(src.info.path)
         self._next = 0  # index of the frame the next grab() returns
+        self._lost = False  # a read failed mid-stream: the next one seeks
         self.seeks = 0  # for tests and benchmarks: how often the seek path ran
 
     def close(self) -> None:
@@ -268,6 +269,7 @@ class _Reader:
         # A seek landed off the 1/fps grid: this file is VFR after all; count frames instead.
         self._cap.release()
         self._cap, self._next, self._exact = _open(self._src.info.path), 0, False
+        self._lost = False
 
     def _seek(self, idx: int) -> bool:
         """Seek to idx and grab it; False if the file turned out not to be CFR."""
@@ -278,15 +280,20 @@ class _Reader:
         return self._avi or abs(t - idx / self._fps) <= _GRID_TOL / self._fps
 
     def read(self, idx: int) -> tuple[np.ndarray, float]:
-        """RGB frame ``idx`` (resized) and its time in seconds."""
-        jump = idx < self._next or (self._exact and idx - self._next > SEEK_GAP)
+        """RGB frame ``idx`` (resized) and its time in seconds.
+
+        Where decoding stops at a damaged stretch, the frame fails and the next read jumps:
+        a seekable (CFR) file seeks past the damage. (A VFR file is counted by decoding, so
+        its windows end where decoding stops, with a warning from the probe.)"""
+        jump = self._lost or idx < self._next or (self._exact and idx - self._next > SEEK_GAP)
         if jump and self._exact and self._seek(idx):
-            self._next = idx + 1
+            self._next, self._lost = idx + 1, False
         elif jump:
             self._restart_sequential()
         cap = self._cap
         while self._next <= idx:
             if not cap.grab():
+                self._lost = True  # where the decoder is now is unknown: the next read jumps
                 raise self._fail(idx, f"cannot be decoded (decoding stopped at {self._next})")
             self._next += 1
         ok, bgr = cap.retrieve()
@@ -354,7 +361,11 @@ def _check_order(prev: Clip | None, clip: Clip) -> None:
 
 
 def iter_frame_batches(
-    path: str | Path, clips: Iterable[Clip], spec: SamplerSpec
+    path: str | Path,
+    clips: Iterable[Clip],
+    spec: SamplerSpec,
+    *,
+    on_error: Callable[[Clip, VideoError], None] | None = None,
 ) -> Iterator[FrameBatch]:
     """One FrameBatch per clip, in the given order, from one pass over the video.
 
@@ -363,7 +374,8 @@ def iter_frame_batches(
     planned just ahead of the decoder, frames shared by overlapping clips are decoded once
     and dropped after the last clip using them, so memory holds the frames of the clips
     being assembled, whatever the video's length. Batches before a damaged region are
-    yielded before its VideoError is raised.
+    yielded before its VideoError is raised; with ``on_error``, a clip whose frames do not
+    decode goes to ``on_error(clip, error)`` instead, and the clips after the damage follow.
     """
     src = _inspect(path)
     if isinstance(clips, Sequence):  # fail before a long decode, not in the middle of it
@@ -374,6 +386,7 @@ def iter_frame_batches(
     pending: deque[tuple[Clip, tuple[int, ...]]] = deque()  # planned, not yet yielded
     refs: Counter[int] = Counter()  # how many pending clips want each frame
     cache: dict[int, tuple[np.ndarray, float]] = {}
+    bad: dict[int, VideoError] = {}  # wanted frames that did not decode (with on_error)
     last: Clip | None = None  # the last clip planned
     done = -1  # every wanted frame <= done has been read
 
@@ -399,14 +412,26 @@ def iter_frame_batches(
                 pass
             pending.popleft()
             for i in sorted(i for i in refs if done < i <= plan[-1]):
-                cache[i] = reader.read(i)
+                try:
+                    cache[i] = reader.read(i)
+                except VideoError as exc:
+                    if on_error is None:
+                        raise
+                    bad[i] = exc
             done = max(done, plan[-1])
-            frames = np.stack([cache[i][0] for i in plan])
-            times = tuple(cache[i][1] for i in plan)
+            error = next((bad[i] for i in plan if i in bad), None)
+            if error is None:
+                frames = np.stack([cache[i][0] for i in plan])
+                times = tuple(cache[i][1] for i in plan)
             for i in set(plan):
                 refs[i] -= 1
                 if refs[i] == 0:
-                    del refs[i], cache[i]
+                    del refs[i]
+                    cache.pop(i, None)
+                    bad.pop(i, None)
+            if error is not None:
+                on_error(clip, error)
+                continue
             yield FrameBatch(
                 clip=clip, frames=frames, frame_idx=plan, timestamps_s=times, sampler=spec
             )

@@ -24,6 +24,7 @@ import numpy as np
 __all__ = [
     "BITS",
     "CODECS",
+    "damage_middle",
     "frame_number",
     "make_frame",
     "set_mp4_rotation",
@@ -365,5 +366,17 @@ def set_mp4_rotation(path: str | Path, degrees: int) -> Path:
     a, b, c, d = cells[degrees]
     matrix = np.array([a, b, 0, c, d, 0, 0, 0, 0x40000000], dtype=">i4")
     data[matrix_at : matrix_at + 36] = matrix.tobytes()
+    path.write_bytes(bytes(data))
+    return path
+
+
+def damage_middle(path: str | Path, n_bytes: int = 3000, *, seed: int = 0) -> Path:
+    """Overwrite ``n_bytes`` in the middle of a file with random bytes, as a bad sector or a
+    broken copy does: the container still opens, and decoding stops at that stretch."""
+    path = Path(path)
+    data = bytearray(path.read_bytes())
+    at = len(data) // 2
+    noise = np.random.default_rng(seed).integers(0, 256, n_bytes, np.uint8)
+    data[at : at + n_bytes] = noise.tobytes()[: len(data) - at]
     path.write_bytes(bytes(data))
     return path
