@@ -56,21 +56,24 @@ def describe(
     """
     gen = _generation(ctx, max_tokens, json_schema)
     key = _cache_key(ctx, plan, part, prompt, rendered, gen)
-    if key is not None:
-        hit = ctx.cache.get(key)
-        if hit is not None:
+
+    def ask() -> CachedCaption:
+        done = ctx.vlm.complete(
+            chat_turns(rendered.system, rendered.user, ctx.frames.get(plan.clip).frames[part]),
+            json_schema=json_schema,
+            max_tokens=max_tokens,
+            temperature=gen["temperature"],
+        )
+        ctx.stats.add(caption_requests=1)
+        return CachedCaption(done.text, done.model, done.latency_s)
+
+    if key is None:
+        answer, cached = ask(), False
+    else:  # overlapping windows in flight together ask for shared frames once
+        answer, cached = ctx.cache.get_or_make(key, ask)
+        if cached:
             ctx.stats.add(caption_cache_hits=1)
-            return _caption(plan, part, prompt, hit.text, hit.model, hit.latency_s, True)
-    done = ctx.vlm.complete(
-        chat_turns(rendered.system, rendered.user, ctx.frames.get(plan.clip).frames[part]),
-        json_schema=json_schema,
-        max_tokens=max_tokens,
-        temperature=gen["temperature"],
-    )
-    ctx.stats.add(caption_requests=1)
-    if key is not None:
-        ctx.cache.put(key, CachedCaption(done.text, done.model, done.latency_s))
-    return _caption(plan, part, prompt, done.text, done.model, done.latency_s, False)
+    return _caption(plan, part, prompt, answer.text, answer.model, answer.latency_s, cached)
 
 
 def _generation(ctx: Context, max_tokens: int, json_schema: dict[str, Any] | None) -> dict:
@@ -122,13 +125,17 @@ def _caption_requests(ctx: Context, plan: FramePlan) -> list[tuple[slice, Render
     clip, prompt = plan.clip, ctx.prompts["caption"]
     max_words = max(10, int(ctx.strategy.generation.caption_max_tokens * _WORDS_PER_TOKEN))
     out = []
-    for part in frame_groups(len(plan.frame_idx), ctx.strategy.frames_per_caption):
+    groups = frame_groups(len(plan.frame_idx), ctx.strategy.frames_per_caption)
+    for part in groups:
         ts = plan.timestamps_s[part]
+        # A group of frames names its own span, not the window's: the same frames in the
+        # next (overlapping) window then render the same prompt and hit the cache.
+        span = (clip.start_s, clip.end_s) if len(groups) == 1 else (ts[0], ts[-1])
         rendered = prompt.render(
             domain=ctx.labelset.description,
             n_frames=len(ts),
-            start_s=clip.start_s,
-            end_s=clip.end_s,
+            start_s=span[0],
+            end_s=span[1],
             timestamps=list(ts),
             max_words=max_words,
         )

@@ -74,3 +74,53 @@ def test_unusable_cache_path_names_the_fix(tmp_path):
     blocker.write_text("")
     with pytest.raises(InputError, match="--no-cache"):
         CaptionCache(blocker / "c.sqlite")
+
+
+def test_a_key_being_made_is_waited_for_not_made_twice(tmp_path):
+    import threading
+    import time
+
+    cache = CaptionCache(tmp_path / "c.sqlite")
+    calls: list[str] = []
+    started = threading.Event()
+
+    def slow() -> CachedCaption:
+        calls.append("made")
+        started.set()
+        time.sleep(0.2)
+        return CachedCaption("text", "m", 0.2)
+
+    got = []
+    first = threading.Thread(target=lambda: got.append(cache.get_or_make("k", slow)))
+    first.start()
+    started.wait()
+    got.append(cache.get_or_make("k", slow))  # while the first is still making it
+    first.join()
+    assert calls == ["made"]
+    assert sorted(cached for _, cached in got) == [False, True]
+
+    def fails() -> CachedCaption:
+        started.set()
+        time.sleep(0.1)
+        raise RuntimeError("server down")
+
+    started.clear()
+    errors = []
+    maker = threading.Thread(target=lambda: errors.append(_raises(cache, "k2", fails)))
+    maker.start()
+    started.wait()
+    # The maker fails: the waiter makes it itself rather than waiting forever.
+    assert cache.get_or_make("k2", lambda: CachedCaption("ok", "m", 0.0)) == (
+        CachedCaption("ok", "m", 0.0),
+        False,
+    )
+    maker.join()
+    assert errors == ["server down"]
+
+
+def _raises(cache, key, make) -> str | None:
+    try:
+        cache.get_or_make(key, make)
+    except RuntimeError as exc:
+        return str(exc)
+    return None

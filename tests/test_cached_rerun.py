@@ -62,10 +62,10 @@ def test_cached_windows_are_not_decoded_and_new_ones_are(strategy, tmp_path, mon
     decoded: list[str] = []
     real = video.iter_frame_batches
 
-    def spy(path, clips, spec):
+    def spy(path, clips, spec, **kwargs):
         clips = list(clips)
         decoded.extend(c.clip_id for c in clips)
-        return real(path, clips, spec)
+        return real(path, clips, spec, **kwargs)
 
     monkeypatch.setattr(video, "iter_frame_batches", spy)
     second, vlm = _run(strategy, path, clips, tmp_path / "b", cache, n_vlm=1)
@@ -127,3 +127,22 @@ def test_resuming_with_another_setting_names_the_setting(tmp_path):
         vlm, llm = ScriptedChatModel([], "vlm-x"), ScriptedChatModel([], "llm-y")
         run_clips([(str(path), clips)], config, LABELS, tmp_path / "a", vlm=vlm, llm=llm,
                   prompts_dir=str(prompts))  # fmt: skip
+
+
+def test_overlapping_windows_caption_their_shared_frames_once(tmp_path):
+    """frames_per_caption=2 of 4 frames, 50% overlap: a window's second group is the next
+    window's first; it is captioned once (the group's prompt names its own span)."""
+    path = write_test_video(tmp_path / "v.mp4", n_frames=100, fps=25.0, codec="h264")
+    clips = make_windows(video.probe(path), 2.0, 0.5)  # 3 windows
+    config = load_strategy("caption-reason", ["sampler.n_frames=4", "frames_per_caption=2",
+                                              "concurrency=3"])  # fmt: skip
+    plans = [video.frame_plan(path, c, config.sampler) for c in clips]
+    groups = {p.frame_idx[i : i + 2] for p in plans for i in (0, 2)}
+    assert len(groups) == 4  # of 6 groups, 2 are shared with the next window
+    vlm = ScriptedChatModel(["A mask."] * 4, "vlm-x")  # raises if asked a 5th time
+    llm = ScriptedChatModel([_answer("caption-reason", p) for p in plans], "llm-y")
+    cache = CaptionCache(tmp_path / "c.sqlite")
+    summary = run_clips([(str(path), clips)], config, LABELS, tmp_path / "out", vlm=vlm,
+                        llm=llm, cache=cache, progress=False)  # fmt: skip
+    assert not summary.failures and summary.n_predicted == 3
+    assert summary.stats["caption_requests"] == 4 and summary.stats["caption_cache_hits"] == 2

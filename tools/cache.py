@@ -26,6 +26,7 @@ import os
 import sqlite3
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -85,6 +86,7 @@ class CaptionCache:
             ) from None
         self._lock = threading.Lock()
         self._hashes: dict[tuple[str, int, int], str] = {}
+        self._making: dict[str, threading.Event] = {}  # keys a thread is asking the model for
 
     def video_sha256(self, path: str | Path) -> str:
         st = Path(path).stat()
@@ -137,6 +139,38 @@ class CaptionCache:
         row = (digest, caption.text, caption.model, caption.latency_s, time.time(), key)
         with self._lock, self._db:
             self._db.execute("INSERT OR REPLACE INTO captions VALUES (?,?,?,?,?,?)", row)
+
+    def get_or_make(
+        self, key: str, make: Callable[[], CachedCaption]
+    ) -> tuple[CachedCaption, bool]:
+        """The cached answer for ``key``, or ``make()``'s, stored; and whether it was cached.
+
+        Asked for a key another thread is making (overlapping windows in flight together
+        share frames), it waits for that answer instead of asking the model again; if that
+        thread fails, it makes the answer itself.
+        """
+        while True:
+            hit = self.get(key)
+            if hit is not None:
+                return hit, True
+            with self._lock:
+                busy = self._making.get(key)
+                if busy is None:
+                    self._making[key] = done = threading.Event()
+            if busy is None:
+                break
+            busy.wait()
+        try:
+            hit = self.get(key)  # made and stored between the miss and the claim
+            if hit is not None:
+                return hit, True
+            made = make()
+            self.put(key, made)
+            return made, False
+        finally:
+            with self._lock:
+                del self._making[key]
+            done.set()
 
     def __len__(self) -> int:
         with self._lock:
