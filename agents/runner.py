@@ -43,8 +43,8 @@ from vara.config import StrategyConfig
 from vara.errors import ConfigError, StructuredOutputError, VaraError, VideoError
 from vara.prompts.loader import PromptTemplate, load_prompt, unknown_variables
 from vara.provenance import meta_info, utc_now
-from vara.records import JsonlWriter, read_jsonl, write_json_atomic, write_jsonl_atomic
-from vara.timeline import run_timeline, timeline_csv_rows
+from vara.records import JsonlWriter, iter_jsonl, write_json_atomic, write_jsonl_atomic
+from vara.timeline import WindowLabels, run_timeline, timeline_csv_rows
 from vara.tools import video
 from vara.tools.cache import CaptionCache
 from vara.tools.chat import ChatModel, load_now
@@ -247,7 +247,7 @@ class _Run:
         self.ctx = ctx
         self.graph = get_graph(ctx.strategy.graph)
         self.writer = JsonlWriter(out / "predictions.jsonl")
-        self.done = {r["clip_id"] for r in read_jsonl(out / "predictions.jsonl")}
+        self.done = {r["clip_id"] for r in iter_jsonl(out / "predictions.jsonl")}
         self.failures: list[Failure] = []
         self.n_predicted = 0
         self.abort: EndpointUnreachable | None = None
@@ -500,7 +500,9 @@ def _write_outputs(
     status: str,
     sessions: list[dict[str, Any]],
 ) -> None:
-    preds = {r["clip_id"]: Prediction.from_dict(r) for r in read_jsonl(out / "predictions.jsonl")}
+    preds = {
+        r["clip_id"]: WindowLabels.from_record(r) for r in iter_jsonl(out / "predictions.jsonl")
+    }
     timelines = [
         run_timeline(path, info.duration_s, [c.clip_id for c in clips], preds)
         for path, info, clips in plans

@@ -25,7 +25,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from vara.records import read_jsonl, write_json_atomic
+from vara.records import iter_jsonl, write_json_atomic
 
 __all__ = ["VideoKeys", "assign_keys", "fingerprint"]
 
@@ -123,7 +123,7 @@ def _read_registry(out: Path) -> dict[str, Any]:
         return dict(json.loads(path.read_text())["videos"])
     # An out dir from before videos.json: its predictions name each key's video.
     registry: dict[str, Any] = {}
-    for r in read_jsonl(out / "predictions.jsonl"):
+    for r in iter_jsonl(out / "predictions.jsonl"):
         key = str(r.get("clip_id", "")).rpartition(":")[0]
         if key and key not in registry:
             video = r.get("video")

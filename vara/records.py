@@ -11,13 +11,16 @@ from __future__ import annotations
 import json
 import os
 import threading
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
 from vara.errors import InputError
 
-__all__ = ["JsonlWriter", "read_jsonl", "repair_jsonl", "write_json_atomic", "write_jsonl_atomic"]
+__all__ = [
+    "JsonlWriter", "iter_jsonl", "read_jsonl", "repair_jsonl", "write_json_atomic",
+    "write_jsonl_atomic",
+]  # fmt: skip
 
 
 class JsonlWriter:
@@ -48,25 +51,27 @@ class JsonlWriter:
 
 def read_jsonl(path: str | Path) -> list[dict[str, Any]]:
     """Complete records of a JSONL file; a torn last line (no newline) is ignored."""
+    return list(iter_jsonl(path))
+
+
+def iter_jsonl(path: str | Path) -> Iterator[dict[str, Any]]:
+    """``read_jsonl`` one record at a time, so a large file is never held whole."""
     p = Path(path)
     if not p.exists():
-        return []
-    data = p.read_bytes()
-    lines = data.split(b"\n")
-    if lines and lines[-1] != b"":
-        lines = lines[:-1]  # torn tail: the writer died mid-line
-    out = []
-    for n, line in enumerate(lines, start=1):
-        if not line.strip():
-            continue
-        try:
-            out.append(json.loads(line))
-        except json.JSONDecodeError as exc:
-            raise InputError(
-                f"{p}: line {n} is not JSON ({exc.msg}); fix or delete that line (a deleted "
-                "prediction's window is labelled again on the next run)"
-            ) from None
-    return out
+        return
+    with open(p, "rb") as fh:
+        for n, line in enumerate(fh, start=1):
+            if not line.endswith(b"\n"):
+                return  # torn tail: the writer died mid-line
+            if not line.strip():
+                continue
+            try:
+                yield json.loads(line)
+            except json.JSONDecodeError as exc:
+                raise InputError(
+                    f"{p}: line {n} is not JSON ({exc.msg}); fix or delete that line (a "
+                    "deleted prediction's window is labelled again on the next run)"
+                ) from None
 
 
 def repair_jsonl(path: str | Path) -> None:

@@ -9,13 +9,40 @@ though, with 50% overlap, its neighbours touch; so does a window that failed (no
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
 
-from vara.types import Prediction, Timeline, TimelineEvent
+from vara.types import ClassScores, Prediction, Timeline, TimelineEvent
 
-__all__ = ["build_timeline", "run_timeline", "timeline_csv_rows"]
+__all__ = ["WindowLabels", "build_timeline", "run_timeline", "timeline_csv_rows"]
 
 
-def _score(p: Prediction, label: str) -> float | None:
+@dataclass(frozen=True)
+class WindowLabels:
+    """What a timeline needs of a prediction: a run's end reads these, not whole Predictions
+    (captions, raw answers: ~10 KB each), so an hour-long batch fits in memory."""
+
+    start_s: float
+    end_s: float
+    labels: tuple[str, ...]
+    scores: ClassScores | None = None
+
+    @classmethod
+    def from_record(cls, r: dict[str, Any]) -> WindowLabels:
+        """From a predictions.jsonl record."""
+        scores = r.get("scores")
+        return cls(
+            start_s=float(r["start_s"]),
+            end_s=float(r["end_s"]),
+            labels=tuple(r["labels"]),
+            scores=ClassScores.from_dict(scores) if scores is not None else None,
+        )
+
+
+Window = Prediction | WindowLabels
+
+
+def _score(p: Window, label: str) -> float | None:
     if p.scores is None or label not in p.scores.labels:
         return None
     return p.scores.probs[p.scores.labels.index(label)]
@@ -32,7 +59,7 @@ def run_timeline(
     video: str,
     duration_s: float,
     windows: Sequence[str],
-    predictions: Mapping[str, Prediction],
+    predictions: Mapping[str, Window],
 ) -> Timeline:
     """The timeline of a run's video: ``windows`` are its clip ids in time order and
     ``predictions`` a run's, by clip id (found wherever the video was read from). A window
@@ -44,9 +71,9 @@ def run_timeline(
     )
 
 
-def _events(sequence: Sequence[Prediction | None]) -> tuple[TimelineEvent, ...]:
+def _events(sequence: Sequence[Window | None]) -> tuple[TimelineEvent, ...]:
     events: list[TimelineEvent] = []
-    open_: dict[str, list[Prediction]] = {}
+    open_: dict[str, list[Window]] = {}
 
     def close(label: str) -> None:
         run = open_.pop(label)
