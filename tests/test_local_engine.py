@@ -137,6 +137,19 @@ def test_load_errors_name_the_model(tmp_path):
         deferred.load()
 
 
+def test_loading_prints_no_spurious_config_warning(tiny_vlm_dir):
+    # transformers diffs the config against Idefics3's default, whose pad_token_id lies
+    # outside its default vocabulary; the checkpoint's own config is fine. It warns once per
+    # process (this one has built the model already): load in a fresh one.
+    import subprocess
+    import sys
+
+    code = f"from vara.tools.local_engine import LocalEngine; LocalEngine({str(tiny_vlm_dir)!r})"
+    err = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         check=True).stderr  # fmt: skip
+    assert "pad_token_id must be" not in err and "Loading weights" in err, err
+
+
 def test_closed_engine_raises(tiny_vlm_dir):
     engine = LocalEngine(tiny_vlm_dir)
     engine.close()

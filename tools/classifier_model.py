@@ -16,7 +16,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import math
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
@@ -24,7 +24,12 @@ import torch
 from torch import nn
 
 from vara.errors import InputError
-from vara.tools.local_engine import model_source, not_loadable
+from vara.tools.local_engine import (
+    SPURIOUS_CONFIG_WARNING,
+    model_source,
+    not_loadable,
+    without_log_messages,
+)
 
 log = logging.getLogger(__name__)
 
@@ -216,28 +221,12 @@ _SPURIOUS = {
     # weights as UNEXPECTED, "not ok if you expect identical arch"; _report_loading says
     # what matters instead.
     "transformers.modeling_utils": "LOAD REPORT",
-    # Printing a config builds the class's default config to diff against, and Idefics3's
-    # default has a pad_token_id outside its default vocabulary: not the checkpoint's config.
-    "transformers.configuration_utils": "Model config: pad_token_id must be",
+    **SPURIOUS_CONFIG_WARNING,
 }
 
 
-@contextlib.contextmanager
-def _without_spurious_warnings() -> Iterator[None]:
-    """Hold back ``_SPURIOUS`` while the backbone loads; every other message passes."""
-    filters = []
-    for name, text in _SPURIOUS.items():
-
-        def keep(record: logging.LogRecord, text: str = text) -> bool:
-            return text not in str(record.msg)
-
-        logging.getLogger(name).addFilter(keep)
-        filters.append((name, keep))
-    try:
-        yield
-    finally:
-        for name, keep in filters:
-            logging.getLogger(name).removeFilter(keep)
+def _without_spurious_warnings() -> contextlib.AbstractContextManager[None]:
+    return without_log_messages(_SPURIOUS)
 
 
 def _report_loading(model: str, info: dict[str, Any]) -> None:

@@ -15,11 +15,13 @@ JSON; bound free text with ``pattern`` or ``max_tokens`` instead.
 
 from __future__ import annotations
 
+import contextlib
 import json
+import logging
 import os
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -224,6 +226,12 @@ def _resolve_dtype(dtype: str, device: str):
 
 def _load(model: str, device: str, dtype: Any) -> tuple[Any, Any, Any]:
     """Return (model, processor or None, tokenizer); errors name the model and the fix."""
+    source, kwargs = model_source(model)
+    with without_log_messages(SPURIOUS_CONFIG_WARNING):
+        return _load_quietly(model, source, kwargs, device, dtype)
+
+
+def _load_quietly(model: str, source: str, kwargs: dict[str, Any], device: str, dtype: Any):
     from transformers import (
         AutoConfig,
         AutoModelForCausalLM,
@@ -233,7 +241,6 @@ def _load(model: str, device: str, dtype: Any) -> tuple[Any, Any, Any]:
     )
     from transformers.models.auto.modeling_auto import MODEL_FOR_IMAGE_TEXT_TO_TEXT_MAPPING_NAMES
 
-    source, kwargs = model_source(model)
     try:
         config = AutoConfig.from_pretrained(source, **kwargs)
     except (OSError, ValueError) as exc:
@@ -255,6 +262,31 @@ def _load(model: str, device: str, dtype: Any) -> tuple[Any, Any, Any]:
     except (OSError, ValueError) as exc:
         raise not_loadable(model, exc) from exc
     return net.to(device).eval(), processor, tokenizer
+
+
+# Printing a config builds the class's default config to diff against, and Idefics3's
+# default has a pad_token_id outside its default vocabulary: not the checkpoint's config.
+SPURIOUS_CONFIG_WARNING = {
+    "transformers.configuration_utils": "Model config: pad_token_id must be",
+}
+
+
+@contextlib.contextmanager
+def without_log_messages(messages: dict[str, str]) -> Iterator[None]:
+    """Hold back log records whose message contains ``messages[logger]``; others pass."""
+    filters = []
+    for name, text in messages.items():
+
+        def keep(record: logging.LogRecord, text: str = text) -> bool:
+            return text not in str(record.msg)
+
+        logging.getLogger(name).addFilter(keep)
+        filters.append((name, keep))
+    try:
+        yield
+    finally:
+        for name, keep in filters:
+            logging.getLogger(name).removeFilter(keep)
 
 
 def model_source(model: str) -> tuple[str, dict[str, Any]]:
