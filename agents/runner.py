@@ -17,6 +17,7 @@ import dataclasses
 import json
 import logging
 import os
+import sys
 import time
 import traceback
 from collections.abc import Callable, Iterable, Sequence
@@ -282,6 +283,7 @@ class _Run:
         todo = [c for c in clips if c.clip_id not in self.done]
         if not todo:
             return
+        bar.set_description(f"vara {self.ctx.strategy.name} {Path(path).name}", refresh=False)
         inflight: dict[Future, Clip] = {}
         workers = self.ctx.strategy.concurrency
         # Decoded windows wait in the pool's queue, so a worker that frees up starts the next
@@ -439,9 +441,10 @@ def run_clips(
         {"run_info": {"fingerprint": fingerprint, "status": "running", "sessions": sessions}},
     )
     # A resumed run's bar starts at the windows already done; the rate and ETA count this session.
+    # Into a log file (nohup, a batch job), one refresh every 30 s, not a stream of them.
     bar = tqdm(total=total, initial=total - todo, unit="win", desc=f"vara {strategy.name}",
                postfix=f"{total - todo} resumed" if todo < total else None,
-               disable=not progress)  # fmt: skip
+               disable=not progress, mininterval=0.1 if _on_terminal() else 30)  # fmt: skip
     status = "interrupted"  # what run.json says if an exception (e.g. Ctrl-C) ends the loop
     try:
         for path, _, clips in plans:
@@ -472,6 +475,10 @@ def run_clips(
     if run.abort:
         raise run.abort
     return summary
+
+
+def _on_terminal() -> bool:
+    return sys.stderr is not None and sys.stderr.isatty()
 
 
 def _plan(
