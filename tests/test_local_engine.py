@@ -141,12 +141,15 @@ def test_loading_prints_no_spurious_config_warning(tiny_vlm_dir):
     # transformers diffs the config against Idefics3's default, whose pad_token_id lies
     # outside its default vocabulary; the checkpoint's own config is fine. It warns once per
     # process (this one has built the model already): load in a fresh one.
+    import os
     import subprocess
     import sys
 
     code = f"from vara.tools.local_engine import LocalEngine; LocalEngine({str(tiny_vlm_dir)!r})"
+    # With its loading bar (a CLI test in this process may have set --quiet's variable).
+    env = {k: v for k, v in os.environ.items() if k != "HF_HUB_DISABLE_PROGRESS_BARS"}
     err = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                         check=True).stderr  # fmt: skip
+                         check=True, env=env).stderr  # fmt: skip
     assert "pad_token_id must be" not in err and "Loading weights" in err, err
 
 
