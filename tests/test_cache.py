@@ -124,3 +124,28 @@ def _raises(cache, key, make) -> str | None:
     except RuntimeError as exc:
         return str(exc)
     return None
+
+
+def test_a_video_is_hashed_once_by_windows_in_flight_together(tmp_path, video, monkeypatch):
+    import threading
+    import time
+
+    from vara.tools import cache as cache_module
+
+    hashed = []
+
+    def slow_sha256(path, chunk=1 << 20):
+        hashed.append(path)
+        time.sleep(0.1)  # a large file
+        return file_sha256(path, chunk)
+
+    monkeypatch.setattr(cache_module, "file_sha256", slow_sha256)
+    cache = CaptionCache(tmp_path / "c.sqlite")
+    got = []
+    threads = [threading.Thread(target=lambda: got.append(cache.video_sha256(video)))
+               for _ in range(4)]  # fmt: skip
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert len(hashed) == 1 and len(set(got)) == 1 and len(got) == 4

@@ -87,21 +87,27 @@ class CaptionCache:
         self._lock = threading.Lock()
         self._hashes: dict[tuple[str, int, int], str] = {}
         self._making: dict[str, threading.Event] = {}  # keys a thread is asking the model for
+        self._hashing = threading.Lock()
 
     def video_sha256(self, path: str | Path) -> str:
         st = Path(path).stat()
         ident = (str(Path(path).resolve()), st.st_size, st.st_mtime_ns)
         if ident in self._hashes:
             return self._hashes[ident]
-        with self._lock:
-            row = self._db.execute(
-                "SELECT sha256 FROM files WHERE path=? AND size=? AND mtime_ns=?", ident
-            ).fetchone()
-        sha = row[0] if row else file_sha256(path)
-        if not row:
-            with self._lock, self._db:
-                self._db.execute("INSERT OR REPLACE INTO files VALUES (?,?,?,?)", (*ident, sha))
-        self._hashes[ident] = sha
+        # One file at a time: windows of a new video in flight together wait for its one
+        # hash instead of each reading the whole file.
+        with self._hashing:
+            if ident in self._hashes:
+                return self._hashes[ident]
+            with self._lock:
+                row = self._db.execute(
+                    "SELECT sha256 FROM files WHERE path=? AND size=? AND mtime_ns=?", ident
+                ).fetchone()
+            sha = row[0] if row else file_sha256(path)
+            if not row:
+                with self._lock, self._db:
+                    self._db.execute("INSERT OR REPLACE INTO files VALUES (?,?,?,?)", (*ident, sha))
+            self._hashes[ident] = sha
         return sha
 
     def key(
