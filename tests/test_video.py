@@ -190,13 +190,18 @@ def test_rotation_metadata_applied(vids, refs):
 
 
 @pytest.mark.parametrize("suffix", [".mp4", ".mkv"])
-def test_variable_frame_rate(tmp_path, suffix):
+def test_variable_frame_rate(tmp_path, suffix, caplog):
     rng = np.random.default_rng(3)
     times = np.cumsum(rng.choice([0.02, 0.04, 0.1], size=300))
     times -= times[0]
     path = write_vfr_video(tmp_path / f"vfr{suffix}", timestamps_s=times, size=SIZE, gop=30)
     info = probe(path)
     assert info.frame_count == 300  # matroska has no count: OpenCV estimates 301 here
+    # Windows count index / average fps: the probe says how far that strays from real time.
+    drift = np.max(np.abs(times - np.arange(300) / info.fps))
+    assert drift > 0.25
+    (warning,) = [r.getMessage() for r in caplog.records if "variable frame rate" in r.message]
+    assert f"up to {drift:.1f} s away" in warning and "-fps_mode cfr" in warning
     assert not video._inspect(path).exact_seek
     idx = [2, 150, 151, 290]  # gaps > SEEK_GAP: a time-based seek would land elsewhere
     frames, got_times = read_frames(path, idx)

@@ -182,7 +182,9 @@ def _inspect_uncached(path: str | Path) -> _Source:
                 if not avi and last_s is not None:
                     exact = abs(last_s - times[0] - (count - 1) / fps) <= _GRID_TOL / fps
             if not exact or claimed <= 0:
-                count = _count_sequential(path)
+                count, drift_s = _count_sequential(path, fps, times[0])
+                if not exact and not gif and drift_s > 0.25:  # an eighth of a 2-s window
+                    _warn_vfr(name, fps, drift_s)
     finally:
         cap.release()
     if claimed > count and not gif:
@@ -195,12 +197,30 @@ def _inspect_uncached(path: str | Path) -> _Source:
     return _Source(info=info, exact_seek=exact, t0_s=times[0], declared=max(claimed, 0))
 
 
-def _count_sequential(path: str | Path) -> int:
+def _count_sequential(path: str | Path, fps: float, t0_s: float) -> tuple[int, float]:
+    """Frames that decode, and how far (s) a frame's time strays from index / ``fps``."""
     cap = _open(path)
+    count, drift = 0, 0.0
     try:
-        return sum(1 for _ in iter(cap.grab, False))
+        while cap.grab():
+            t = cap.get(cv2.CAP_PROP_POS_MSEC) / 1000 - t0_s
+            drift = max(drift, abs(t - count / fps))
+            count += 1
+        return count, drift
     finally:
         cap.release()
+
+
+def _warn_vfr(name: str, fps: float, drift_s: float) -> None:
+    """Windows are cut in frame-index time: say how far that is from real time here."""
+    stem = Path(name).stem or "video"
+    log.warning(
+        "video %r has a variable frame rate: windows and timelines count time as frame "
+        "index / %.3g fps, up to %.1f s away from the real time of a frame here; for "
+        "real-time windows re-encode at a constant rate, e.g. ffmpeg -i %s -fps_mode cfr "
+        "-r %.0f %s_cfr.mp4",
+        name, fps, drift_s, name, fps, stem,
+    )  # fmt: skip
 
 
 def probe(path: str | Path) -> VideoInfo:
