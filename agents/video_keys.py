@@ -25,6 +25,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from vara.errors import InputError
 from vara.records import iter_jsonl, write_json_atomic
 
 __all__ = ["VideoKeys", "assign_keys", "fingerprint"]
@@ -120,7 +121,16 @@ def _free_key(path: str, taken: set[str], shared: bool) -> str:
 def _read_registry(out: Path) -> dict[str, Any]:
     path = out / REGISTRY
     if path.is_file():
-        return dict(json.loads(path.read_text())["videos"])
+        try:
+            videos = json.loads(path.read_text())["videos"]
+            if not all(isinstance(v, dict) for v in videos.values()):
+                raise TypeError("an entry is not an object")
+            return dict(videos)
+        except (ValueError, KeyError, TypeError, AttributeError) as exc:
+            raise InputError(
+                f"{path} is damaged ({type(exc).__name__}: {exc}); delete it and re-run: the "
+                "keys are then read again from predictions.jsonl"
+            ) from None
     # An out dir from before videos.json: its predictions name each key's video.
     registry: dict[str, Any] = {}
     for r in iter_jsonl(out / "predictions.jsonl"):

@@ -6,7 +6,10 @@ from __future__ import annotations
 import json
 import os
 
+import pytest
+
 from vara.agents.video_keys import assign_keys, fingerprint
+from vara.errors import InputError
 
 
 def _video(path, content: bytes):
@@ -81,3 +84,16 @@ def test_an_out_dir_from_before_videos_json_keeps_its_keys(tmp_path):
     # Its video no longer where it was: the name is trusted, as before videos.json.
     gone = _video(tmp_path / "w" / "gone.mp4", b"g" * 10)
     assert assign_keys([gone], out).keys == {gone: "gone.mp4"}
+
+
+@pytest.mark.parametrize("text", ["{not json", '{"other": 1}', '{"videos": [1]}',
+                                  '{"videos": {"a.mp4": 3}}'])  # fmt: skip
+def test_a_damaged_videos_json_is_one_error_naming_the_fix(tmp_path, text):
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "videos.json").write_text(text)
+    a = _video(tmp_path / "a.mp4", b"a" * 10)
+    with pytest.raises(InputError, match=r"videos.json is damaged .*delete it and re-run"):
+        assign_keys([a], out)
+    (out / "videos.json").unlink()  # as the message says: keys come from the predictions
+    assert assign_keys([a], out).keys == {a: "a.mp4"}
