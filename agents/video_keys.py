@@ -22,6 +22,7 @@ import json
 import logging
 import os
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -50,14 +51,14 @@ def fingerprint(path: str | Path) -> str | None:
     return f"{size}-{h.hexdigest()[:16]}"
 
 
+@dataclass(frozen=True)
 class VideoKeys:
     """The keys of one run: ``keys`` path -> key for the videos to label, ``repeats`` inputs
     whose content another input already has, and ``registry`` what videos.json will hold."""
 
-    def __init__(self, keys: dict[str, str], repeats: dict[str, str], registry: dict[str, Any]):
-        self.keys = keys
-        self.repeats = repeats
-        self.registry = registry
+    keys: dict[str, str]
+    repeats: dict[str, str]
+    registry: dict[str, Any]
 
     def save(self, out: Path) -> None:
         write_json_atomic(out / REGISTRY, {"videos": self.registry})
