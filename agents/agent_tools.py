@@ -27,9 +27,9 @@ from vara.agents import vision
 from vara.config import AgentSpec
 from vara.errors import ConfigError, InputError, VaraError
 from vara.prompts.loader import RenderedPrompt
-from vara.tools import video
+from vara.tools.scorer import labels_for
 from vara.tools.vlm import EndpointUnreachable
-from vara.types import Caption, ClassScores, Clip, FrameBatch, SamplerSpec
+from vara.types import Caption, ClassScores, Clip
 
 __all__ = ["TOOLS", "TOOL_SOURCE", "Finding", "tool_error", "tool_ref", "tool_specs"]
 
@@ -74,14 +74,14 @@ def tool_ref(n: int) -> str:
 def classify(runtime: ToolRuntime[Any, Any]) -> tuple[str, Finding]:
     """A trained classifier's probability of each activity in the whole clip (may be wrong)."""
     ctx, clip = runtime.context, runtime.state["clip"]
-    if ctx.classifier is None:
+    if ctx.scorer is None:
         raise ConfigError(
-            "no classifier configured: set classifier.run_dir=RUN_DIR (a vara finetune run)"
+            "no classifier configured: set scorer.run_dir=RUN_DIR (a vara finetune run)"
         )
     started = time.perf_counter()
-    scores = ctx.classifier.predict([ctx.frames.get(clip)])[0]
+    scores = ctx.scorer.predict([ctx.frames.get(clip)])[0]
     ranked = sorted(zip(scores.labels, scores.probs, strict=True), key=lambda lp: -lp[1])
-    decided = ", ".join(ctx.classifier.labels_for(scores)) or "none"
+    decided = ", ".join(labels_for(scores, ctx.labelset.multi_label)) or "none"
     text = (
         "classifier probabilities: "
         + ", ".join(f"{label}={p:.2f}" for label, p in ranked)
@@ -114,9 +114,8 @@ def look_again(
     # Calls of one turn run concurrently: a part id per call keeps their frames apart.
     part_id = f"{clip.clip_id}@{start_s:.2f}-{end_s:.2f}#{runtime.tool_call_id}"
     part = Clip(part_id, clip.video, start_s, end_s)
-    sampler = SamplerSpec(n_frames=n, max_side=ctx.strategy.sampler.max_side)
     # Decoded only if a caption misses the cache (FrameStore.get decodes a planned part).
-    ctx.frames.put(video.frame_plan(clip.video, part, sampler) or _decode(part, sampler))
+    ctx.frames.add_part(part, n)
     try:  # vision.caption reads only runtime.context and the part's frames from the store
         captions = vision.caption({"clip": part}, runtime)["captions"]
     finally:
@@ -162,10 +161,6 @@ def ask_vlm(question: str, runtime: ToolRuntime[Any, Any]) -> tuple[str, Finding
     )
     text = f"Q: {question} A: {' '.join(answer.text.split())}"
     return text, Finding("ask_vlm", clip.start_s, clip.end_s, text, answer.latency_s)
-
-
-def _decode(part: Clip, sampler: SamplerSpec) -> FrameBatch:
-    return next(iter(video.iter_frame_batches(part.video, [part], sampler)))
 
 
 TOOLS = [classify, look_again, ask_vlm]

@@ -1,11 +1,13 @@
-"""Strategies around a trained classifier (a ``vara finetune`` run directory).
+"""Strategies around a scorer (``scorer.kind``, e.g. a ``vara finetune`` run directory),
+which they see only through the ``tools.scorer.Scorer`` protocol.
 
-``classifier``: sample -> classify -> finalize. Labels are the classes whose score reaches
-the threshold tuned on the validation videos (multi-label), or the top class (single-label);
-the scores ride along in ``Prediction.scores`` for threshold tuning and reports.
+``classifier``: sample -> classify -> decide -> finalize. Labels are the classes whose score
+reaches its threshold (tuned on the validation videos, for a trained classifier) in a
+multi-label set, or the top class in a single-label one; the scores ride along in
+``Prediction.scores`` for threshold tuning and reports.
 
 ``classifier-explain``: sample -> classify -> caption (VLM) -> explain -> finalize. The labels
-stay the classifier's; an LLM writes a schema-constrained explanation from the captions and
+stay the scorer's; an LLM writes a schema-constrained explanation from the captions and
 the scores, citing captions or the classifier (validated, re-asked once, then a loud error).
 """
 
@@ -25,6 +27,7 @@ from vara.tools.reason import (
     explain_schema,
     validate_json,
 )
+from vara.tools.scorer import labels_for
 from vara.types import ClassScores, Evidence
 
 __all__ = ["classify", "from_scores", "explain", "score_text", "CLASSIFIER_REF"]
@@ -42,9 +45,9 @@ def score_text(scores: ClassScores, multi_label: bool) -> str:
 
 def classify(state: WindowState, runtime: Runtime[Context]) -> dict:
     ctx = runtime.context
-    if ctx.classifier is None:  # check_strategy refuses this; a direct invoke may not
-        raise RuntimeError("no classifier loaded: set classifier.run_dir")
-    scores = ctx.classifier.predict([ctx.frames.get(state["clip"])])[0]
+    if ctx.scorer is None:  # check_strategy refuses this; a direct invoke may not
+        raise RuntimeError("no scorer loaded: set scorer.kind and its model")
+    scores = ctx.scorer.predict([ctx.frames.get(state["clip"])])[0]
     return {"scores": scores}
 
 
@@ -54,10 +57,10 @@ def _classifier_evidence(ctx: Context, scores: ClassScores) -> Evidence:
 
 
 def from_scores(state: WindowState, runtime: Runtime[Context]) -> dict:
-    """The classifier's decision as the window's answer (no language model involved)."""
+    """The scorer's decision as the window's answer (no language model involved)."""
     ctx = runtime.context
     scores = state["scores"]
-    labels = ctx.classifier.labels_for(scores)
+    labels = labels_for(scores, ctx.labelset.multi_label)
     what = ", ".join(labels) if labels else "none"
     if ctx.labelset.multi_label:
         explanation = f"Classes whose classifier score reaches its tuned threshold: {what}."
@@ -73,7 +76,7 @@ def explain(state: WindowState, runtime: Runtime[Context]) -> dict:
     ctx = runtime.context
     clip = state["clip"]
     scores = state["scores"]
-    labels = ctx.classifier.labels_for(scores)
+    labels = labels_for(scores, ctx.labelset.multi_label)
     captions = state["captions"]
     prompt = ctx.prompts["explain"]
     rendered = prompt.render(
@@ -103,10 +106,14 @@ def explain(state: WindowState, runtime: Runtime[Context]) -> dict:
         return cited, data["explanation"]
 
     (cited, explanation), raws, errors, latency = ask_until_valid(
-        ctx, ctx.llm, chat_turns(rendered.system, rendered.user), schema, parse,
+        ctx,
+        ctx.llm,
+        chat_turns(rendered.system, rendered.user),
+        schema,
+        parse,
         what=f"window {clip.clip_id}, explanation",
         max_tokens=ctx.strategy.generation.answer_max_tokens,
-    )  # fmt: skip
+    )
     evidence = (_classifier_evidence(ctx, scores), *cited)
     return {
         "answer": Answer(labels=labels, evidence=evidence, explanation=explanation),

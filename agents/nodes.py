@@ -202,8 +202,8 @@ def finalize(state: WindowState, runtime: Runtime[Context]) -> dict:
     models = {"vlm": ctx.vlm.model_id} if ctx.vlm is not None else {}
     if captions and ctx.llm is not None:
         models["llm"] = ctx.llm.model_id
-    if state.get("scores") is not None and ctx.classifier is not None:
-        models["classifier"] = ctx.classifier.model_id
+    if state.get("scores") is not None and ctx.scorer is not None:
+        models["scorer"] = ctx.scorer.model_id
     latency = state.get("model_latency_s", 0.0) + sum(c.latency_s for c in captions)
     rejected = (*state.get("step_errors", ()), *state.get("errors", ()))
     prediction = Prediction(
@@ -223,6 +223,7 @@ def finalize(state: WindowState, runtime: Runtime[Context]) -> dict:
         scores=state.get("scores"),
         captions=captions,
         latency_s=round(latency, 4),
+        pixels=ctx.frames.pixels.sha256,
     )
     return {"prediction": prediction}
 

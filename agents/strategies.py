@@ -1,23 +1,40 @@
 """Strategy files: packaged ``strategies/<name>.yaml`` (the file stem is the registry key) or
-any YAML path, with ``key.sub=value`` overrides, validated before anything runs."""
+any YAML path, with ``key.sub=value`` overrides, validated before anything runs.
+
+The JSON schema (``vara/strategy.schema.json``) is completed here from the registries, so
+that ``graph`` and ``scorer.kind`` must name a registered graph and scorer kind.
+"""
 
 from __future__ import annotations
 
 from importlib import resources
 from pathlib import Path
+from typing import Any
 
 import yaml
 
-from vara.agents.graph import check_strategy
+from vara import config
+from vara.agents.registry import GRAPHS, check_strategy, graph_spec
 from vara.config import StrategyConfig, apply_overrides, parse_strategy
 from vara.errors import ConfigError, did_you_mean
+from vara.prompts.loader import PromptTemplate, load_prompt, unknown_variables
+from vara.tools.scorer import SCORERS
 
-__all__ = ["list_strategies", "load_strategy"]
+__all__ = ["list_strategies", "load_strategy", "strategy_prompts", "strategy_schema"]
 
 
 def list_strategies() -> list[str]:
     root = resources.files("vara.agents").joinpath("strategies")
     return sorted(e.name[: -len(".yaml")] for e in root.iterdir() if e.name.endswith(".yaml"))
+
+
+def strategy_schema() -> dict[str, Any]:
+    """The packaged schema with the registered graphs and scorer kinds as enums."""
+    schema = config.strategy_schema()
+    props = schema["properties"]
+    props["graph"]["enum"] = sorted(GRAPHS)
+    props["scorer"]["properties"]["kind"]["enum"] = sorted(SCORERS)
+    return schema
 
 
 def load_strategy(
@@ -43,6 +60,27 @@ def load_strategy(
         raise ConfigError(f"strategy {source}: invalid YAML ({exc})") from None
     if not isinstance(data, dict):
         raise ConfigError(f"strategy {source}: expected a mapping at the top level")
-    config = parse_strategy(apply_overrides(data, list(overrides)), source=source)
-    check_strategy(config, source)
-    return config
+    data = apply_overrides(data, list(overrides))
+    strategy = parse_strategy(data, source=source, schema=strategy_schema())
+    check_strategy(strategy, source)
+    return strategy
+
+
+def strategy_prompts(
+    strategy: StrategyConfig, prompts_dir: str | Path | None = None
+) -> dict[str, PromptTemplate]:
+    """Role -> template for every prompt the strategy names, checked before any window: each
+    renders only variables it is given, and each structured role's prompt names a schema."""
+    check_strategy(strategy, strategy.name)
+    structured = graph_spec(strategy.graph).structured_roles
+    prompts = {role: load_prompt(ref, prompts_dir) for role, ref in strategy.prompts.items()}
+    for role, prompt in prompts.items():
+        problem = unknown_variables(prompt)
+        if problem:
+            raise ConfigError(problem)
+        if role in structured and prompt.schema is None:
+            raise ConfigError(
+                f"prompt {strategy.prompts[role]!r} (role {role}) names no schema file; "
+                f"add `schema: <file>.schema.json` to it"
+            )
+    return prompts

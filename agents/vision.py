@@ -5,7 +5,8 @@ frames, answers from the cache when the same frames, model, prompt and settings 
 before, and otherwise asks the VLM and stores the answer. The ``caption`` node (one caption
 per ``frames_per_caption`` frames) and the semantic-tokens node both use it, so editing a
 reasoning prompt or swapping the LLM never re-captions a video. Keys need only the window's
-FramePlan (indices, times); pixels are fetched on a miss. ``captions_cached`` and
+FramePlan (indices, times, and the pixel steps the frames go through: other pixels, other
+captions); pixels are fetched on a miss. ``captions_cached`` and
 ``tokens_cached`` tell the runner ahead of time that a window needs no pixels at all, so a
 re-run after a prompt edit does not even decode the video.
 """
@@ -93,7 +94,7 @@ def _cache_key(ctx, plan, part, prompt, rendered, gen) -> str | None:
     return ctx.cache.key(
         video=plan.clip.video,
         frame_idx=plan.frame_idx[part],
-        max_side=plan.sampler.max_side,
+        pixels=plan.pixels.canonical,
         model=ctx.vlm.cache_identity,
         prompt_sha256=prompt.sha256,
         rendered=rendered.system + "\n\n" + rendered.user,
@@ -184,9 +185,14 @@ def tokens_cached(ctx: Context, plan: FramePlan) -> bool:
     every = slice(0, len(plan.frame_idx))
     max_tokens = ctx.strategy.generation.tokens_max_tokens
     return _cached(
-        ctx, plan, every, ctx.prompts["tokens"], rendered, max_tokens=max_tokens,
+        ctx,
+        plan,
+        every,
+        ctx.prompts["tokens"],
+        rendered,
+        max_tokens=max_tokens,
         json_schema=schema,
-    )  # fmt: skip
+    )
 
 
 def tokens(state: WindowState, runtime: Runtime[Context]) -> dict:
@@ -212,9 +218,16 @@ def tokens(state: WindowState, runtime: Runtime[Context]) -> dict:
     except AnswerInvalid as exc:
         turns = chat_turns(rendered.system, rendered.user, ctx.frames.get(clip).frames)
         tags, raws, errors, reask_latency_s = ask_until_valid(
-            ctx, ctx.vlm, turns, schema, parse, what=f"window {clip.clip_id}, semantic tokens",
-            max_tokens=max_tokens, raws=[first.text], errors=[str(exc)],
-        )  # fmt: skip
+            ctx,
+            ctx.vlm,
+            turns,
+            schema,
+            parse,
+            what=f"window {clip.clip_id}, semantic tokens",
+            max_tokens=max_tokens,
+            raws=[first.text],
+            errors=[str(exc)],
+        )
         ctx.stats.add(caption_requests=len(raws) - 1)  # re-asks send the frames too
         text = raws[-1]
     record = dataclasses.replace(first, text=text)  # provenance: the tokens as accepted

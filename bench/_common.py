@@ -9,8 +9,8 @@ from pathlib import Path
 
 import httpx
 
-from vara.eval.datasets import Dataset, load_dataset
 from vara.testing import build_tiny_vlm, write_test_video
+from vara.tools.datasets import Dataset, load_dataset
 from vara.tools.vllm_server import ServerOptions
 from vara.types import LabelSet
 
@@ -18,8 +18,9 @@ from vara.types import LabelSet
 def synthetic_dataset(work: Path, seconds: float, labelset: LabelSet) -> Dataset:
     """A 320x240 25-fps H.264 video of ``seconds`` annotated as one interval of the first
     label, as interval annotations -> 2-s windows with 50% overlap."""
-    video = write_test_video(work / "v.mp4", n_frames=int(seconds * 25), fps=25.0,
-                             size=(320, 240), codec="h264")  # fmt: skip
+    video = write_test_video(
+        work / "v.mp4", n_frames=int(seconds * 25), fps=25.0, size=(320, 240), codec="h264"
+    )
     manifest = work / "m.csv"
     label = labelset.names[0]
     manifest.write_text(f"video,label,start_s,end_s\n{video.name},{label},0,{seconds}\n")

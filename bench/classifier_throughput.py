@@ -8,7 +8,7 @@ uint8 frames at the run's frame count and size) in each arm, all in ONE run:
   * b8:    one call with every window, ``batch_size`` 8 (the forward-pass batching alone);
   * conc8: --concurrency threads, each scoring one window per call, ``batch_size`` 8: how
            the runner calls it (windows in flight are batched by whoever holds the model);
-each under fp32 and under bf16 autocast (``classifier.precision``). One loaded classifier
+each under fp32 and under bf16 autocast (``scorer.precision``). One loaded classifier
 serves every arm (its ``batch_size`` and ``precision`` are set between arms), so the model
 is loaded once. Each arm is warmed up by one untimed call. Also timed: the processor alone
 (``FrameEncoder`` on the same windows, 8 per call), the CPU share of every arm. Reports
@@ -55,13 +55,13 @@ from finetune_throughput import (  # noqa: E402
     synthetic_manifest,
 )
 
-from vara.eval.datasets import load_dataset  # noqa: E402
 from vara.finetune import lora_classifier  # noqa: E402
 from vara.finetune.data import cache_frames  # noqa: E402
 from vara.prompts.loader import load_labelset, load_prompt  # noqa: E402
 from vara.testing import build_tiny_vlm  # noqa: E402
 from vara.tools import classifier_model  # noqa: E402
 from vara.tools.classifier import Classifier  # noqa: E402
+from vara.tools.datasets import load_dataset  # noqa: E402
 from vara.types import SamplerSpec  # noqa: E402
 
 
@@ -74,8 +74,10 @@ def loader_for(args, work: Path, manifest: Path):
 
         def load():
             kw = {"local_files_only": True}
-            return (AutoModel.from_pretrained(model_dir, dtype=torch.float32, **kw),
-                    AutoProcessor.from_pretrained(model_dir, **kw))  # fmt: skip
+            return (
+                AutoModel.from_pretrained(model_dir, dtype=torch.float32, **kw),
+                AutoProcessor.from_pretrained(model_dir, **kw),
+            )
 
         return str(model_dir), load, "cpu", 8, 224
     labelset = load_labelset(manifest.with_name("labels.yaml"))
@@ -95,9 +97,17 @@ def loader_for(args, work: Path, manifest: Path):
 def train_run(args, work: Path) -> tuple[Path, Any, str, int, int]:
     manifest = synthetic_manifest(work, 8, (320, 240))
     backbone, load, device, frames, side = loader_for(args, work, manifest)
-    overrides = ["train.max_steps=1", "train.batch_size=4", "train.eval_batch_size=4",
-                 f"data.n_frames={frames}", f"data.max_side={side}", f"train.device={device}",
-                 "lora.r=16", "lora.alpha=32", f"data.frames_dir={work / 'frames'}"]  # fmt: skip
+    overrides = [
+        "train.max_steps=1",
+        "train.batch_size=4",
+        "train.eval_batch_size=4",
+        f"data.n_frames={frames}",
+        f"data.max_side={side}",
+        f"train.device={device}",
+        "lora.r=16",
+        "lora.alpha=32",
+        f"data.frames_dir={work / 'frames'}",
+    ]
     cfg = recipe_config(manifest, backbone, work / "run", overrides)
     with patched(lora_classifier, "load_backbone", lambda *_a, **_k: load()):
         lora_classifier.run(cfg, progress=False)
@@ -167,8 +177,10 @@ def main() -> None:
             clf = Classifier(run, device=device, batch_size=8)  # precision: auto
         auto = clf.precision
         rng = np.random.default_rng(0)
-        windows = [rng.integers(0, 256, (frames, side, side, 3), dtype=np.uint8)
-                   for _ in range(args.windows)]  # fmt: skip
+        windows = [
+            rng.integers(0, 256, (frames, side, side, 3), dtype=np.uint8)
+            for _ in range(args.windows)
+        ]
         t0, c0 = time.perf_counter(), time.process_time()
         for i in range(0, len(windows), 8):
             clf._encode(windows[i : i + 8])
@@ -185,12 +197,19 @@ def main() -> None:
                 score_arm(clf, windows[: min(8, len(windows))], mode, args.concurrency)  # warm-up
                 c0 = time.process_time()
                 seconds = score_arm(clf, windows, mode, args.concurrency)
-                row = {"precision": precision, "mode": mode, "s": seconds,
-                       "cpu_s": time.process_time() - c0,
-                       "windows_per_s": args.windows / seconds}  # fmt: skip
+                row = {
+                    "precision": precision,
+                    "mode": mode,
+                    "s": seconds,
+                    "cpu_s": time.process_time() - c0,
+                    "windows_per_s": args.windows / seconds,
+                }
                 rows.append(row)
-                print(f"{precision} {mode:5s}: {row['windows_per_s']:.2f} windows/s "
-                      f"({seconds:.2f} s, CPU {row['cpu_s']:.2f} s)", flush=True)  # fmt: skip
+                print(
+                    f"{precision} {mode:5s}: {row['windows_per_s']:.2f} windows/s "
+                    f"({seconds:.2f} s, CPU {row['cpu_s']:.2f} s)",
+                    flush=True,
+                )
             if device == "cuda":
                 peak = round(torch.cuda.max_memory_allocated() / 2**30, 2)
                 for r in rows[-3:]:
@@ -209,31 +228,51 @@ def main() -> None:
         clf.batch_size = 4  # = train.eval_batch_size
         want = np.load(run / "val_logits.npy")
         got = clf.logits(val_windows(run))
-        check = {"run_precision": clf.info.precision, "auto_precision": clf.precision,
-                 "val_logits_identical": bool(np.array_equal(got, want)),
-                 "val_logits_max_abs_diff": float(np.abs(got - want).max())}  # fmt: skip
-        print(f"validation scores under auto ({clf.precision}; run: {clf.info.precision}): "
-              f"identical {check['val_logits_identical']}, max |diff| "
-              f"{check['val_logits_max_abs_diff']:.2e}", flush=True)  # fmt: skip
+        check = {
+            "run_precision": clf.info.precision,
+            "auto_precision": clf.precision,
+            "val_logits_identical": bool(np.array_equal(got, want)),
+            "val_logits_max_abs_diff": float(np.abs(got - want).max()),
+        }
+        print(
+            f"validation scores under auto ({clf.precision}; run: {clf.info.precision}): "
+            f"identical {check['val_logits_identical']}, max |diff| "
+            f"{check['val_logits_max_abs_diff']:.2e}",
+            flush=True,
+        )
     finally:
         shutil.rmtree(work, ignore_errors=True)
     base = rows[0]["windows_per_s"]
     print(f"\n{'precision':9s} {'mode':6s} {'windows/s':>10s} {'vs fp32 b1':>10s}")
     for r in rows:
         r["ratio_to_fp32_b1"] = r["windows_per_s"] / base
-        print(f"{r['precision']:9s} {r['mode']:6s} {r['windows_per_s']:10.2f} "
-              f"{r['ratio_to_fp32_b1']:10.2f}")  # fmt: skip
+        print(
+            f"{r['precision']:9s} {r['mode']:6s} {r['windows_per_s']:10.2f} "
+            f"{r['ratio_to_fp32_b1']:10.2f}"
+        )
     print(f"max |logit fp32 - bf16| over {args.windows} windows: {diff:.4f}")
     wall = time.perf_counter() - t_start
     print(f"total wall time {wall:.1f} s")
     if args.out:
         device_name = torch.cuda.get_device_name(0) if device == "cuda" else "cpu"
-        args.out.write_text(json.dumps(
-            {"size": args.size, "device": device_name, "frames": frames, "side": side,
-             "windows": args.windows, "concurrency": args.concurrency, "encode": encode,
-             "rows": rows, "max_abs_logit_diff_fp32_bf16": diff, "validation_check": check,
-             "wall_s": wall},
-            indent=2))  # fmt: skip
+        args.out.write_text(
+            json.dumps(
+                {
+                    "size": args.size,
+                    "device": device_name,
+                    "frames": frames,
+                    "side": side,
+                    "windows": args.windows,
+                    "concurrency": args.concurrency,
+                    "encode": encode,
+                    "rows": rows,
+                    "max_abs_logit_diff_fp32_bf16": diff,
+                    "validation_check": check,
+                    "wall_s": wall,
+                },
+                indent=2,
+            )
+        )
 
 
 if __name__ == "__main__":

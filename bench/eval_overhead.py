@@ -46,13 +46,22 @@ def iter_bodies(dataset, labelset, strategy, model: str):
     prompt = load_prompt(strategy.prompts["answer"])
     for batch in iter_frame_batches(dataset.clips[0].video, dataset.clips, strategy.sampler):
         clip = batch.clip
-        r = prompt.render(labelset=labelset, n_frames=len(batch.frame_idx), start_s=clip.start_s,
-                          end_s=clip.end_s, timestamps=list(batch.timestamps_s))  # fmt: skip
+        r = prompt.render(
+            labelset=labelset,
+            n_frames=len(batch.frame_idx),
+            start_s=clip.start_s,
+            end_s=clip.end_s,
+            timestamps=list(batch.timestamps_s),
+        )
         schema = answer_schema(prompt.schema, labelset, [time_ref(t) for t in batch.timestamps_s])
         msgs = [Message("system", r.system), Message("user", r.user, tuple(batch.frames))]
-        yield chat_body(model, msgs, json_schema=schema,
-                        max_tokens=strategy.generation.answer_max_tokens,
-                        temperature=strategy.generation.temperature)  # fmt: skip
+        yield chat_body(
+            model,
+            msgs,
+            json_schema=schema,
+            max_tokens=strategy.generation.answer_max_tokens,
+            temperature=strategy.generation.temperature,
+        )
 
 
 async def bare_live(url: str, make_bodies, concurrency: int) -> float:
@@ -92,8 +101,12 @@ def main() -> None:
     opts = tiny_server_options(work)
     rows = []
     with VLLMServer(opts, log_path=work / "server.log") as server:
-        overrides = [f"vlm.url={server.url}", "vlm.model=tiny", f"sampler.n_frames={args.frames}",
-                     f"concurrency={args.concurrency}"]  # fmt: skip
+        overrides = [
+            f"vlm.url={server.url}",
+            "vlm.model=tiny",
+            f"sampler.n_frames={args.frames}",
+            f"concurrency={args.concurrency}",
+        ]
         strategy = load_strategy("direct", overrides)
 
         def make_bodies():
@@ -113,8 +126,12 @@ def main() -> None:
             bare_s = asyncio.run(bare(server.url, payloads, args.concurrency))
             live_s = asyncio.run(bare_live(server.url, make_bodies, args.concurrency))
             n = len(payloads)
-            row = {"vara_req_per_s": sent / vara_s, "bare_req_per_s": n / bare_s,
-                   "bare_live_req_per_s": n / live_s, "requests": sent}  # fmt: skip
+            row = {
+                "vara_req_per_s": sent / vara_s,
+                "bare_req_per_s": n / bare_s,
+                "bare_live_req_per_s": n / live_s,
+                "requests": sent,
+            }
             row["ratio"] = row["vara_req_per_s"] / row["bare_req_per_s"]
             row["ratio_live"] = row["vara_req_per_s"] / row["bare_live_req_per_s"]
             print(json.dumps({k: round(v, 3) for k, v in row.items()}), flush=True)

@@ -234,14 +234,18 @@ def synthetic_manifest(work: Path, n_train_windows: int, size: tuple[int, int]) 
     both classes (a on 0-2.5 s, b after: 4 windows). MJPG .avi via OpenCV: no PyAV."""
     (work / "labels.yaml").write_text(LABELSET)
     seconds = (n_train_windows + 1) // 2 + 1  # 2-s windows every 1 s: L - 1 in L seconds
-    videos = {name: write_test_video(work / f"{name}.avi", n_frames=int(secs * FPS), fps=FPS,
-                                     size=size, seed=i)
-              for i, (name, secs) in enumerate([("train0", seconds), ("train1", seconds),
-                                                ("val", 5)])}  # fmt: skip
-    rows = [(videos["train0"], "activity a", 0, seconds),
-            (videos["train1"], "activity b", 0, seconds),
-            (videos["val"], "activity a", 0, 2.5),
-            (videos["val"], "activity b", 2.5, 5)]  # fmt: skip
+    videos = {
+        name: write_test_video(
+            work / f"{name}.avi", n_frames=int(secs * FPS), fps=FPS, size=size, seed=i
+        )
+        for i, (name, secs) in enumerate([("train0", seconds), ("train1", seconds), ("val", 5)])
+    }
+    rows = [
+        (videos["train0"], "activity a", 0, seconds),
+        (videos["train1"], "activity b", 0, seconds),
+        (videos["val"], "activity a", 0, 2.5),
+        (videos["val"], "activity b", 2.5, 5),
+    ]
     manifest = work / "intervals.csv"
     lines = ["video,label,start_s,end_s", *(",".join(map(str, row)) for row in rows)]
     manifest.write_text("\n".join(lines) + "\n")
@@ -267,8 +271,9 @@ def recipe_config(manifest: Path, backbone: str, out: Path, args_overrides: Sequ
 Loader = Callable[[], tuple[nn.Module, Any]]  # -> (backbone, processor)
 
 
-def recipe_arm(cfg: LoraConfig, frames: Path, warmup: int, *, progress: bool,
-               load: Loader | None = None) -> dict[str, Any]:  # fmt: skip
+def recipe_arm(
+    cfg: LoraConfig, frames: Path, warmup: int, *, progress: bool, load: Loader | None = None
+) -> dict[str, Any]:
     """``lora_classifier.run(cfg)``, its frame cache the one decoded up front."""
     cfg = dataclasses.replace(cfg, data=dataclasses.replace(cfg.data, frames_dir=str(frames)))
     out = Path(cfg.out)
@@ -312,8 +317,9 @@ def plain_collate(encoder: FrameEncoder, items) -> tuple[dict[str, torch.Tensor]
     return encoder([f for f, _ in items]), torch.as_tensor(np.stack([y for _, y in items]))
 
 
-def baseline_arm(load: Loader, data: common.TrainData, cfg: LoraConfig, instruction: str,
-                 warmup: int) -> dict[str, Any]:  # fmt: skip
+def baseline_arm(
+    load: Loader, data: common.TrainData, cfg: LoraConfig, instruction: str, warmup: int
+) -> dict[str, Any]:
     """The minimal loop: same model, same collate, same batches; nothing but the steps."""
     from peft import LoraConfig as PeftLora
     from peft import get_peft_model
@@ -330,16 +336,24 @@ def baseline_arm(load: Loader, data: common.TrainData, cfg: LoraConfig, instruct
         PeftLora(r=lo.r, lora_alpha=lo.alpha, lora_dropout=lo.dropout, target_modules=targets),
     )
     model = VideoClassifier(
-        backbone, hidden_size=hidden, n_classes=len(data.labelset.labels),
-        image_token_id=image_token, pooling=cfg.model.pooling,
-        head_hidden=cfg.model.head_hidden, dropout=cfg.model.dropout,
-    ).to(device)  # fmt: skip
+        backbone,
+        hidden_size=hidden,
+        n_classes=len(data.labelset.labels),
+        image_token_id=image_token,
+        pooling=cfg.model.pooling,
+        head_hidden=cfg.model.head_hidden,
+        dropout=cfg.model.dropout,
+    ).to(device)
     collate = functools.partial(plain_collate, FrameEncoder(processor, instruction))
     workers = common.resolve_workers(t.num_workers, device)
     loader = torch.utils.data.DataLoader(
-        data.train, batch_size=t.batch_size, shuffle=True, collate_fn=collate,
-        generator=torch.Generator().manual_seed(cfg.seed), num_workers=workers,
-    )  # fmt: skip
+        data.train,
+        batch_size=t.batch_size,
+        shuffle=True,
+        collate_fn=collate,
+        generator=torch.Generator().manual_seed(cfg.seed),
+        num_workers=workers,
+    )
     optimizer = torch.optim.AdamW(
         [p for p in model.parameters() if p.requires_grad], lr=t.lr, weight_decay=t.weight_decay
     )
@@ -384,9 +398,17 @@ RATIOS = {
 }
 
 
-def compare(label: str, cfg_for: Callable[[str], LoraConfig], load: Loader, work: Path,
-            rounds: int, warmup: int, *, progress: bool,
-            recipe_load: Loader | None = None) -> dict[str, Any]:  # fmt: skip
+def compare(
+    label: str,
+    cfg_for: Callable[[str], LoraConfig],
+    load: Loader,
+    work: Path,
+    rounds: int,
+    warmup: int,
+    *,
+    progress: bool,
+    recipe_load: Loader | None = None,
+) -> dict[str, Any]:
     """Decode the frames once, then ``rounds`` alternating rounds of both arms."""
     data_cfg = cfg_for(str(work / "data"))
     Path(data_cfg.out).mkdir(parents=True)
@@ -407,8 +429,7 @@ def compare(label: str, cfg_for: Callable[[str], LoraConfig], load: Loader, work
         for arm in order:
             if arm == "recipe":
                 cfg = cfg_for(str(work / f"recipe-{k}"))
-                row["recipe"] = recipe_arm(cfg, frames, warmup, progress=progress,
-                                           load=recipe_load)  # fmt: skip
+                row["recipe"] = recipe_arm(cfg, frames, warmup, progress=progress, load=recipe_load)
             else:
                 row["baseline"] = baseline_arm(load, data, data_cfg, instruction.user, warmup)
         if row["recipe"]["trainable_parameters"] != row["baseline"]["trainable_parameters"]:
@@ -465,25 +486,45 @@ def tiny(args, work: Path) -> dict[str, Any]:
     model_dir = build_tiny_vlm(work / "tiny-vlm")
     total = args.warmup + args.steps
     manifest = synthetic_manifest(work, args.batch_size * total, (320, 240))
-    overrides = [f"train.max_steps={total}", f"train.batch_size={args.batch_size}",
-                 f"data.n_frames={args.frames}", f"train.device={args.device}"]  # fmt: skip
+    overrides = [
+        f"train.max_steps={total}",
+        f"train.batch_size={args.batch_size}",
+        f"data.n_frames={args.frames}",
+        f"train.device={args.device}",
+    ]
 
     def cfg_for(out: str) -> LoraConfig:
         return recipe_config(manifest, str(model_dir), Path(out), overrides)
 
     def load() -> tuple[nn.Module, Any]:
         kw = {"local_files_only": True}
-        return (AutoModel.from_pretrained(model_dir, dtype=torch.float32, **kw),
-                AutoProcessor.from_pretrained(model_dir, **kw))  # fmt: skip
+        return (
+            AutoModel.from_pretrained(model_dir, dtype=torch.float32, **kw),
+            AutoProcessor.from_pretrained(model_dir, **kw),
+        )
 
-    return compare("tiny", cfg_for, load, work / "tiny", args.rounds, args.warmup,
-                   progress=not args.no_progress)  # fmt: skip
+    return compare(
+        "tiny",
+        cfg_for,
+        load,
+        work / "tiny",
+        args.rounds,
+        args.warmup,
+        progress=not args.no_progress,
+    )
 
 
 # ---- the Qwen2.5-VL-3B-sized model (--gpu-size) -----------------------------------------
 
-QWEN_SPECIAL = ("<|endoftext|>", "<|im_start|>", "<|im_end|>", "<|vision_start|>",
-                "<|vision_end|>", "<|image_pad|>", "<|video_pad|>")  # fmt: skip
+QWEN_SPECIAL = (
+    "<|endoftext|>",
+    "<|im_start|>",
+    "<|im_end|>",
+    "<|vision_start|>",
+    "<|vision_end|>",
+    "<|image_pad|>",
+    "<|video_pad|>",
+)
 QWEN_VISION = "<|vision_start|><|image_pad|><|vision_end|>"
 QWEN_SYSTEM = "<|im_start|>system\nYou are a helpful assistant.<|im_end|>\n"
 
@@ -497,9 +538,11 @@ def qwen_tokenizer(corpus: Sequence[str]):
     tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
     tok.decoder = decoders.ByteLevel()
     trainer = trainers.BpeTrainer(
-        vocab_size=2000, special_tokens=list(QWEN_SPECIAL), show_progress=False,
+        vocab_size=2000,
+        special_tokens=list(QWEN_SPECIAL),
+        show_progress=False,
         initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
-    )  # fmt: skip
+    )
     tok.train_from_iterator(list(corpus) * 20, trainer=trainer)
     return PreTrainedTokenizerFast(
         tokenizer_object=tok, pad_token="<|endoftext|>", eos_token="<|im_end|>"
@@ -561,30 +604,65 @@ def qwen25_vl_3b_config(tokenizer, smoke: bool):
 
     ids = tokenizer.convert_tokens_to_ids
     text = dict(
-        vocab_size=151936, hidden_size=2048, intermediate_size=11008, num_hidden_layers=36,
-        num_attention_heads=16, num_key_value_heads=2, max_position_embeddings=128000,
-        rms_norm_eps=1e-6, hidden_act="silu", tie_word_embeddings=True,
-        rope_parameters={"rope_type": "default", "mrope_section": [16, 24, 24],
-                         "rope_theta": 1000000.0},
-        bos_token_id=ids("<|endoftext|>"), eos_token_id=ids("<|im_end|>"),
+        vocab_size=151936,
+        hidden_size=2048,
+        intermediate_size=11008,
+        num_hidden_layers=36,
+        num_attention_heads=16,
+        num_key_value_heads=2,
+        max_position_embeddings=128000,
+        rms_norm_eps=1e-6,
+        hidden_act="silu",
+        tie_word_embeddings=True,
+        rope_parameters={
+            "rope_type": "default",
+            "mrope_section": [16, 24, 24],
+            "rope_theta": 1000000.0,
+        },
+        bos_token_id=ids("<|endoftext|>"),
+        eos_token_id=ids("<|im_end|>"),
         pad_token_id=ids("<|endoftext|>"),
-    )  # fmt: skip
+    )
     vision = dict(
-        depth=32, hidden_size=1280, intermediate_size=3420, num_heads=16, out_hidden_size=2048,
-        patch_size=14, spatial_merge_size=2, temporal_patch_size=2, window_size=112,
-        fullatt_block_indexes=[7, 15, 23, 31], tokens_per_second=2, hidden_act="silu",
-    )  # fmt: skip
+        depth=32,
+        hidden_size=1280,
+        intermediate_size=3420,
+        num_heads=16,
+        out_hidden_size=2048,
+        patch_size=14,
+        spatial_merge_size=2,
+        temporal_patch_size=2,
+        window_size=112,
+        fullatt_block_indexes=[7, 15, 23, 31],
+        tokens_per_second=2,
+        hidden_act="silu",
+    )
     if smoke:  # head_dim stays 128 (M-RoPE sections 16+24+24 = 64 pairs)
-        text.update(num_hidden_layers=2, vocab_size=4096, hidden_size=256, intermediate_size=512,
-                    num_attention_heads=2, num_key_value_heads=1)  # fmt: skip
-        vision.update(depth=2, fullatt_block_indexes=[1], hidden_size=128, intermediate_size=256,
-                      num_heads=2, out_hidden_size=256)  # fmt: skip
+        text.update(
+            num_hidden_layers=2,
+            vocab_size=4096,
+            hidden_size=256,
+            intermediate_size=512,
+            num_attention_heads=2,
+            num_key_value_heads=1,
+        )
+        vision.update(
+            depth=2,
+            fullatt_block_indexes=[1],
+            hidden_size=128,
+            intermediate_size=256,
+            num_heads=2,
+            out_hidden_size=256,
+        )
     return Qwen2_5_VLConfig(
-        text_config=text, vision_config=vision, tie_word_embeddings=True,
-        image_token_id=ids("<|image_pad|>"), video_token_id=ids("<|video_pad|>"),
+        text_config=text,
+        vision_config=vision,
+        tie_word_embeddings=True,
+        image_token_id=ids("<|image_pad|>"),
+        video_token_id=ids("<|video_pad|>"),
         vision_start_token_id=ids("<|vision_start|>"),
         vision_end_token_id=ids("<|vision_end|>"),
-    )  # fmt: skip
+    )
 
 
 def gpu_size(args, work: Path) -> dict[str, Any]:
@@ -598,10 +676,17 @@ def gpu_size(args, work: Path) -> dict[str, Any]:
     instruction = load_prompt("classify.v1").render(domain=labelset.description, n_frames=frames)
     tokenizer = qwen_tokenizer([instruction.user, QWEN_SYSTEM, QWEN_VISION])
     config = qwen25_vl_3b_config(tokenizer, args.gpu_size_smoke)
-    overrides = [f"train.max_steps={total}", f"train.batch_size={args.gpu_batch_size}",
-                 f"data.n_frames={frames}", f"data.max_side={side}", f"train.device={device}",
-                 f"train.num_workers={args.gpu_workers}", "train.eval_batch_size=4",
-                 "lora.r=16", "lora.alpha=32"]  # fmt: skip
+    overrides = [
+        f"train.max_steps={total}",
+        f"train.batch_size={args.gpu_batch_size}",
+        f"data.n_frames={frames}",
+        f"data.max_side={side}",
+        f"train.device={device}",
+        f"train.num_workers={args.gpu_workers}",
+        "train.eval_batch_size=4",
+        "lora.r=16",
+        "lora.alpha=32",
+    ]
 
     def cfg_for(out: str) -> LoraConfig:
         return recipe_config(manifest, "random-init-qwen2.5-vl-3b", Path(out), overrides)
@@ -612,9 +697,16 @@ def gpu_size(args, work: Path) -> dict[str, Any]:
             backbone = AutoModel.from_config(config, dtype=torch.float32)
         return backbone, QwenStandInProcessor(tokenizer, side)
 
-    result = compare("qwen2.5-vl-3b-size", cfg_for, load, work / "gpu", args.gpu_rounds,
-                     args.gpu_warmup, progress=not args.no_progress,
-                     recipe_load=load)  # fmt: skip
+    result = compare(
+        "qwen2.5-vl-3b-size",
+        cfg_for,
+        load,
+        work / "gpu",
+        args.gpu_rounds,
+        args.gpu_warmup,
+        progress=not args.no_progress,
+        recipe_load=load,
+    )
     result["setup"] = {
         "model": "Qwen2.5-VL-3B architecture, random init"
         + (" (SMOKE: 2+2 layers)" if args.gpu_size_smoke else ""),
@@ -636,9 +728,18 @@ def table(results: list[dict[str, Any]], target: float) -> str:
     def ok(v):
         return "-" if v is None else ("yes" if v >= target else "NO")
 
-    cols = [("model", 20), ("rounds", 6), ("recipe/s", 9), ("base/s", 9), ("ratio", 6),
-            (f">={target}", 6), ("cpu ratio", 9), ("loop ratio", 10), ("val s", 6),
-            ("peak GiB r/b", 13)]  # fmt: skip
+    cols = [
+        ("model", 20),
+        ("rounds", 6),
+        ("recipe/s", 9),
+        ("base/s", 9),
+        ("ratio", 6),
+        (f">={target}", 6),
+        ("cpu ratio", 9),
+        ("loop ratio", 10),
+        ("val s", 6),
+        ("peak GiB r/b", 13),
+    ]
 
     def line(cells) -> str:  # first column left-aligned, the others right-aligned
         pairs = enumerate(zip(cells, cols, strict=True))
@@ -648,10 +749,18 @@ def table(results: list[dict[str, Any]], target: float) -> str:
     lines.append("-" * len(lines[0]))
     for r in results:
         peak = f"{f(r['recipe_peak_gpu_gib'], '.2f')}/{f(r['baseline_peak_gpu_gib'], '.2f')}"
-        cells = [r["label"], len(r["rounds"]), f(r["recipe_samples_per_s"]),
-                 f(r["baseline_samples_per_s"]), f(r["ratio"]), ok(r["ratio"]),
-                 f(r["cpu_ratio"]), f(r["loop_ratio"]),
-                 f(r["recipe_validation_s"], ".2f"), peak]  # fmt: skip
+        cells = [
+            r["label"],
+            len(r["rounds"]),
+            f(r["recipe_samples_per_s"]),
+            f(r["baseline_samples_per_s"]),
+            f(r["ratio"]),
+            ok(r["ratio"]),
+            f(r["cpu_ratio"]),
+            f(r["loop_ratio"]),
+            f(r["recipe_validation_s"], ".2f"),
+            peak,
+        ]
         lines.append(line(cells))
     return "\n".join(lines)
 
@@ -722,8 +831,10 @@ def main() -> None:
         try:
             results.append(gpu_size(args, work))
         except torch.cuda.OutOfMemoryError as exc:
-            notes.append(f"--gpu-size: CUDA out of memory ({str(exc).splitlines()[0]}); "
-                         "try a smaller --gpu-batch-size")  # fmt: skip
+            notes.append(
+                f"--gpu-size: CUDA out of memory ({str(exc).splitlines()[0]}); "
+                "try a smaller --gpu-batch-size"
+            )
     wall = time.perf_counter() - t0
     print()
     if results:
@@ -743,10 +854,19 @@ def main() -> None:
         shutil.rmtree(work, ignore_errors=True)
         print(f"total wall time {wall:.1f} s")
     if args.out:
-        args.out.write_text(json.dumps(
-            {"results": results, "notes": notes, "wall_s": wall, "args": vars(args),
-             "torch_threads": torch.get_num_threads()},
-            indent=2, default=str))  # fmt: skip
+        args.out.write_text(
+            json.dumps(
+                {
+                    "results": results,
+                    "notes": notes,
+                    "wall_s": wall,
+                    "args": vars(args),
+                    "torch_threads": torch.get_num_threads(),
+                },
+                indent=2,
+                default=str,
+            )
+        )
 
 
 if __name__ == "__main__":

@@ -29,9 +29,19 @@ SHARED = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "video
 def one_run(videos: Path, out: Path, labels: str, strategy: str, model_args: list[str]) -> dict:
     t0 = time.perf_counter()
     code = vara_main(
-        ["run", str(videos), "--labels", labels, "--strategy", strategy, "--out", str(out),
-         "--no-progress", *model_args]
-    )  # fmt: skip
+        [
+            "run",
+            str(videos),
+            "--labels",
+            labels,
+            "--strategy",
+            strategy,
+            "--out",
+            str(out),
+            "--no-progress",
+            *model_args,
+        ]
+    )
     names = set(load_labelset(labels).names)
     preds = read_jsonl(out / "predictions.jsonl")
     run = json.loads((out / "run.json").read_text())["run_info"]

@@ -78,14 +78,24 @@ def answer_bodies(run_dir, labelset, strategy, prompt, model: str) -> list[dict]
     bodies = []
     for pred in read_jsonl(run_dir / "predictions.jsonl"):
         captions = [Caption.from_dict(c) for c in pred["captions"]]
-        r = prompt.render(labelset=labelset, captions=caption_items(captions),
-                          start_s=pred["start_s"], end_s=pred["end_s"])  # fmt: skip
+        r = prompt.render(
+            labelset=labelset,
+            captions=caption_items(captions),
+            start_s=pred["start_s"],
+            end_s=pred["end_s"],
+        )
         refs = [caption_ref(i) for i in range(1, len(captions) + 1)]
         schema = answer_schema(prompt.schema, labelset, refs)
         turns = [Message("system", r.system), Message("user", r.user)]
-        bodies.append(chat_body(model, turns, json_schema=schema,
-                                max_tokens=strategy.generation.answer_max_tokens,
-                                temperature=strategy.generation.temperature))  # fmt: skip
+        bodies.append(
+            chat_body(
+                model,
+                turns,
+                json_schema=schema,
+                max_tokens=strategy.generation.answer_max_tokens,
+                temperature=strategy.generation.temperature,
+            )
+        )
     return bodies
 
 
@@ -108,33 +118,57 @@ def main() -> None:
     with VLLMServer(opts, log_path=work / "server.log") as server:
         # Per-frame captions of a random model run to 128 tokens each: 16 of them need the
         # 4096-token context the bench's tiny model has.
-        variants = (("one caption per window", None, args.frames), ("per-frame captions", 1, 4),
-                    ("per-frame captions at 8 fps", 1, 16))  # fmt: skip
+        variants = (
+            ("one caption per window", None, args.frames),
+            ("per-frame captions", 1, 4),
+            ("per-frame captions at 8 fps", 1, 16),
+        )
         for k, (name, per_caption, frames) in enumerate(variants):
-            base = [f"vlm.url={server.url}", "vlm.model=tiny", f"sampler.n_frames={frames}",
-                    f"frames_per_caption={'null' if per_caption is None else per_caption}",
-                    "concurrency=8"]  # fmt: skip
+            base = [
+                f"vlm.url={server.url}",
+                "vlm.model=tiny",
+                f"sampler.n_frames={frames}",
+                f"frames_per_caption={'null' if per_caption is None else per_caption}",
+                "concurrency=8",
+            ]
             cache = CaptionCache(work / f"cache-{k}.sqlite")
-            first = timed_eval(dataset, labelset, load_strategy("caption-reason", base),
-                               work / f"first-{k}", cache, server.url)  # fmt: skip
+            first = timed_eval(
+                dataset,
+                labelset,
+                load_strategy("caption-reason", base),
+                work / f"first-{k}",
+                cache,
+                server.url,
+            )
             edited_strategy = load_strategy("caption-reason", [*base, "prompts.answer=reason.v2"])
-            second = timed_eval(dataset, labelset, edited_strategy, work / f"second-{k}",
-                                cache, server.url, prompts_dir=str(edited))  # fmt: skip
+            second = timed_eval(
+                dataset,
+                labelset,
+                edited_strategy,
+                work / f"second-{k}",
+                cache,
+                server.url,
+                prompts_dir=str(edited),
+            )
             v3 = load_prompt("reason.v3", str(edited))
-            bodies = answer_bodies(work / f"second-{k}" / "caption-reason", labelset,
-                                   edited_strategy, v3, "tiny")  # fmt: skip
+            bodies = answer_bodies(
+                work / f"second-{k}" / "caption-reason", labelset, edited_strategy, v3, "tiny"
+            )
             floor_s = asyncio.run(bare(server.url, bodies, edited_strategy.concurrency))
             ratio = second["wall_s"] / first["wall_s"]
             results[name] = {
-                "first": first, "second": second, "ratio": round(ratio, 3),
+                "first": first,
+                "second": second,
+                "ratio": round(ratio, 3),
                 "floor": {"wall_s": round(floor_s, 2), "requests": len(bodies)},
                 "floor_ratio": round(floor_s / first["wall_s"], 3),
                 "second_over_floor": round(second["wall_s"] / floor_s, 3),
-            }  # fmt: skip
+            }
             print(json.dumps({name: results[name]}), flush=True)
     if args.out:
-        args.out.write_text(json.dumps({"results": results, "args": vars(args)}, indent=2,
-                                       default=str))  # fmt: skip
+        args.out.write_text(
+            json.dumps({"results": results, "args": vars(args)}, indent=2, default=str)
+        )
 
 
 if __name__ == "__main__":

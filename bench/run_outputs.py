@@ -63,7 +63,7 @@ def write_predictions(path: Path, n_videos: int, n_windows: int) -> None:
                             "latency_s": 0.5,
                         }
                         for i in range(4)
-                    ],  # fmt: skip
+                    ],
                     "attempts": 1,
                 }
                 fh.write(json.dumps(record) + "\n")
@@ -77,22 +77,27 @@ def one(mode: str, path: Path, n_videos: int, per_video: int) -> dict:
     t0 = time.perf_counter()
     if mode == "full":
         preds = [Prediction.from_dict(r) for r in read_jsonl(path)]
-        timelines = [build_timeline(f"/data/video{v}.mp4", per_video + 1.0, preds)
-                     for v in range(n_videos)]  # fmt: skip
+        timelines = [
+            build_timeline(f"/data/video{v}.mp4", per_video + 1.0, preds) for v in range(n_videos)
+        ]
     else:
         by_id = {r["clip_id"]: WindowLabels.from_record(r) for r in iter_jsonl(path)}
         timelines = [
-            run_timeline(f"/data/video{v}.mp4", per_video + 1.0,
-                         [f"video{v}.mp4:{w:.2f}-{w + 2:.2f}" for w in range(per_video)], by_id)
+            run_timeline(
+                f"/data/video{v}.mp4",
+                per_video + 1.0,
+                [f"video{v}.mp4:{w:.2f}-{w + 2:.2f}" for w in range(per_video)],
+                by_id,
+            )
             for v in range(n_videos)
-        ]  # fmt: skip
+        ]
     wall = time.perf_counter() - t0
     return {
         "wall_s": round(wall, 3),
         "peak_rss_mib": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
         "events": [
             [(e.label, e.start_s, e.end_s, e.n_windows) for e in t.events] for t in timelines
-        ],  # fmt: skip
+        ],
     }
 
 
@@ -114,18 +119,29 @@ def main() -> None:
         size_mib = path.stat().st_size / 2**20
         runs = {}
         for mode in ("full", "vara"):
-            cmd = [sys.executable, __file__, "--videos", str(args.videos),
-                   "--windows", str(args.windows), "--out", str(args.out),
-                   "--_child", mode, str(path)]  # fmt: skip
-            runs[mode] = json.loads(subprocess.run(cmd, check=True, capture_output=True,
-                                                   text=True).stdout)  # fmt: skip
+            cmd = [
+                sys.executable,
+                __file__,
+                "--videos",
+                str(args.videos),
+                "--windows",
+                str(args.windows),
+                "--out",
+                str(args.out),
+                "--_child",
+                mode,
+                str(path),
+            ]
+            runs[mode] = json.loads(
+                subprocess.run(cmd, check=True, capture_output=True, text=True).stdout
+            )
     same = runs["full"].pop("events") == runs["vara"].pop("events")
     result = {
         "config": {
             "videos": args.videos,
             "windows": per_video * args.videos,
             "predictions_mib": round(size_mib, 1),
-        },  # fmt: skip
+        },
         "runs": runs,
         "ratios": {
             "wall_vara_over_full": round(runs["vara"]["wall_s"] / runs["full"]["wall_s"], 3),

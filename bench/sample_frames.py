@@ -7,7 +7,7 @@ Quick sanity run (1-min comparison, 6-min RSS):
 
 Workload: 16 frames per 2-s window, windows overlapping by 50 %, frames resized so the
 longer side is 448 (SamplerSpec's default), over a 1280x720 25 fps H.264 video with a
-250-frame GOP and B-frames (vara.synth_video.write_long_video). In ONE run it times:
+250-frame GOP and B-frames (vara.testing.synth_video.write_long_video). In ONE run it times:
   vara   vara.tools.video.iter_frame_batches (one pass; grab through gaps, seek over big ones)
   naive  OpenCV, window by window, CAP_PROP_POS_FRAMES seek before every sampled frame,
          cv2.resize INTER_AREA (--naive-windows N times an even subset and scales it)
@@ -37,7 +37,7 @@ from pathlib import Path
 
 import numpy as np
 
-from vara.synth_video import frame_number, write_long_video
+from vara.testing.synth_video import frame_number, write_long_video
 from vara.tools.video import iter_frame_batches, probe
 from vara.tools.windows import make_windows, plan_frames
 from vara.types import SamplerSpec

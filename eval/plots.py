@@ -149,8 +149,15 @@ def _matrix(name: str, labels: list[str], matrix: np.ndarray) -> bytes:
     if max(matrix.shape) <= _ANNOTATE_MAX:
         for (i, j), v in np.ndenumerate(matrix):
             if v:
-                ax.text(j, i, f"{int(v)}", ha="center", va="center", fontsize="small",
-                        color="white" if norm[i, j] > 0.5 else "black")  # fmt: skip
+                ax.text(
+                    j,
+                    i,
+                    f"{int(v)}",
+                    ha="center",
+                    va="center",
+                    fontsize="small",
+                    color="white" if norm[i, j] > 0.5 else "black",
+                )
     ax.set_xticks(range(len(cols)), cols, rotation=45, ha="right", fontsize="small")
     ax.set_yticks(range(len(rows)), rows, fontsize="small")
     ax.set_xlabel("predicted")

@@ -40,11 +40,12 @@ from vara.eval.report_html import (
 from vara.records import read_jsonl
 from vara.tools.video import probe, read_frames
 from vara.tools.windows import plan_frames
-from vara.types import Clip, Failure, Prediction, SamplerSpec
+from vara.types import Clip, Failure, PixelSpec, Prediction, SamplerSpec
 
 __all__ = ["RunResult", "build_report", "find_runs", "load_run", "metrics_table", "write_report"]
 
 THUMB_MAX_SIDE = 160  # px, longer side of a card thumbnail
+_THUMB_PIXELS = PixelSpec.resize_only(THUMB_MAX_SIDE)
 _FIX = "pass a directory written by vara eval (a strategy directory or its parent)"
 # (header, metrics key, higher is better when the metrics do not say)
 _METRICS = (
@@ -216,7 +217,7 @@ def metrics_table(runs: Sequence[RunResult], names: Sequence[str]) -> Table:
                 _fmt((info.get("timings") or {}).get("clips_per_s"), 2),
                 models or "–",
                 prompts or "–",
-            )  # fmt: skip
+            )
         )
     hib = {**{k: d for _, k, d in _METRICS}, **(runs[0].metrics.get("higher_is_better") or {})}
     # A run that predicted nothing (coverage 0) is never marked best, e.g. on tied zeros.
@@ -239,11 +240,17 @@ def runs_table(runs: Sequence[RunResult], names: Sequence[str]) -> Table:
     for run, name in zip(runs, names, strict=True):
         info = run.run_info
         counts, timings = info.get("counts") or {}, info.get("timings") or {}
-        rows.append((
-            name, str(run.path), str(counts.get("n_predictions", len(run.predictions))),
-            str(counts.get("n_failures", len(run.failures))), str(counts.get("n_reasked", "–")),
-            _fmt(timings.get("wall_s"), 1), str(info.get("started", "–")),
-        ))  # fmt: skip
+        rows.append(
+            (
+                name,
+                str(run.path),
+                str(counts.get("n_predictions", len(run.predictions))),
+                str(counts.get("n_failures", len(run.failures))),
+                str(counts.get("n_reasked", "–")),
+                _fmt(timings.get("wall_s"), 1),
+                str(info.get("started", "–")),
+            )
+        )
     columns = ("strategy", "directory", "predictions", "failures", "re-asked", "wall s", "started")
     return Table(columns, tuple(rows), numeric=frozenset({2, 3, 4, 5}))
 
@@ -313,13 +320,13 @@ def _read_thumbs(path: Path, plans: list[tuple[int, ...]]) -> list[Thumbs]:
     """Thumbnails for several windows of one video: one decode pass, per-window on error."""
     wanted = sorted({i for plan in plans for i in plan})
     try:
-        frames, times = read_frames(path, wanted, max_side=THUMB_MAX_SIDE)
+        frames, times = read_frames(path, wanted, pixels=_THUMB_PIXELS)
         got = dict(zip(wanted, zip(frames, times, strict=True), strict=True))
     except InputError:  # a damaged region: find out which windows it spoils
         got = {}
         for plan in plans:
             try:
-                f, t = read_frames(path, plan, max_side=THUMB_MAX_SIDE)
+                f, t = read_frames(path, plan, pixels=_THUMB_PIXELS)
                 got.update(zip(plan, zip(f, t, strict=True), strict=True))
             except InputError:
                 pass

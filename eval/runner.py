@@ -3,7 +3,7 @@
 For each strategy: ``out/<strategy>/`` gets ``clips.jsonl`` (the evaluated set with ground
 truth), the runner's ``predictions.jsonl``/``failures.jsonl``/``run.json``, and
 ``results.json`` = run_info (config, prompts, models, counts incl. caption requests and cache
-hits, timings, failures) + metrics (``vara.eval.metrics``) + meta_info. The format is in
+hits, timings, failures) + metrics (``vara.metrics``) + meta_info. The format is in
 docs/results-format.md. Re-running resumes each strategy's missing clips; a directory that
 holds a different dataset is refused. Models are connected once per endpoint and shared by
 the strategies, and the caption cache lets strategies that caption the same way share
@@ -18,17 +18,17 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from vara.agents.graph import NO_VLM, PROMPT_ROLES, SCHEMA_ROLES
-from vara.agents.runner import run_clips, session_totals
-from vara.config import Endpoint, StrategyConfig
+from vara.agents.models import ModelPool
+from vara.agents.registry import graph_spec
+from vara.agents.rundir import session_totals
+from vara.agents.runner import run_clips
+from vara.config import StrategyConfig
 from vara.errors import ConfigError
-from vara.eval.datasets import Dataset
-from vara.eval.metrics import compute_metrics
+from vara.metrics import compute_metrics
 from vara.provenance import meta_info
 from vara.records import read_jsonl, write_json_atomic, write_jsonl_atomic
 from vara.tools.cache import CaptionCache
-from vara.tools.chat import ChatModel
-from vara.tools.vlm import connect
+from vara.tools.datasets import Dataset
 from vara.types import Clip, Failure, LabelSet, Prediction
 
 __all__ = ["evaluate", "results_for"]
@@ -53,25 +53,6 @@ def _write_clips(out: Path, dataset: Dataset) -> None:
     write_jsonl_atomic(path, records)
 
 
-class _Models:
-    """One client/engine per endpoint, shared by every strategy of the evaluation."""
-
-    def __init__(self) -> None:
-        self._open: dict[Endpoint, ChatModel] = {}
-
-    def get(self, endpoint: Endpoint) -> ChatModel:
-        if endpoint not in self._open:
-            self._open[endpoint] = connect(endpoint)
-        return self._open[endpoint]
-
-    def pair(self, strategy: StrategyConfig) -> tuple[ChatModel | None, ChatModel | None]:
-        """(vlm, llm) of a strategy; (None, None) for graphs that ask no language model."""
-        if strategy.graph in NO_VLM:
-            return None, None
-        vlm = self.get(strategy.vlm)
-        return vlm, self.get(strategy.answer_model)
-
-
 def evaluate(
     dataset: Dataset,
     labelset: LabelSet,
@@ -81,22 +62,29 @@ def evaluate(
     prompts_dir: str | None = None,
     cache: CaptionCache | None = None,
     progress: bool = True,
+    models: ModelPool | None = None,
 ) -> list[Path]:
-    """Evaluate each strategy on ``dataset``; return the results.json paths."""
+    """Evaluate each strategy on ``dataset``; return the results.json paths. One model pool
+    (``models``, else a new one) serves every strategy."""
     names = [s.name for s in strategies]
     dupes = sorted({n for n in names if names.count(n) > 1})
     if dupes:
         raise ConfigError(f"strategies {dupes} given twice: give each variant its own `name`")
-    models = _Models()
+    models = models or ModelPool()
     paths = []
     for strategy in strategies:
         out = Path(out_dir) / strategy.name
         _write_clips(out, dataset)
-        vlm, llm = models.pair(strategy)
         summary = run_clips(
-            _groups(dataset.clips), strategy, labelset, out, prompts_dir=prompts_dir,
-            progress=progress, vlm=vlm, llm=llm, cache=cache,
-        )  # fmt: skip
+            _groups(dataset.clips),
+            strategy,
+            labelset,
+            out,
+            prompts_dir=prompts_dir,
+            progress=progress,
+            models=models,
+            cache=cache,
+        )
         results = results_for(out, dataset, labelset, strategy, summary.failures)
         write_json_atomic(out / "results.json", results)
         paths.append(out / "results.json")
@@ -126,7 +114,7 @@ def results_for(
     answer_failed = [p is None and c.clip_id in invalid for c, p in zip(clips, got, strict=True)]
     # A graph with no schema-constrained role (classifier) has no model answer to judge:
     # its hallucination rate is None, not a perfect 0.
-    writes_answers = bool(set(PROMPT_ROLES[strategy.graph]) & set(SCHEMA_ROLES))
+    writes_answers = graph_spec(strategy.graph).writes_answers
     metrics = compute_metrics(
         labelset,
         truth=[c.labels or () for c in clips],

@@ -23,8 +23,6 @@ from torch import nn
 from tqdm import tqdm
 
 from vara.errors import ConfigError
-from vara.eval.datasets import Dataset, load_dataset
-from vara.eval.metrics import compute_metrics, tune_thresholds
 from vara.finetune.config import Config, TrainSpec
 from vara.finetune.data import (
     Split,
@@ -34,11 +32,14 @@ from vara.finetune.data import (
     targets,
     write_split,
 )
+from vara.metrics import compute_metrics, tune_thresholds
 from vara.prompts.loader import load_labelset
 from vara.provenance import meta_info
 from vara.records import write_json_atomic
-from vara.tools.classifier import ClassifierInfo, decide
+from vara.tools.classifier import ClassifierInfo
 from vara.tools.classifier_model import precision_autocast
+from vara.tools.datasets import Dataset, load_dataset
+from vara.tools.scorer import decide
 from vara.types import Clip, LabelSet, SamplerSpec
 
 log = logging.getLogger(__name__)
@@ -154,13 +155,19 @@ def load_data(cfg: Config, out: Path, labelset: LabelSet, *, progress: bool = Tr
     """Manifest -> windows -> split by video -> decoded frames (cached, see frames_root)."""
     d = cfg.data
     dataset = load_dataset(
-        d.manifest, labelset, window_s=d.window_s, overlap=d.overlap,
-        min_overlap=d.min_overlap, format=d.format,
-    )  # fmt: skip
+        d.manifest,
+        labelset,
+        window_s=d.window_s,
+        overlap=d.overlap,
+        min_overlap=d.min_overlap,
+        format=d.format,
+    )
     split = split_by_video(
-        dataset.clips, val_fraction=cfg.split.val_fraction, seed=cfg.seed,
+        dataset.clips,
+        val_fraction=cfg.split.val_fraction,
+        seed=cfg.seed,
         val_videos=cfg.split.val_videos,
-    )  # fmt: skip
+    )
     write_split(out, dataset, split)
     _warn_missing_classes(labelset, split)
     sampler = SamplerSpec(n_frames=d.n_frames, max_side=d.max_side)
@@ -171,9 +178,13 @@ def load_data(cfg: Config, out: Path, labelset: LabelSet, *, progress: bool = Tr
     train_y, val_y = targets(split.train, labelset), targets(split.val, labelset)
     log.info("%d train / %d val windows; val videos %s", n, len(split.val), split.val_videos)
     return TrainData(
-        labelset, dataset, split, WindowFrames(paths[:n], train_y), WindowFrames(paths[n:], val_y),
+        labelset,
+        dataset,
+        split,
+        WindowFrames(paths[:n], train_y),
+        WindowFrames(paths[n:], val_y),
         train_y,
-    )  # fmt: skip
+    )
 
 
 def _warn_missing_classes(labelset: LabelSet, split: Split) -> None:
@@ -245,13 +256,19 @@ def autocast(device: str, precision: str):
     return precision_autocast(device, resolve_precision(device, precision))
 
 
-def _loader(ds: WindowFrames, collate: Collate, batch_size: int, *, shuffle: bool, seed: int,
-            workers: int) -> torch.utils.data.DataLoader:  # fmt: skip
+def _loader(
+    ds: WindowFrames, collate: Collate, batch_size: int, *, shuffle: bool, seed: int, workers: int
+) -> torch.utils.data.DataLoader:
     g = torch.Generator().manual_seed(seed)
     return torch.utils.data.DataLoader(
-        ds, batch_size=batch_size, shuffle=shuffle, generator=g, collate_fn=collate,
-        num_workers=workers, persistent_workers=False,
-    )  # fmt: skip
+        ds,
+        batch_size=batch_size,
+        shuffle=shuffle,
+        generator=g,
+        collate_fn=collate,
+        num_workers=workers,
+        persistent_workers=False,
+    )
 
 
 def _trainable(model: nn.Module) -> dict[str, torch.Tensor]:
@@ -283,9 +300,18 @@ def _resume(
     return state["epoch"], state["history"]
 
 
-def train_loop(cfg: Config, model: nn.Module, optimizer, loss_fn: nn.Module, collate: Collate,
-               data: TrainData, out: Path, *, device: str,
-               progress: bool = True) -> list[dict[str, Any]]:  # fmt: skip
+def train_loop(
+    cfg: Config,
+    model: nn.Module,
+    optimizer,
+    loss_fn: nn.Module,
+    collate: Collate,
+    data: TrainData,
+    out: Path,
+    *,
+    device: str,
+    progress: bool = True,
+) -> list[dict[str, Any]]:
     """Epochs of AdamW steps (accumulation, clipping, autocast) with a validation pass after
     each; checkpoints the trainable weights after every epoch. Returns per-epoch metrics."""
     t = cfg.train
@@ -297,8 +323,14 @@ def train_loop(cfg: Config, model: nn.Module, optimizer, loss_fn: nn.Module, col
             break
         model.train()
         t_epoch = time.perf_counter()
-        loader = _loader(data.train, collate, t.batch_size, shuffle=True, seed=cfg.seed + epoch,
-                         workers=resolve_workers(t.num_workers, device))  # fmt: skip
+        loader = _loader(
+            data.train,
+            collate,
+            t.batch_size,
+            shuffle=True,
+            seed=cfg.seed + epoch,
+            workers=resolve_workers(t.num_workers, device),
+        )
         losses, steps = [], 0
         bar = tqdm(loader, desc=f"epoch {epoch + 1}/{t.epochs}", unit="batch", disable=not progress)
         optimizer.zero_grad(set_to_none=True)
@@ -324,24 +356,43 @@ def train_loop(cfg: Config, model: nn.Module, optimizer, loss_fn: nn.Module, col
                 if t.max_steps is not None and step >= t.max_steps:
                     break
         bar.close()
-        record = {"epoch": epoch + 1, "steps": steps, "train_loss": float(np.mean(losses)),
-                  "train_losses": [round(x, 6) for x in losses],
-                  **validate(model, collate, data, loss_fn, device, t)}  # fmt: skip
+        record = {
+            "epoch": epoch + 1,
+            "steps": steps,
+            "train_loss": float(np.mean(losses)),
+            "train_losses": [round(x, 6) for x in losses],
+            **validate(model, collate, data, loss_fn, device, t),
+        }
         record["wall_s"] = round(time.perf_counter() - t_epoch, 3)  # training + validation
         history.append(record)
-        log.info("epoch %d: train loss %.4f, val %s", epoch + 1, record["train_loss"],
-                 {k: record[k] for k in ("val_loss", "val_macro_f1")})  # fmt: skip
-        state = {"epoch": epoch + 1, "weights": _trainable(model), "history": history,
-                 "optimizer": optimizer.state_dict(), "rng": torch.get_rng_state(),
-                 "data": data.fingerprint}  # fmt: skip
+        log.info(
+            "epoch %d: train loss %.4f, val %s",
+            epoch + 1,
+            record["train_loss"],
+            {k: record[k] for k in ("val_loss", "val_macro_f1")},
+        )
+        state = {
+            "epoch": epoch + 1,
+            "weights": _trainable(model),
+            "history": history,
+            "optimizer": optimizer.state_dict(),
+            "rng": torch.get_rng_state(),
+            "data": data.fingerprint,
+        }
         torch.save(state, ckpt.with_suffix(".tmp"))
         os.replace(ckpt.with_suffix(".tmp"), ckpt)
     return history
 
 
 @torch.inference_mode()
-def predict_logits(model: nn.Module, collate: Collate, ds: WindowFrames, device: str,
-                   batch_size: int, precision: str) -> np.ndarray:  # fmt: skip
+def predict_logits(
+    model: nn.Module,
+    collate: Collate,
+    ds: WindowFrames,
+    device: str,
+    batch_size: int,
+    precision: str,
+) -> np.ndarray:
     """Logits of ``ds`` under ``train.precision`` (resolved), as ``tools.classifier`` scores."""
     model.eval()
     out = []
@@ -371,8 +422,11 @@ def validate(model, collate, data: TrainData, loss_fn, device: str, t: TrainSpec
     predicted = [decide(ls.names, p, half, ls.multi_label) for p in probs]
     truth = [c.labels for c in data.val_clips]
     m = compute_metrics(ls, truth, predicted, reasked=[False] * len(truth), n_boot=0)
-    return {"val_loss": loss, "val_macro_f1": m["macro_f1"],
-            "val_per_class_f1": {k: v["f1"] for k, v in m["per_class"].items()}}  # fmt: skip
+    return {
+        "val_loss": loss,
+        "val_macro_f1": m["macro_f1"],
+        "val_per_class_f1": {k: v["f1"] for k, v in m["per_class"].items()},
+    }
 
 
 def tune(labelset: LabelSet, clips: Sequence[Clip], logits: np.ndarray) -> dict[str, float]:
@@ -385,9 +439,13 @@ def tune(labelset: LabelSet, clips: Sequence[Clip], logits: np.ndarray) -> dict[
 
 
 def final_scores(
-    cfg: Config, model: nn.Module, collate: Collate, data: TrainData, labelset: LabelSet,
+    cfg: Config,
+    model: nn.Module,
+    collate: Collate,
+    data: TrainData,
+    labelset: LabelSet,
     device: str,
-) -> tuple[np.ndarray, dict[str, float], str]:  # fmt: skip
+) -> tuple[np.ndarray, dict[str, float], str]:
     """The trained model's validation logits, the thresholds tuned on them, and the resolved
     precision they were computed under (classifier.json records it; scoring reuses it)."""
     t = cfg.train
@@ -427,10 +485,19 @@ def _tuned_f1(data: TrainData, thresholds: dict[str, float], logits: np.ndarray)
     return compute_metrics(ls, truth, predicted, reasked=[False] * len(truth), n_boot=0)["macro_f1"]
 
 
-def write_run(out: Path, cfg: Config, info: ClassifierInfo, data: TrainData,
-              thresholds: dict[str, float], val_logits: np.ndarray,
-              history: list[dict[str, Any]], *, wall_s: float, device: str,
-              extra: dict[str, Any] | None = None) -> None:  # fmt: skip
+def write_run(
+    out: Path,
+    cfg: Config,
+    info: ClassifierInfo,
+    data: TrainData,
+    thresholds: dict[str, float],
+    val_logits: np.ndarray,
+    history: list[dict[str, Any]],
+    *,
+    wall_s: float,
+    device: str,
+    extra: dict[str, Any] | None = None,
+) -> None:
     """The files of the run-directory contract (docs/finetune.md); run_card.json last, so
     its presence means the run finished."""
     write_json_atomic(out / "classifier.json", info.to_dict())

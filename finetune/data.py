@@ -1,7 +1,7 @@
 """Training data shared by the recipes: manifest -> windows -> split by video -> frame cache.
 
 Windows come from the same manifests and windowing rule as ``vara eval``
-(``vara.eval.datasets.load_dataset``), so a model trains and is evaluated on identical
+(``vara.tools.datasets.load_dataset``), so a model trains and is evaluated on identical
 windows. The split is by video: every window of one video lands on the same side, so the
 validation score is never inflated by near-duplicate neighbouring windows. Frames are decoded
 once, exactly as the classifier tool will see them at inference (``tools.video`` with the
@@ -24,9 +24,9 @@ import numpy as np
 from tqdm import tqdm
 
 from vara.errors import InputError, VideoError
-from vara.eval.datasets import Dataset
 from vara.records import write_json_atomic, write_jsonl_atomic
 from vara.tools import video
+from vara.tools.datasets import Dataset
 from vara.types import Clip, LabelSet, SamplerSpec
 
 __all__ = ["Split", "split_by_video", "targets", "cache_frames", "WindowFrames", "write_split"]

@@ -154,9 +154,17 @@ def run(cfg: LoraConfig, *, progress: bool = True) -> Path:
         "lora_targets": len(model.backbone.peft_config["default"].target_modules),
     }
     common.write_run(
-        out, cfg, info, data, thresholds, val_logits, history, wall_s=time.perf_counter() - t0,
-        device=device, extra=extra,
-    )  # fmt: skip
+        out,
+        cfg,
+        info,
+        data,
+        thresholds,
+        val_logits,
+        history,
+        wall_s=time.perf_counter() - t0,
+        device=device,
+        extra=extra,
+    )
     return out
 
 

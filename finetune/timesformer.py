@@ -105,8 +105,9 @@ class TimesformerClassifier(nn.Module):
             self.net.classifier.bias.copy_(prior_bias(prior, multi_label))
 
 
-def build_model(cfg: TimesformerConfig, labelset: LabelSet,
-                device: str) -> tuple[TimesformerClassifier, VideoEncoder]:  # fmt: skip
+def build_model(
+    cfg: TimesformerConfig, labelset: LabelSet, device: str
+) -> tuple[TimesformerClassifier, VideoEncoder]:
     from transformers import TimesformerConfig as HFConfig
     from transformers import TimesformerForVideoClassification
 
@@ -121,12 +122,19 @@ def build_model(cfg: TimesformerConfig, labelset: LabelSet,
     }
     Processor = timesformer_processor_class()
     if m.checkpoint is None:
-        net = TimesformerForVideoClassification(HFConfig(
-            image_size=m.image_size, patch_size=m.patch_size, num_frames=cfg.data.n_frames,
-            hidden_size=m.hidden_size, num_hidden_layers=m.num_hidden_layers,
-            num_attention_heads=m.num_attention_heads, intermediate_size=m.intermediate_size,
-            attention_type=m.attention_type, **labels,
-        ))  # fmt: skip
+        net = TimesformerForVideoClassification(
+            HFConfig(
+                image_size=m.image_size,
+                patch_size=m.patch_size,
+                num_frames=cfg.data.n_frames,
+                hidden_size=m.hidden_size,
+                num_hidden_layers=m.num_hidden_layers,
+                num_attention_heads=m.num_attention_heads,
+                intermediate_size=m.intermediate_size,
+                attention_type=m.attention_type,
+                **labels,
+            )
+        )
         processor = None
         new_head = True
     else:
@@ -156,14 +164,19 @@ def build_model(cfg: TimesformerConfig, labelset: LabelSet,
         if net.config.num_frames != cfg.data.n_frames:
             log.warning(
                 "checkpoint %s was trained on %d frames, data.n_frames is %d: its time "
-                "embeddings are resampled", m.checkpoint, net.config.num_frames, cfg.data.n_frames,
-            )  # fmt: skip
+                "embeddings are resampled",
+                m.checkpoint,
+                net.config.num_frames,
+                cfg.data.n_frames,
+            )
     if processor is None:
         side = net.config.image_size
         processor = Processor(
-            size={"shortest_edge": side}, crop_size={"height": side, "width": side},
-            image_mean=list(m.image_mean), image_std=list(m.image_std),
-        )  # fmt: skip
+            size={"shortest_edge": side},
+            crop_size={"height": side, "width": side},
+            image_mean=list(m.image_mean),
+            image_std=list(m.image_std),
+        )
     return TimesformerClassifier(net, new_head=new_head).to(device), VideoEncoder(processor)
 
 
@@ -218,9 +231,17 @@ def run(cfg: TimesformerConfig, *, progress: bool = True) -> Path:
         "image_std": list(encoder.processor.image_std),
     }
     common.write_run(
-        out, cfg, info, data, thresholds, val_logits, history, wall_s=time.perf_counter() - t0,
-        device=device, extra=extra,
-    )  # fmt: skip
+        out,
+        cfg,
+        info,
+        data,
+        thresholds,
+        val_logits,
+        history,
+        wall_s=time.perf_counter() - t0,
+        device=device,
+        extra=extra,
+    )
     return out
 
 

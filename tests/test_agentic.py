@@ -17,7 +17,8 @@ from langchain_core.messages import AIMessage, ToolMessage
 
 from vara.agents.agentic import build_agentic
 from vara.agents.classify import CLASSIFIER_REF, score_text
-from vara.agents.context import Context, FrameStore
+from vara.agents.context import Context
+from vara.agents.frames import FrameStore
 from vara.agents.strategies import load_strategy
 from vara.errors import ConfigError, EndpointError, InputError
 from vara.prompts.loader import load_labelset, load_prompt
@@ -76,11 +77,11 @@ def _refs(request: dict) -> list[str]:
     return request["json_schema"]["properties"]["evidence"]["items"]["properties"]["ref"]["enum"]
 
 
-def _context(vlm, llm=None, *, overrides=(), labelset=SHORT, classifier=None) -> Context:
+def _context(vlm, llm=None, *, overrides=(), labelset=SHORT, scorer=None) -> Context:
     strategy = load_strategy("agentic", [*FAST, *overrides])
     prompts = {role: load_prompt(ref) for role, ref in strategy.prompts.items()}
     frames = FrameStore(strategy.sampler)
-    return Context(strategy, labelset, prompts, vlm, llm or vlm, frames, classifier=classifier)
+    return Context(strategy, labelset, prompts, vlm, llm or vlm, frames, scorer=scorer)
 
 
 def _run(clip: Clip, ctx: Context) -> dict:
@@ -106,7 +107,7 @@ def test_forced_classify_puts_the_classifier_scores_in_the_prediction(
     classifier = load_classifier(tiny_classifier_run, device="cpu")
     llm = Spy(served)
     overrides = ["agent.first_tool=classify", "agent.max_steps=1"]
-    out = _run(clip, _context(served, llm, overrides=overrides, classifier=classifier))
+    out = _run(clip, _context(served, llm, overrides=overrides, scorer=classifier))
     pred = out["prediction"]
 
     assert [r.get("tool_choice") for r in llm.requests] == ["classify", None]
@@ -118,7 +119,7 @@ def test_forced_classify_puts_the_classifier_scores_in_the_prediction(
     assert pred.scores.adapter_id == classifier.model_id
     shown = [e for e in pred.evidence if e.source == "classifier" and e.ref == CLASSIFIER_REF]
     assert [e.text for e in shown] == [score_text(pred.scores, SHORT.multi_label)]
-    assert pred.models == {"vlm": "tiny-vlm", "llm": "tiny-vlm", "classifier": classifier.model_id}
+    assert pred.models == {"vlm": "tiny-vlm", "llm": "tiny-vlm", "scorer": classifier.model_id}
     assert set(pred.labels) <= set(SHORT.names) and len(pred.labels) == 1
     assert not [e for e in pred.evidence if e.ref.startswith("tool_error:")]
 
@@ -135,7 +136,7 @@ def test_a_tool_error_is_reported_in_the_prediction_not_raised(served, clip):
     [error] = [e for e in pred.evidence if e.ref == "tool_error:1"]
     assert error.source == "classifier"
     assert error.text.startswith("classify: Error: no classifier configured")
-    assert "classifier.run_dir" in error.text
+    assert "scorer.run_dir" in error.text
     assert pred.scores is None and "classifier" not in pred.models
     assert pred.labels and set(pred.labels) <= set(SHORT.names)
 
@@ -374,8 +375,18 @@ def test_agentic_without_a_server_is_refused_up_front(tiny_vlm_dir, tmp_path, ca
     assert not (tmp_path / "out" / "predictions.jsonl").exists()
     # vara eval connects its models before running; the check still comes first.
     (tmp_path / "m.csv").write_text("video,labels\nv.mp4,tai chi\n")
-    args = ["eval", str(tmp_path / "m.csv"), "--labels", "kinetics-sample", "--strategy",
-            "agentic", "--vlm-model", str(tiny_vlm_dir), "--out", str(tmp_path / "e")]  # fmt: skip
+    args = [
+        "eval",
+        str(tmp_path / "m.csv"),
+        "--labels",
+        "kinetics-sample",
+        "--strategy",
+        "agentic",
+        "--vlm-model",
+        str(tiny_vlm_dir),
+        "--out",
+        str(tmp_path / "e"),
+    ]
     assert cli(args) == 2
     assert "calls tools, which needs the LLM on a vLLM server" in capsys.readouterr().err
     assert not (tmp_path / "e" / "agentic" / "results.json").exists()

@@ -11,7 +11,7 @@ from vara.tools.cache import CachedCaption, CaptionCache, file_sha256
 
 BASE = dict(
     frame_idx=(3, 9),
-    max_side=448,
+    pixels="resize(max_side=448)",
     model="m",
     prompt_sha256="p1",
     rendered="describe",
@@ -48,7 +48,7 @@ def test_hit_after_reopen_and_after_a_rename(tmp_path, video):
     "change",
     [
         {"frame_idx": (3, 10)},
-        {"max_side": 224},
+        {"pixels": "resize(max_side=224)"},
         {"model": "other"},
         {"prompt_sha256": "p2"},
         {"rendered": "describe briefly"},
@@ -142,8 +142,9 @@ def test_a_video_is_hashed_once_by_windows_in_flight_together(tmp_path, video, m
     monkeypatch.setattr(cache_module, "file_sha256", slow_sha256)
     cache = CaptionCache(tmp_path / "c.sqlite")
     got = []
-    threads = [threading.Thread(target=lambda: got.append(cache.video_sha256(video)))
-               for _ in range(4)]  # fmt: skip
+    threads = [
+        threading.Thread(target=lambda: got.append(cache.video_sha256(video))) for _ in range(4)
+    ]
     for t in threads:
         t.start()
     for t in threads:

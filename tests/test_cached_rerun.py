@@ -13,21 +13,28 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from vara.agents.models import ModelPool
 from vara.agents.runner import run_clips
 from vara.agents.strategies import load_strategy
 from vara.errors import ConfigError
 from vara.prompts.loader import load_labelset
 from vara.records import read_jsonl
-from vara.synth_video import write_vfr_video
 from vara.testing import ScriptedChatModel, write_test_video
+from vara.testing.synth_video import write_vfr_video
 from vara.tools import video
 from vara.tools.cache import CaptionCache
 from vara.tools.reason import time_ref
 from vara.tools.windows import make_windows
 
 LABELS = load_labelset("newborn-resuscitation")
-TAG = {"actors": ["nurse"], "actions": ["holds mask"], "objects": [], "body_parts": [],
-       "tools": [], "motion": ""}  # fmt: skip
+TAG = {
+    "actors": ["nurse"],
+    "actions": ["holds mask"],
+    "objects": [],
+    "body_parts": [],
+    "tools": [],
+    "motion": "",
+}
 
 
 def _vlm_reply(strategy: str) -> str:
@@ -36,8 +43,13 @@ def _vlm_reply(strategy: str) -> str:
 
 def _answer(strategy, plan) -> str:
     ref = time_ref(plan.timestamps_s[0]) if strategy == "semantic-tokens" else "caption:1"
-    return json.dumps({"evidence": [{"ref": ref, "text": "mask over the face"}],
-                       "labels": ["Ventilation"], "explanation": "A mask is held."})  # fmt: skip
+    return json.dumps(
+        {
+            "evidence": [{"ref": ref, "text": "mask over the face"}],
+            "labels": ["Ventilation"],
+            "explanation": "A mask is held.",
+        }
+    )
 
 
 def _run(strategy, path, clips, out, cache, n_vlm):
@@ -45,8 +57,15 @@ def _run(strategy, path, clips, out, cache, n_vlm):
     plans = [video.frame_plan(path, c, config.sampler) for c in clips]
     vlm = ScriptedChatModel([_vlm_reply(strategy)] * n_vlm, "vlm-x")
     llm = ScriptedChatModel([_answer(strategy, p) for p in plans], "llm-y")
-    summary = run_clips([(str(path), clips)], config, LABELS, out, vlm=vlm, llm=llm,
-                        cache=cache, progress=False)  # fmt: skip
+    summary = run_clips(
+        [(str(path), clips)],
+        config,
+        LABELS,
+        out,
+        models=ModelPool(vlm=vlm, llm=llm),
+        cache=cache,
+        progress=False,
+    )
     assert not summary.failures and summary.n_predicted == len(clips)
     return summary, vlm
 
@@ -106,7 +125,9 @@ def test_resuming_with_another_setting_names_the_setting(tmp_path):
         ConfigError, match=r"holds a run whose settings differ: strategy\.sampler\.n_frames; "
     ):
         vlm, llm = ScriptedChatModel([], "vlm-x"), ScriptedChatModel([], "llm-y")
-        run_clips([(str(path), clips)], config, LABELS, tmp_path / "a", vlm=vlm, llm=llm)
+        run_clips(
+            [(str(path), clips)], config, LABELS, tmp_path / "a", models=ModelPool(vlm=vlm, llm=llm)
+        )
     SAME = ["sampler.n_frames=4", "concurrency=1"]  # as _run: only the prompts differ below
     prompts = tmp_path / "prompts"
     prompts.mkdir()
@@ -117,16 +138,28 @@ def test_resuming_with_another_setting_names_the_setting(tmp_path):
     config = load_strategy("caption-reason", ["prompts.answer=reason.v2", *SAME])
     with pytest.raises(ConfigError, match=r"differ: prompts \(reason\.v1 -> reason\.v2\); "):
         vlm, llm = ScriptedChatModel([], "vlm-x"), ScriptedChatModel([], "llm-y")
-        run_clips([(str(path), clips)], config, LABELS, tmp_path / "a", vlm=vlm, llm=llm,
-                  prompts_dir=str(prompts))  # fmt: skip
+        run_clips(
+            [(str(path), clips)],
+            config,
+            LABELS,
+            tmp_path / "a",
+            models=ModelPool(vlm=vlm, llm=llm),
+            prompts_dir=str(prompts),
+        )
     (prompts / "reason.v1.yaml").write_text(  # an edit in place of the packaged version
         (prompts / "reason.v2.yaml").read_text().replace("careful", "meticulous")
     )
     config = load_strategy("caption-reason", SAME)
     with pytest.raises(ConfigError, match=r"differ: prompts \(reason\.v1 edited\); "):
         vlm, llm = ScriptedChatModel([], "vlm-x"), ScriptedChatModel([], "llm-y")
-        run_clips([(str(path), clips)], config, LABELS, tmp_path / "a", vlm=vlm, llm=llm,
-                  prompts_dir=str(prompts))  # fmt: skip
+        run_clips(
+            [(str(path), clips)],
+            config,
+            LABELS,
+            tmp_path / "a",
+            models=ModelPool(vlm=vlm, llm=llm),
+            prompts_dir=str(prompts),
+        )
 
 
 def test_overlapping_windows_caption_their_shared_frames_once(tmp_path):
@@ -134,15 +167,23 @@ def test_overlapping_windows_caption_their_shared_frames_once(tmp_path):
     window's first; it is captioned once (the group's prompt names its own span)."""
     path = write_test_video(tmp_path / "v.mp4", n_frames=100, fps=25.0, codec="h264")
     clips = make_windows(video.probe(path), 2.0, 0.5)  # 3 windows
-    config = load_strategy("caption-reason", ["sampler.n_frames=4", "frames_per_caption=2",
-                                              "concurrency=3"])  # fmt: skip
+    config = load_strategy(
+        "caption-reason", ["sampler.n_frames=4", "frames_per_caption=2", "concurrency=3"]
+    )
     plans = [video.frame_plan(path, c, config.sampler) for c in clips]
     groups = {p.frame_idx[i : i + 2] for p in plans for i in (0, 2)}
     assert len(groups) == 4  # of 6 groups, 2 are shared with the next window
     vlm = ScriptedChatModel(["A mask."] * 4, "vlm-x")  # raises if asked a 5th time
     llm = ScriptedChatModel([_answer("caption-reason", p) for p in plans], "llm-y")
     cache = CaptionCache(tmp_path / "c.sqlite")
-    summary = run_clips([(str(path), clips)], config, LABELS, tmp_path / "out", vlm=vlm,
-                        llm=llm, cache=cache, progress=False)  # fmt: skip
+    summary = run_clips(
+        [(str(path), clips)],
+        config,
+        LABELS,
+        tmp_path / "out",
+        models=ModelPool(vlm=vlm, llm=llm),
+        cache=cache,
+        progress=False,
+    )
     assert not summary.failures and summary.n_predicted == 3
     assert summary.stats["caption_requests"] == 4 and summary.stats["caption_cache_hits"] == 2

@@ -11,7 +11,6 @@ import json
 import numpy as np
 import pytest
 
-from vara.agents.runner import load_run_classifier
 from vara.agents.strategies import load_strategy
 from vara.cli import main as cli
 from vara.errors import ConfigError
@@ -20,6 +19,8 @@ from vara.finetune.recipes import run_config
 from vara.prompts.loader import load_labelset
 from vara.testing import write_test_video
 from vara.tools.classifier import load_classifier
+from vara.tools.scorer import check as check_scorer
+from vara.tools.scorer import labels_for
 from vara.types import Clip, FrameBatch, SamplerSpec
 
 KINETICS = load_labelset("kinetics-sample")
@@ -29,11 +30,26 @@ KINETICS = load_labelset("kinetics-sample")
 def test_classifier_explain_keeps_the_classifier_labels(tiny_classifier_run, vllm_server, tmp_path):
     run = tiny_classifier_run
     args = [
-        "eval", str(run / "val.jsonl"), "--labels", "kinetics-sample",
-        "--strategy", "classifier", "--strategy", "classifier-explain",
-        "--set", f"classifier.run_dir={run}", "--frames", "4", "--set", "sampler.max_side=112",
-        "--vlm-url", vllm_server.url, "--out", str(tmp_path / "eval"), "--no-progress",
-    ]  # fmt: skip
+        "eval",
+        str(run / "val.jsonl"),
+        "--labels",
+        "kinetics-sample",
+        "--strategy",
+        "classifier",
+        "--strategy",
+        "classifier-explain",
+        "--set",
+        f"scorer.run_dir={run}",
+        "--frames",
+        "4",
+        "--set",
+        "sampler.max_side=112",
+        "--vlm-url",
+        vllm_server.url,
+        "--out",
+        str(tmp_path / "eval"),
+        "--no-progress",
+    ]
     assert cli(args) == 0
     plain = {
         p["clip_id"]: p
@@ -50,7 +66,7 @@ def test_classifier_explain_keeps_the_classifier_labels(tiny_classifier_run, vll
         assert p["labels"] == same["labels"]
         assert p["scores"]["probs"] == pytest.approx(same["scores"]["probs"], abs=1e-5)
         assert p["scores"]["adapter_id"] == same["scores"]["adapter_id"] == clf_id
-        assert p["models"]["classifier"] == clf_id and p["models"]["llm"] == "tiny-vlm"
+        assert p["models"]["scorer"] == clf_id and p["models"]["llm"] == "tiny-vlm"
         first = p["evidence"][0]  # the scores, first
         assert (first["source"], first["ref"]) == ("classifier", "classifier")
         assert first["text"].startswith(KINETICS.names[0] + "=")
@@ -92,7 +108,7 @@ def test_multi_label_run_with_attention_pooling_and_vision_lora(tiny_vlm_dir, tm
             "lora.vision_tower=true",
             "lora.r=2",
             "split.val_videos=[c.mp4]",
-        ],  # fmt: skip
+        ],
         progress=False,
     )
     newborn = load_labelset("newborn-resuscitation")
@@ -110,9 +126,23 @@ def test_multi_label_run_with_attention_pooling_and_vision_lora(tiny_vlm_dir, tm
     # vara eval with the classifier strategy makes exactly the tuned decisions on val.jsonl:
     # every class whose probability reaches its threshold (tuned thresholds often sit exactly
     # on a validation score, so any rounding of the scores would flip decisions).
-    args = ["eval", str(out / "val.jsonl"), "--labels", "newborn-resuscitation", "--strategy",
-            "classifier", "--set", f"classifier.run_dir={out}", "--frames", "2",
-            "--max-side", "64", "--out", str(tmp_path / "eval"), "--no-progress"]  # fmt: skip
+    args = [
+        "eval",
+        str(out / "val.jsonl"),
+        "--labels",
+        "newborn-resuscitation",
+        "--strategy",
+        "classifier",
+        "--set",
+        f"scorer.run_dir={out}",
+        "--frames",
+        "2",
+        "--max-side",
+        "64",
+        "--out",
+        str(tmp_path / "eval"),
+        "--no-progress",
+    ]
     assert cli(args) in (0, 1)
     preds = {
         (p["video"], p["start_s"]): p
@@ -140,11 +170,11 @@ def test_classifier_strategy_errors_name_the_fix(tiny_classifier_run, tmp_path, 
     manifest = tiny_classifier_run / "val.jsonl"
     args = ["eval", str(manifest), "--labels", "kinetics-sample", "--strategy", "classifier"]
     assert cli([*args, "--out", str(tmp_path / "e")]) == 2
-    assert "set classifier.run_dir=RUN_DIR" in capsys.readouterr().err
-    # A classifier trained on another label set is refused before any window runs.
-    strategy = load_strategy("classifier", [f"classifier.run_dir={tiny_classifier_run}"])
+    assert "set scorer.run_dir=RUN_DIR" in capsys.readouterr().err
+    # A classifier trained on another label set is refused before its weights load.
+    strategy = load_strategy("classifier", [f"scorer.run_dir={tiny_classifier_run}"])
     with pytest.raises(ConfigError, match="trained on labels .* pass --labels kinetics-sample"):
-        load_run_classifier(strategy, load_labelset("newborn-resuscitation"))
+        check_scorer(strategy.scorer, load_labelset("newborn-resuscitation"), strategy.sampler)
 
 
 def test_decisions_use_full_precision_scores(tiny_vlm_dir, tmp_path):
@@ -161,7 +191,7 @@ def test_decisions_use_full_precision_scores(tiny_vlm_dir, tmp_path):
             "train.epochs=1",
             "train.max_steps=1",
             "split.val_videos=[c.mp4]",
-        ],  # fmt: skip
+        ],
         progress=False,
     )
     rng = np.random.default_rng(0)
@@ -174,7 +204,7 @@ def test_decisions_use_full_precision_scores(tiny_vlm_dir, tmp_path):
         cut = [float(np.nextafter(p, np.inf) if nudge else p) for p in tuned_on]
         (out / "thresholds.json").write_text(json.dumps(dict(zip(names, cut, strict=True))))
         clf = load_classifier(out)
-        assert clf.labels_for(clf.predict([batch])[0]) == tuple(expected)
+        assert labels_for(clf.predict([batch])[0], multi_label=True) == tuple(expected)
 
 
 def test_weights_hash_reads_unchanged_weights_once(tmp_path):
@@ -193,14 +223,15 @@ def test_weights_hash_reads_unchanged_weights_once(tmp_path):
     assert _weights_hash(tmp_path) != first
 
 
-def test_a_refused_out_dir_is_refused_before_the_classifier_loads(tiny_classifier_run, tmp_path,
-                                                                  monkeypatch):  # fmt: skip
-    from vara.agents import runner
+def test_a_refused_out_dir_is_refused_before_the_classifier_loads(
+    tiny_classifier_run, tmp_path, monkeypatch
+):
     from vara.agents.runner import run_clips
     from vara.agents.strategies import load_strategy
     from vara.errors import ConfigError
     from vara.prompts.loader import load_labelset
     from vara.records import write_json_atomic
+    from vara.tools import classifier as classifier_module
     from vara.tools.classifier import classifier_id, load_classifier
 
     assert classifier_id(tiny_classifier_run) == load_classifier(tiny_classifier_run).model_id
@@ -211,7 +242,7 @@ def test_a_refused_out_dir_is_refused_before_the_classifier_loads(tiny_classifie
     def no_load(*_a, **_k):
         raise AssertionError("the classifier loaded before the out dir was refused")
 
-    monkeypatch.setattr(runner, "load_classifier", no_load)
-    strategy = load_strategy("classifier", [f"classifier.run_dir={tiny_classifier_run}"])
-    with pytest.raises(ConfigError, match="settings differ: .*models.classifier"):
+    monkeypatch.setattr(classifier_module, "Classifier", no_load)
+    strategy = load_strategy("classifier", [f"scorer.run_dir={tiny_classifier_run}"])
+    with pytest.raises(ConfigError, match="settings differ: .*models.scorer"):
         run_clips([], strategy, load_labelset("kinetics-sample"), out, progress=False)

@@ -11,9 +11,9 @@ from pathlib import Path
 import pytest
 
 from vara.errors import InputError, VideoError
-from vara.eval.datasets import detect_format, load_dataset, window_labels
 from vara.prompts.loader import load_labelset
-from vara.synth_video import write_test_video
+from vara.testing.synth_video import write_test_video
+from vara.tools.datasets import detect_format, load_dataset, window_labels
 from vara.types import Clip, Label, LabelSet
 
 NEWBORN = load_labelset("newborn-resuscitation")
@@ -203,14 +203,14 @@ def test_bad_arguments(videos):
 
 def test_end_past_the_video_is_cut_with_a_warning(videos, caplog):
     path = write(videos, "late.csv", "video,label,start_s,end_s\na.mp4,Suction,4.5,7.5\n")
-    with caplog.at_level(logging.WARNING, logger="vara.eval.datasets"):
+    with caplog.at_level(logging.WARNING, logger="vara.tools.datasets"):
         ds = load_dataset(path, NEWBORN)
     assert "late.csv line 2: end_s 7.5 is past the end of 'a.mp4'" in caplog.text
     assert [c.labels for c in ds.clips] == [(), (), (), (), ("Suction",)]
     # Within one frame of the end (rounding in annotation exports): cut without a warning.
     caplog.clear()
     path = write(videos, "late.csv", "video,labels,start_s,end_s\na.mp4,Suction,4,6.05\n")
-    with caplog.at_level(logging.WARNING, logger="vara.eval.datasets"):
+    with caplog.at_level(logging.WARNING, logger="vara.tools.datasets"):
         ds = load_dataset(path, NEWBORN)
     assert caplog.text == ""
     assert (ds.clips[0].clip_id, ds.clips[0].end_s) == ("a.mp4:4.00-6.00", 6.0)

@@ -25,7 +25,7 @@ from sklearn.metrics import (
 )
 
 from vara.cli import main
-from vara.eval.metrics import FAILED
+from vara.metrics import FAILED
 from vara.prompts.loader import load_labelset
 from vara.records import read_jsonl
 from vara.testing import write_test_video
@@ -133,11 +133,28 @@ def test_editing_only_the_reasoning_prompt_makes_no_caption_requests(
     before = _images_seen(vllm_server)
     out = tmp_path / "edited"
     code = main(
-        ["eval", str(shared_videos / "manifest.csv"), "--labels", "kinetics-sample",
-         "--strategy", "caption-reason", "--set", "prompts.answer=reason.v2",
-         "--prompts-dir", str(prompts), "--frames", "4", "--vlm-url", vllm_server.url,
-         "--cache", str(cache), "--out", str(out), "--no-progress"]
-    )  # fmt: skip
+        [
+            "eval",
+            str(shared_videos / "manifest.csv"),
+            "--labels",
+            "kinetics-sample",
+            "--strategy",
+            "caption-reason",
+            "--set",
+            "prompts.answer=reason.v2",
+            "--prompts-dir",
+            str(prompts),
+            "--frames",
+            "4",
+            "--vlm-url",
+            vllm_server.url,
+            "--cache",
+            str(cache),
+            "--out",
+            str(out),
+            "--no-progress",
+        ]
+    )
     assert code == 0
     counts = json.loads((out / "caption-reason" / "results.json").read_text())["run_info"]["counts"]
     assert counts["caption_requests"] == 0 and counts["caption_cache_hits"] == 7
@@ -156,10 +173,27 @@ def test_sigkill_mid_eval_then_rerun_gives_one_prediction_per_window(vllm_server
     manifest = tmp_path / "intervals.csv"
     manifest.write_text("video,label,start_s,end_s\nlong.mp4,tai chi,0,20\n")
     out = tmp_path / "out"
-    args = [sys.executable, "-m", "vara.cli", "eval", str(manifest), "--labels",
-            "kinetics-sample", "--strategy", "caption-reason", "--frames", "4",
-            "--concurrency", "2", "--vlm-url", vllm_server.url, "--no-cache",
-            "--out", str(out), "--no-progress"]  # fmt: skip
+    args = [
+        sys.executable,
+        "-m",
+        "vara.cli",
+        "eval",
+        str(manifest),
+        "--labels",
+        "kinetics-sample",
+        "--strategy",
+        "caption-reason",
+        "--frames",
+        "4",
+        "--concurrency",
+        "2",
+        "--vlm-url",
+        vllm_server.url,
+        "--no-cache",
+        "--out",
+        str(out),
+        "--no-progress",
+    ]
     proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     preds = out / "caption-reason" / "predictions.jsonl"
     deadline = time.monotonic() + 300
@@ -180,13 +214,27 @@ def test_sigkill_mid_eval_then_rerun_gives_one_prediction_per_window(vllm_server
     assert video.exists()
 
 
-def test_rerunning_a_finished_eval_keeps_its_counts_and_timings(vllm_server, shared_videos,
-                                                               tmp_path, capsys):  # fmt: skip
+def test_rerunning_a_finished_eval_keeps_its_counts_and_timings(
+    vllm_server, shared_videos, tmp_path, capsys
+):
     """A re-run resumes with nothing to do: results.json still reports the first session's
     caption requests and wall time (summed over sessions), not the empty re-run's."""
-    args = ["eval", str(shared_videos / "manifest.csv"), "--labels", "kinetics-sample",
-            "--strategy", "caption-reason", "--frames", "2", "--vlm-url", vllm_server.url,
-            "--no-cache", "--out", str(tmp_path / "out"), "--no-progress"]  # fmt: skip
+    args = [
+        "eval",
+        str(shared_videos / "manifest.csv"),
+        "--labels",
+        "kinetics-sample",
+        "--strategy",
+        "caption-reason",
+        "--frames",
+        "2",
+        "--vlm-url",
+        vllm_server.url,
+        "--no-cache",
+        "--out",
+        str(tmp_path / "out"),
+        "--no-progress",
+    ]
     results = tmp_path / "out" / "caption-reason" / "results.json"
     assert main(args) == 0
     report = capsys.readouterr().out.split("report: vara ", 1)[1].split()
@@ -205,18 +253,33 @@ def test_rerunning_a_finished_eval_keeps_its_counts_and_timings(vllm_server, sha
     assert run["stats"].get("caption_requests", 0) == 0  # the session's own figures stay too
 
 
-def test_an_eval_where_every_window_fails_reports_where(vllm_server, shared_videos, tmp_path,
-                                                       capsys):  # fmt: skip
+def test_an_eval_where_every_window_fails_reports_where(
+    vllm_server, shared_videos, tmp_path, capsys
+):
     """More frames than the server takes: every window fails before the model answers. The
     run still ends with results (coverage 0, no hallucination rate: nothing was answered),
     exit status 1, and stderr names failures.jsonl."""
     manifest = tmp_path / "two.csv"
-    manifest.write_text(f"path,label\n{shared_videos / 'arm_wrestling.mp4'},arm wrestling\n"
-                        f"{shared_videos / 'cleaning_pool.mp4'},cleaning pool\n")  # fmt: skip
+    manifest.write_text(
+        f"path,label\n{shared_videos / 'arm_wrestling.mp4'},arm wrestling\n"
+        f"{shared_videos / 'cleaning_pool.mp4'},cleaning pool\n"
+    )
     frames = str(SERVER_MAX_IMAGES + 1)
-    args = ["eval", str(manifest), "--labels", "kinetics-sample", "--strategy", "direct",
-            "--frames", frames, "--vlm-url", vllm_server.url, "--out", str(tmp_path / "out"),
-            "--no-progress"]  # fmt: skip
+    args = [
+        "eval",
+        str(manifest),
+        "--labels",
+        "kinetics-sample",
+        "--strategy",
+        "direct",
+        "--frames",
+        frames,
+        "--vlm-url",
+        vllm_server.url,
+        "--out",
+        str(tmp_path / "out"),
+        "--no-progress",
+    ]
     assert main(args) == 1
     out, err = capsys.readouterr()
     assert re.search(r"^direct .* - +2$", out, re.M), out  # halluc. "-", 2 failed
@@ -230,10 +293,23 @@ def test_a_bad_manifest_row_is_one_line_naming_it(tmp_path, shared_videos):
     manifest = tmp_path / "m.csv"
     manifest.write_text(f"video,labels\n{shared_videos / 'tai_chi.mp4'},tai chii\n")
     r = subprocess.run(
-        [sys.executable, "-m", "vara.cli", "eval", str(manifest), "--labels", "kinetics-sample",
-         "--out", str(tmp_path / "o"), "--vlm-url", "http://127.0.0.1:9/v1"],
-        capture_output=True, text=True, timeout=120,
-    )  # fmt: skip
+        [
+            sys.executable,
+            "-m",
+            "vara.cli",
+            "eval",
+            str(manifest),
+            "--labels",
+            "kinetics-sample",
+            "--out",
+            str(tmp_path / "o"),
+            "--vlm-url",
+            "http://127.0.0.1:9/v1",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert r.returncode == 2
     line = r.stderr.strip()
     assert "\n" not in line and "m.csv" in line and "line 2" in line and "tai chi" in line, line

@@ -17,7 +17,6 @@ from conftest import TINY_CLASSIFIER_OVERRIDES, vara, write_interval_manifest
 
 from vara.cli import main as cli
 from vara.errors import ConfigError, InputError
-from vara.eval.datasets import load_dataset
 from vara.finetune import common
 from vara.finetune import data as data_module
 from vara.finetune.config import TrainSpec, load_config
@@ -27,6 +26,7 @@ from vara.finetune.recipes import run_config
 from vara.prompts.loader import load_labelset
 from vara.tools.classifier import load_classifier, read_info
 from vara.tools.classifier_model import MeanPool, VideoClassifier
+from vara.tools.datasets import load_dataset
 from vara.types import Clip, SamplerSpec
 
 KINETICS = load_labelset("kinetics-sample")
@@ -50,9 +50,17 @@ def test_training_lowers_the_loss(tiny_classifier_run):
 
 def test_run_directory_contract(tiny_classifier_run):
     run = tiny_classifier_run
-    for name in ("classifier.json", "label_map.json", "thresholds.json", "config.yaml",
-                 "run_card.json", "split.json", "val.jsonl", "head.safetensors",
-                 "adapter/adapter_config.json"):  # fmt: skip
+    for name in (
+        "classifier.json",
+        "label_map.json",
+        "thresholds.json",
+        "config.yaml",
+        "run_card.json",
+        "split.json",
+        "val.jsonl",
+        "head.safetensors",
+        "adapter/adapter_config.json",
+    ):
         assert (run / name).is_file(), name
     assert not (run / "checkpoint.pt").exists()  # removed once the run finished
     info = read_info(run)
@@ -85,10 +93,22 @@ def test_reload_gives_bit_identical_logits(tiny_classifier_run):
 def test_eval_with_the_classifier_strategy(tiny_classifier_run, tmp_path):
     run = tiny_classifier_run
     r = vara(
-        "eval", str(run / "val.jsonl"), "--labels", "kinetics-sample", "--strategy", "classifier",
-        "--set", f"classifier.run_dir={run}", "--set", "sampler.n_frames=4",
-        "--set", "sampler.max_side=112", "--out", str(tmp_path / "eval"), "--no-progress",
-    )  # fmt: skip
+        "eval",
+        str(run / "val.jsonl"),
+        "--labels",
+        "kinetics-sample",
+        "--strategy",
+        "classifier",
+        "--set",
+        f"scorer.run_dir={run}",
+        "--set",
+        "sampler.n_frames=4",
+        "--set",
+        "sampler.max_side=112",
+        "--out",
+        str(tmp_path / "eval"),
+        "--no-progress",
+    )
     assert r.returncode == 0, r.stderr
     # --no-progress silences transformers' weight-loading bar too; loading prints no table.
     assert "it/s" not in r.stderr and "LOAD REPORT" not in r.stderr, r.stderr
@@ -106,7 +126,7 @@ def test_eval_with_the_classifier_strategy(tiny_classifier_run, tmp_path):
     val = [json.loads(line) for line in (run / "val.jsonl").open()]
     order = {(v["video"], v["start_s"]): i for i, v in enumerate(val)}
     for p in preds:
-        assert p["models"] == {"classifier": clf_id}
+        assert p["models"] == {"scorer": clf_id}
         assert p["evidence"][0]["source"] == "classifier"
         row = probs[order[(p["video"], p["start_s"])]]
         assert p["scores"]["probs"] == pytest.approx(row.tolist(), abs=2e-6)
@@ -118,9 +138,14 @@ def test_bf16_run_is_scored_as_it_was_validated(tiny_vlm_dir, shared_videos, tmp
     thresholds come from bf16 validation scores, and the classifier reproduces those scores
     bit for bit under bf16; fp32 scoring (auto on CPU) differs, and says so in the log."""
     manifest = write_interval_manifest(tmp_path / "intervals.csv", shared_videos)
-    overrides = [f"data.manifest={manifest}", f"model.backbone={tiny_vlm_dir}",
-                 f"out={tmp_path / 'run'}", *TINY_CLASSIFIER_OVERRIDES,
-                 "train.epochs=1", "train.precision=bf16"]  # fmt: skip
+    overrides = [
+        f"data.manifest={manifest}",
+        f"model.backbone={tiny_vlm_dir}",
+        f"out={tmp_path / 'run'}",
+        *TINY_CLASSIFIER_OVERRIDES,
+        "train.epochs=1",
+        "train.precision=bf16",
+    ]
     run = run_config("lora_classifier", overrides, progress=False)
     assert read_info(run).precision == "bf16"
     frames, want = _val_frames(run), np.load(run / "val_logits.npy")
@@ -147,7 +172,7 @@ def test_classifier_precision_choice(tiny_classifier_run, monkeypatch):
     assert _precision("bf16", info, "cpu") == "bf16"
     monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda *a, **k: False)
     assert _precision("auto", bf16_run, "cuda") == "fp32"
-    with pytest.raises(InputError, match="classifier.precision must be auto, fp32 or bf16"):
+    with pytest.raises(InputError, match="scorer.precision must be auto, fp32 or bf16"):
         _precision("fp16", info, "cpu")
 
 
@@ -213,9 +238,14 @@ def test_a_crash_in_epoch_2_resumes_to_the_same_model(
 
 def test_resume_refuses_changed_data(tiny_vlm_dir, shared_videos, tmp_path, monkeypatch):
     manifest = write_interval_manifest(tmp_path / "m.csv", shared_videos)
-    overrides = [f"data.manifest={manifest}", f"model.backbone={tiny_vlm_dir}",
-                 f"out={tmp_path / 'run'}", *TINY_CLASSIFIER_OVERRIDES,
-                 "train.epochs=2", "train.max_steps=2"]  # fmt: skip
+    overrides = [
+        f"data.manifest={manifest}",
+        f"model.backbone={tiny_vlm_dir}",
+        f"out={tmp_path / 'run'}",
+        *TINY_CLASSIFIER_OVERRIDES,
+        "train.epochs=2",
+        "train.max_steps=2",
+    ]
 
     def crash(*args, **kwargs):
         raise KeyboardInterrupt
@@ -244,16 +274,20 @@ class _Toy(torch.nn.Module):
 
 def _toy_run(tmp_path, n: int, batch_size: int, grad_accum: int) -> torch.Tensor:
     """One epoch of common.train_loop with plain SGD on n tiny windows; the final weights."""
-    from vara.eval.datasets import Dataset
     from vara.finetune.common import Collate, TrainData, train_loop
     from vara.finetune.config import Config, TrainSpec
     from vara.finetune.data import Split, WindowFrames
+    from vara.tools.datasets import Dataset
     from vara.types import LabelSet
 
     labelset = LabelSet.from_dict(
-        {"name": "toy", "description": "", "multi_label": False,
-         "labels": [{"name": "a", "description": ""}, {"name": "b", "description": ""}]}
-    )  # fmt: skip
+        {
+            "name": "toy",
+            "description": "",
+            "multi_label": False,
+            "labels": [{"name": "a", "description": ""}, {"name": "b", "description": ""}],
+        }
+    )
     tmp_path.mkdir(parents=True)
     rng = np.random.default_rng(0)
     paths = []
@@ -263,17 +297,29 @@ def _toy_run(tmp_path, n: int, batch_size: int, grad_accum: int) -> torch.Tensor
     y = np.array([i % 2 for i in range(n + 1)], np.int64)
     clips = [Clip(f"v{i}", f"v{i}.mp4", 0.0, 2.0, ("ab"[i % 2],)) for i in range(n + 1)]
     data = TrainData(
-        labelset, Dataset("toy", "toy.csv", "0", tuple(clips)),
+        labelset,
+        Dataset("toy", "toy.csv", "0", tuple(clips)),
         Split(tuple(clips[:n]), tuple(clips[n:]), ("vn.mp4",)),
-        WindowFrames(paths[:n], y[:n]), WindowFrames(paths[n:], y[n:]), y[:n],
-    )  # fmt: skip
+        WindowFrames(paths[:n], y[:n]),
+        WindowFrames(paths[n:], y[n:]),
+        y[:n],
+    )
     train = TrainSpec(epochs=1, batch_size=batch_size, grad_accum=grad_accum, max_grad_norm=0)
     cfg = Config(recipe="toy", out=str(tmp_path), train=train)
     model = _Toy()
     encode = lambda frames: {"x": torch.tensor(np.stack(frames) / 255.0).float().mean((1, 2, 3))}  # noqa: E731
     sgd = torch.optim.SGD(model.parameters(), lr=0.5)
-    train_loop(cfg, model, sgd, torch.nn.CrossEntropyLoss(), Collate(encode), data,
-               tmp_path, device="cpu", progress=False)  # fmt: skip
+    train_loop(
+        cfg,
+        model,
+        sgd,
+        torch.nn.CrossEntropyLoss(),
+        Collate(encode),
+        data,
+        tmp_path,
+        device="cpu",
+        progress=False,
+    )
     return model.linear.weight.detach().clone()
 
 
@@ -309,8 +355,11 @@ def test_config_errors_name_the_fix(tmp_path, tiny_vlm_dir):
     with pytest.raises(ConfigError, match="not found; packaged"):
         run_config("no-such-recipe", [])
     # A value of the wrong type names the key, what it takes and the default.
-    with pytest.raises(ConfigError, match=r"overrides: train.epochs must be int, got 'two' "
-                                          r"\(default: train.epochs=5\)"):  # fmt: skip
+    with pytest.raises(
+        ConfigError,
+        match=r"overrides: train.epochs must be int, got 'two' "
+        r"\(default: train.epochs=5\)",
+    ):
         run_config("lora_classifier", ["data.manifest=x.csv", "train.epochs=two"])
     with pytest.raises(ConfigError, match="lora.r must be int, got 1.5"):
         run_config("lora_classifier", ["data.manifest=x.csv", "lora.r=1.5"])
@@ -333,15 +382,21 @@ def test_num_workers_auto_is_4_on_cuda_and_0_on_cpu(tmp_path, monkeypatch):
     assert common.resolve_workers("auto", "cuda") == 1
     cfg = load_config(LoraConfig, tmp_path / "c.yaml", ["train.num_workers=2"])
     assert cfg.train.num_workers == 2
-    for bad, message in (("-1", "auto or an integer >= 0"), ("many", "auto or an integer >= 0"),
-                         ("true", r"int \| str, got True")):  # fmt: skip
+    for bad, message in (
+        ("-1", "auto or an integer >= 0"),
+        ("many", "auto or an integer >= 0"),
+        ("true", r"int \| str, got True"),
+    ):
         with pytest.raises(ConfigError, match=f"num_workers must be {message}"):
             load_config(LoraConfig, tmp_path / "c.yaml", [f"train.num_workers={bad}"])
 
 
 def test_split_by_video_rules():
-    clips = [Clip(f"{v}:{i}", v, i, i + 2.0, ("a",)) for v in ("x.mp4", "y.mp4", "z.mp4")
-             for i in range(3)]  # fmt: skip
+    clips = [
+        Clip(f"{v}:{i}", v, i, i + 2.0, ("a",))
+        for v in ("x.mp4", "y.mp4", "z.mp4")
+        for i in range(3)
+    ]
     s = split_by_video(clips, val_fraction=0.34, seed=1)
     assert {c.video for c in s.train}.isdisjoint({c.video for c in s.val})
     assert len(s.val) == 3 and len(s.train) == 6
@@ -368,10 +423,17 @@ def test_cli_trains_and_prints_a_working_eval_command(
     tiny_vlm_dir, shared_videos, tmp_path, capsys, caplog
 ):
     manifest = write_interval_manifest(tmp_path / "m.csv", shared_videos)
-    args = ["finetune", "lora_classifier", f"data.manifest={manifest}",
-            f"model.backbone={tiny_vlm_dir}", f"out={tmp_path / 'run'}",
-            *TINY_CLASSIFIER_OVERRIDES, "train.epochs=1", "train.max_steps=3",
-            "--quiet"]  # fmt: skip
+    args = [
+        "finetune",
+        "lora_classifier",
+        f"data.manifest={manifest}",
+        f"model.backbone={tiny_vlm_dir}",
+        f"out={tmp_path / 'run'}",
+        *TINY_CLASSIFIER_OVERRIDES,
+        "train.epochs=1",
+        "train.max_steps=3",
+        "--quiet",
+    ]
     assert cli(args) == 0
     printed = capsys.readouterr().out
     assert f"run directory {tmp_path / 'run'}" in printed
@@ -453,15 +515,24 @@ def test_a_named_frames_dir_is_shared_by_runs(shared_videos, tmp_path, monkeypat
     decoded = []
     real_decode = data_module.video.iter_frame_batches
     monkeypatch.setattr(
-        data_module.video, "iter_frame_batches",
+        data_module.video,
+        "iter_frame_batches",
         lambda src, *a, **k: decoded.append(src) or real_decode(src, *a, **k),
-    )  # fmt: skip
+    )
     (tmp_path / "c.yaml").write_text("recipe: lora_classifier\n")
     for name in ("a", "b"):
-        cfg = load_config(LoraConfig, tmp_path / "c.yaml", [
-            f"data.manifest={manifest}", "data.labels=kinetics-sample", "data.n_frames=2",
-            "data.max_side=64", f"data.frames_dir={tmp_path / 'frames'}", f"out={tmp_path / name}",
-        ])  # fmt: skip
+        cfg = load_config(
+            LoraConfig,
+            tmp_path / "c.yaml",
+            [
+                f"data.manifest={manifest}",
+                "data.labels=kinetics-sample",
+                "data.n_frames=2",
+                "data.max_side=64",
+                f"data.frames_dir={tmp_path / 'frames'}",
+                f"out={tmp_path / name}",
+            ],
+        )
         (tmp_path / name).mkdir()
         common.load_data(cfg, tmp_path / name, KINETICS, progress=False)
         assert not (tmp_path / name / "frames").exists()

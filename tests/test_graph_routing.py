@@ -11,8 +11,9 @@ import json
 import numpy as np
 import pytest
 
-from vara.agents.context import Context, FrameStore
-from vara.agents.graph import build_caption_reason, build_direct
+from vara.agents.context import Context
+from vara.agents.frames import FrameStore
+from vara.agents.registry import build_graph
 from vara.agents.strategies import load_strategy
 from vara.errors import StructuredOutputError
 from vara.prompts.loader import load_labelset, load_prompt
@@ -46,7 +47,7 @@ def _answer(labels, ref="caption:1") -> str:
 def test_caption_reason_accepts_a_valid_first_answer():
     vlm = ScriptedChatModel(["A gloved hand holds a round mask over a baby's face."], "vlm-x")
     llm = ScriptedChatModel([_answer(["Ventilation"])], "llm-y")
-    out = build_caption_reason().invoke(
+    out = build_graph("caption-reason").invoke(
         {"clip": CLIP}, context=_context("caption-reason", vlm, llm)
     )
     pred = out["prediction"]
@@ -71,7 +72,7 @@ def test_reask_carries_the_validator_message_and_recovers():
     vlm = ScriptedChatModel(["a mask and a suction tube"])
     bad = _answer(["Ventilation", "Suction"])  # breaks the exclusivity rule
     llm = ScriptedChatModel([bad, _answer(["Suction"])])
-    out = build_caption_reason().invoke(
+    out = build_graph("caption-reason").invoke(
         {"clip": CLIP}, context=_context("caption-reason", vlm, llm)
     )
     assert out["prediction"].labels == ("Suction",)
@@ -88,7 +89,9 @@ def test_second_bad_answer_fails_loudly_keeping_both_raw_texts():
     vlm = ScriptedChatModel(["frames"])
     llm = ScriptedChatModel(["not json at all", '{"labels": ["Breathing"]}'])
     with pytest.raises(StructuredOutputError) as info:
-        build_caption_reason().invoke({"clip": CLIP}, context=_context("caption-reason", vlm, llm))
+        build_graph("caption-reason").invoke(
+            {"clip": CLIP}, context=_context("caption-reason", vlm, llm)
+        )
     assert info.value.raw == ("not json at all", '{"labels": ["Breathing"]}')
     assert "v.mp4:0.00-2.00" in str(info.value)
     assert len(llm.requests) == 2  # exactly one re-ask
@@ -97,7 +100,7 @@ def test_second_bad_answer_fails_loudly_keeping_both_raw_texts():
 def test_direct_sends_frames_and_cites_timestamps():
     vlm = ScriptedChatModel([_answer(["tai chi"], ref="t=0.75s")])
     ctx = _context("direct", vlm, labels="kinetics-sample")
-    out = build_direct().invoke({"clip": CLIP}, context=ctx)
+    out = build_graph("direct").invoke({"clip": CLIP}, context=ctx)
     pred = out["prediction"]
     assert pred.labels == ("tai chi",)
     assert pred.evidence[0].source == "frame"
@@ -123,19 +126,23 @@ def test_max_reasks_zero_gives_up_after_one_answer():
         ctx.frames,
     )
     with pytest.raises(StructuredOutputError):
-        build_caption_reason().invoke({"clip": CLIP}, context=ctx)
+        build_graph("caption-reason").invoke({"clip": CLIP}, context=ctx)
     assert len(llm.requests) == 1
 
 
 def test_semantic_tokens_reask_sends_frames_again_and_is_counted():
-    from vara.agents.graph import build_semantic_tokens
-
-    tag = {"actors": ["nurse"], "actions": ["holds mask"], "objects": [], "body_parts": [],
-           "tools": [], "motion": ""}  # fmt: skip
+    tag = {
+        "actors": ["nurse"],
+        "actions": ["holds mask"],
+        "objects": [],
+        "body_parts": [],
+        "tools": [],
+        "motion": "",
+    }
     vlm = ScriptedChatModel(['{"frames": []}', json.dumps({"frames": [tag] * 4})])
     llm = ScriptedChatModel([_answer(["Ventilation"], ref="t=0.25s")])
     ctx = _context("semantic-tokens", vlm, llm)
-    pred = build_semantic_tokens().invoke({"clip": CLIP}, context=ctx)["prediction"]
+    pred = build_graph("semantic-tokens").invoke({"clip": CLIP}, context=ctx)["prediction"]
     assert len(vlm.requests[1]["messages"][-3].images) == 4  # the re-ask repeats the frames
     assert ctx.stats.snapshot()["caption_requests"] == 2
     assert pred.attempts == 2 and "at frames" in pred.reask_errors[0]

@@ -12,7 +12,7 @@ import pytest
 import torch
 
 from vara.errors import EndpointError, InputError
-from vara.tiny_vlm import image_tokens_per_image
+from vara.testing.tiny_vlm import image_tokens_per_image
 from vara.tools.chat import Message
 from vara.tools.local_engine import LocalEngine
 
@@ -148,8 +148,9 @@ def test_loading_prints_no_spurious_config_warning(tiny_vlm_dir):
     code = f"from vara.tools.local_engine import LocalEngine; LocalEngine({str(tiny_vlm_dir)!r})"
     # With its loading bar (a CLI test in this process may have set --quiet's variable).
     env = {k: v for k, v in os.environ.items() if k != "HF_HUB_DISABLE_PROGRESS_BARS"}
-    err = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                         check=True, env=env).stderr  # fmt: skip
+    err = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True, env=env
+    ).stderr
     assert "pad_token_id must be" not in err and "Loading weights" in err, err
 
 

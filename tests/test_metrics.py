@@ -9,7 +9,7 @@ import pytest
 from pytest import approx
 from sklearn.metrics import f1_score
 
-from vara.eval.metrics import FAILED, compute_metrics, tune_thresholds
+from vara.metrics import FAILED, compute_metrics, tune_thresholds
 from vara.prompts.loader import load_labelset
 from vara.types import Label, LabelSet
 
@@ -184,7 +184,7 @@ def test_thresholds_find_the_gap():
 
 
 def test_thresholds_are_midpoints_without_float_noise():
-    from vara.eval.metrics import _midpoint
+    from vara.metrics import _midpoint
 
     assert repr(_midpoint(0.3, 0.6)) == "0.45"  # (0.3 + 0.6) / 2 is 0.44999999999999996
     assert repr(_midpoint(0.3, 0.34)) == "0.32"
@@ -251,22 +251,38 @@ def test_results_count_only_invalid_answers_as_hallucinations(tmp_path):
     """results.json: a clip whose answer stayed invalid ("answer" failure) is a hallucination;
     one that failed before any answer (its window, the server) is not, only lost coverage."""
     from vara.agents.strategies import load_strategy
-    from vara.eval.datasets import Dataset
     from vara.eval.runner import results_for
     from vara.records import write_json_atomic, write_jsonl_atomic
+    from vara.tools.datasets import Dataset
     from vara.types import Clip, Failure, Prediction
 
     clips = tuple(Clip(f"v.mp4#{i}", "v.mp4", float(i), i + 2.0, ("a",)) for i in range(4))
     preds = [
-        Prediction(c.clip_id, c.video, c.start_s, c.end_s, ("a",), (), "", "direct", (), {}, "",
-                   attempts=attempts)
+        Prediction(
+            c.clip_id,
+            c.video,
+            c.start_s,
+            c.end_s,
+            ("a",),
+            (),
+            "",
+            "direct",
+            (),
+            {},
+            "",
+            attempts=attempts,
+        )
         for c, attempts in ((clips[0], 1), (clips[1], 2))
-    ]  # fmt: skip
+    ]
     write_jsonl_atomic(tmp_path / "predictions.jsonl", (p.to_dict() for p in preds))
-    write_json_atomic(tmp_path / "run.json", {"run_info": {
-        "fingerprint": {"prompts": [], "models": {}}, "sessions": []}})  # fmt: skip
-    failures = (Failure(clips[2].clip_id, "answer", "invalid JSON twice"),
-                Failure(clips[3].clip_id, "window", "prompt does not fit the context"))  # fmt: skip
+    write_json_atomic(
+        tmp_path / "run.json",
+        {"run_info": {"fingerprint": {"prompts": [], "models": {}}, "sessions": []}},
+    )
+    failures = (
+        Failure(clips[2].clip_id, "answer", "invalid JSON twice"),
+        Failure(clips[3].clip_id, "window", "prompt does not fit the context"),
+    )
     dataset = Dataset("m", str(tmp_path / "m.csv"), "x", clips)
     r = results_for(tmp_path, dataset, ABC, load_strategy("direct"), failures)
     # answered: clips 0, 1 (re-asked), 2 (invalid); clip 3 never got an answer.

@@ -129,9 +129,11 @@ def test_example_variables_fit_the_label_set(tmp_path):
     assert "mannequin" in example_variables(NEWBORN)["captions"][0]["text"]
 
     own = tmp_path / "kitchen.yaml"
-    own.write_text("name: kitchen\ndescription: Cooking.\nmulti_label: false\nlabels:\n"
-                   "  - {name: chop, description: Cuts food.}\n"
-                   "  - {name: stir, description: Stirs a pot.}\n")  # fmt: skip
+    own.write_text(
+        "name: kitchen\ndescription: Cooking.\nmulti_label: false\nlabels:\n"
+        "  - {name: chop, description: Cuts food.}\n"
+        "  - {name: stir, description: Stirs a pot.}\n"
+    )
     variables = example_variables(load_labelset(own))
     assert "mannequin" not in variables["captions"][0]["text"]
     assert [s["label"] for s in variables["scores"]] == ["chop", "stir"]
@@ -197,8 +199,11 @@ def test_a_reader_that_leaves_early_is_no_error():
     import subprocess
     import sys
 
-    proc = subprocess.Popen([sys.executable, "-m", "vara.cli", "prompts", "list"],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)  # fmt: skip
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "vara.cli", "prompts", "list"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
     proc.stdout.close()  # before the interpreter has even started
     _, err = proc.communicate(timeout=120)
     assert proc.returncode == 0 and b"Traceback" not in err and b"BrokenPipe" not in err, err
@@ -216,6 +221,12 @@ def test_a_prompt_reading_a_variable_vara_never_passes_is_refused_before_any_win
     (tmp_path / "reason.v2.yaml").write_text(v1.replace("format(end_s)", "format(ends_s)"))
     strategy = load_strategy("caption-reason", ["prompts.answer=reason.v2"])
     with pytest.raises(ConfigError, match=r"reads \['ends_s'\] \(did you mean 'end_s'\?\)"):
-        run_clips([], strategy, load_labelset("kinetics-sample"), tmp_path / "out",
-                  prompts_dir=str(tmp_path), progress=False)  # fmt: skip
+        run_clips(
+            [],
+            strategy,
+            load_labelset("kinetics-sample"),
+            tmp_path / "out",
+            prompts_dir=str(tmp_path),
+            progress=False,
+        )
     assert not (tmp_path / "out").exists()

@@ -138,9 +138,13 @@ def test_packaged_schemas_compile_in_xgrammar_as_vllm_runs_it(tiny_vlm_dir):
 def test_judgement_scores_and_validation():
     schema = judge_schema(load_prompt("judge.v1").schema, ("caption:1",))
     ok = json.dumps(
-        {"evidence": [{"ref": "caption:1", "text": "a mask"}], "answer": "yes",
-         "confidence": 80, "reason": "mask on face"}
-    )  # fmt: skip
+        {
+            "evidence": [{"ref": "caption:1", "text": "a mask"}],
+            "answer": "yes",
+            "confidence": 80,
+            "reason": "mask on face",
+        }
+    )
     j = parse_judgement(ok, schema)
     assert j.present and j.score == pytest.approx(0.8)
     no = parse_judgement(ok.replace('"yes"', '"no"'), schema)
@@ -180,8 +184,9 @@ def test_judge_decisions_follow_the_answers():
     # Multi-label: every "yes"; of an exclusive pair both "yes", the higher score stays.
     assert NEWBORN.exclusive, "the newborn set has an exclusive group"
     group = NEWBORN.exclusive[0]
-    verdicts = [("yes", 90 if n == group[0] else 70) if n in group else ("no", 90)
-                for n in NEWBORN.names]  # fmt: skip
+    verdicts = [
+        ("yes", 90 if n == group[0] else 70) if n in group else ("no", 90) for n in NEWBORN.names
+    ]
     answer, _ = decide(NEWBORN, _judgements(NEWBORN, verdicts))
     assert answer.labels == (group[0],)
     assert f"{group[1]} dropped: exclusive with {group[0]}" in answer.explanation

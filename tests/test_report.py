@@ -19,7 +19,7 @@ import pytest
 
 from vara.errors import InputError
 from vara.eval.report import find_runs, load_run, metrics_table, write_report
-from vara.synth_video import write_test_video
+from vara.testing.synth_video import write_test_video
 from vara.types import Caption, Clip, Evidence, Failure, Prediction, PromptRef
 
 LABELS = ("Ventilation", "Stimulation", "Suction")
@@ -45,15 +45,21 @@ def _pred(clip: Clip, strategy: str, labels: tuple[str, ...], caption: str = "")
             Caption(clip.clip_id, caption, (3, 12), (0.12, 0.48), "tiny-vlm", "cap", "ab", 0.1),
         )
     return Prediction(
-        clip_id=clip.clip_id, video=clip.video, start_s=clip.start_s, end_s=clip.end_s,
-        labels=labels, evidence=(Evidence("caption", "caption:1", f"bag visible {IMG_XSS}"),),
+        clip_id=clip.clip_id,
+        video=clip.video,
+        start_s=clip.start_s,
+        end_s=clip.end_s,
+        labels=labels,
+        evidence=(Evidence("caption", "caption:1", f"bag visible {IMG_XSS}"),),
         explanation=f"{strategy} sees {', '.join(labels) or 'nothing'} | pipes | stay {IMG_XSS}",
-        strategy=strategy, prompts=(PromptRef("reason", 1, "f00d"),),
-        models={"vlm": "tiny-vlm", "llm": "tiny-llm"}, raw=json.dumps({"labels": labels}),
+        strategy=strategy,
+        prompts=(PromptRef("reason", 1, "f00d"),),
+        models={"vlm": "tiny-vlm", "llm": "tiny-llm"},
+        raw=json.dumps({"labels": labels}),
         attempts=2 if caption else 1,
         reask_errors=("'Foo' is not one of [...]",) if caption else (),
         captions=caps,
-    )  # fmt: skip
+    )
 
 
 def _metrics(multi: bool, f1s: tuple[float, ...], halluc: float) -> dict:
@@ -73,14 +79,29 @@ def _metrics(multi: bool, f1s: tuple[float, ...], halluc: float) -> dict:
         confusion = {"type": "matrix", "labels": cols, "matrix": matrix}
     macro = sum(f1s) / len(f1s)
     return {
-        "labels": list(LABELS), "multi_label": multi, "n": 4, "coverage": 0.75 if multi else 1.0,
-        "per_class": per_class, "macro_precision": macro, "macro_recall": macro,
-        "macro_f1": macro, "micro_f1": macro, "weighted_f1": macro, "exact_match": macro,
+        "labels": list(LABELS),
+        "multi_label": multi,
+        "n": 4,
+        "coverage": 0.75 if multi else 1.0,
+        "per_class": per_class,
+        "macro_precision": macro,
+        "macro_recall": macro,
+        "macro_f1": macro,
+        "micro_f1": macro,
+        "weighted_f1": macro,
+        "exact_match": macro,
         "macro_f1_ci95": [max(0.0, macro - 0.2), min(1.0, macro + 0.2)],
-        "hallucination_rate": halluc, "confusion": confusion, "thresholds": None,
-        "higher_is_better": {"macro_f1": True, "micro_f1": True, "exact_match": True,
-                             "coverage": True, "hallucination_rate": False},
-    }  # fmt: skip
+        "hallucination_rate": halluc,
+        "confusion": confusion,
+        "thresholds": None,
+        "higher_is_better": {
+            "macro_f1": True,
+            "micro_f1": True,
+            "exact_match": True,
+            "coverage": True,
+            "hallucination_rate": False,
+        },
+    }
 
 
 def _write_run(d: Path, strategy: str, clips, preds, failures, metrics: dict, speed: float):
@@ -114,12 +135,26 @@ def parent(tmp_path_factory) -> Path:
     ]
     fail = [Failure(m.clip_id, "caption", "vlm timed out after 30 s", raw=f"partial {XSS}")]
     exp = root / "exp"
-    _write_run(exp / "caption-reason", "caption-reason", [a, b, c, m], preds, fail,
-               _metrics(True, (0.8, 0.9, 0.5), 0.25), speed=0.5)  # fmt: skip
+    _write_run(
+        exp / "caption-reason",
+        "caption-reason",
+        [a, b, c, m],
+        preds,
+        fail,
+        _metrics(True, (0.8, 0.9, 0.5), 0.25),
+        speed=0.5,
+    )
     direct = {a: ("Stimulation",), b: ("Suction",), c: ("Suction",), m: ("Suction",)}
     preds = [_pred(x, "direct", labs) for x, labs in direct.items()]
-    _write_run(exp / "direct", "direct", [a, b, c, m], preds, [],
-               _metrics(False, (0.6, 0.0, 0.7), 0.0), speed=2.0)  # fmt: skip
+    _write_run(
+        exp / "direct",
+        "direct",
+        [a, b, c, m],
+        preds,
+        [],
+        _metrics(False, (0.6, 0.0, 0.7), 0.0),
+        speed=2.0,
+    )
     return exp
 
 
@@ -246,11 +281,19 @@ def test_non_results_dir_is_an_input_error_naming_it(tmp_path, parent):
 @pytest.mark.skipif(not Path(CHROMIUM).exists(), reason=f"{CHROMIUM} not installed")
 def test_chromium_renders_table_and_escaped_caption(report, tmp_path):
     cmd = [
-        CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic",
-        "--no-first-run", "--disable-background-networking", "--disable-component-update",
-        "--disable-sync", f"--user-data-dir={tmp_path / 'profile'}", "--dump-dom",
+        CHROMIUM,
+        "--headless",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-quic",
+        "--no-first-run",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
+        f"--user-data-dir={tmp_path / 'profile'}",
+        "--dump-dom",
         report[1].resolve().as_uri(),
-    ]  # fmt: skip
+    ]
     dom = subprocess.run(cmd, capture_output=True, text=True, timeout=120, check=True).stdout
     assert "<table>" in dom and "macro-F1 [95% CI]" in dom
     assert "&lt;script&gt;alert(1)&lt;/script&gt;" in dom

@@ -14,8 +14,8 @@ from conftest import vara
 from vara.cli import main
 from vara.prompts.loader import load_labelset
 from vara.records import read_jsonl
-from vara.synth_video import damage_middle
 from vara.testing import write_test_video
+from vara.testing.synth_video import damage_middle
 from vara.tools.video import probe
 from vara.tools.windows import make_windows
 from vara.types import Prediction
@@ -111,11 +111,23 @@ def test_served_direct_multilabel_on_synthetic_long_gop_h264(vllm_server, tmp_pa
     assert all(e.ref.startswith("t=") for p in preds for e in p.evidence)
 
 
-def test_in_process_caption_reason_on_a_shared_clip(tiny_vlm_dir, shared_videos, tmp_path,
-                                                     monkeypatch, capsys):  # fmt: skip
+def test_in_process_caption_reason_on_a_shared_clip(
+    tiny_vlm_dir, shared_videos, tmp_path, monkeypatch, capsys
+):
     clip = str(shared_videos / "ApplyEyeMakeup.avi")
-    args = ["run", clip, "--labels", "kinetics-sample", "--vlm-model", str(tiny_vlm_dir),
-            "--frames", "4", "--out", str(tmp_path), "--no-progress"]  # fmt: skip
+    args = [
+        "run",
+        clip,
+        "--labels",
+        "kinetics-sample",
+        "--vlm-model",
+        str(tiny_vlm_dir),
+        "--frames",
+        "4",
+        "--out",
+        str(tmp_path),
+        "--no-progress",
+    ]
     code = main(args)
     assert code == 0
     preds = _check_outputs(tmp_path, [clip], KINETICS, "caption-reason")
@@ -144,8 +156,17 @@ def test_served_captions_are_not_the_in_process_ones(
     (tmp_path / TINY_VLM_NAME).symlink_to(tiny_vlm_dir, target_is_directory=True)
     monkeypatch.chdir(tmp_path)  # so the in-process model id is the served name, "tiny-vlm"
     clip = str(shared_videos / "ApplyEyeMakeup.avi")
-    args = ["run", clip, "--labels", "kinetics-sample", "--frames", "4",
-            "--cache", str(tmp_path / "c.sqlite"), "--no-progress"]  # fmt: skip
+    args = [
+        "run",
+        clip,
+        "--labels",
+        "kinetics-sample",
+        "--frames",
+        "4",
+        "--cache",
+        str(tmp_path / "c.sqlite"),
+        "--no-progress",
+    ]
 
     def stats(out: str) -> dict:
         run_info = json.loads((tmp_path / out / "run.json").read_text())["run_info"]
@@ -184,8 +205,9 @@ def _bad_inputs(d: Path) -> dict[str, Path]:
 def test_bad_inputs_are_listed_and_the_good_video_finishes(vllm_server, tmp_path):
     files = _bad_inputs(tmp_path)
     # Damaged mid-file: the windows over the damage fail, those after it are labelled.
-    damaged = damage_middle(write_test_video(tmp_path / "damaged.mp4", n_frames=250,
-                                             codec="h264", gop=25, bframes=0))  # fmt: skip
+    damaged = damage_middle(
+        write_test_video(tmp_path / "damaged.mp4", n_frames=250, codec="h264", gop=25, bframes=0)
+    )
     out = tmp_path / "out"
     r = vara(
         "run",
@@ -230,11 +252,19 @@ def test_each_bad_input_gives_one_line_naming_it(kind, tmp_path):
 
 def test_input_mistakes_are_caught_before_any_work(shared_videos, tmp_path, caplog):
     """A typo'd only video, a video named twice, a damaged predictions.jsonl."""
-    from vara.agents.runner import expand_inputs
+    from vara.agents.inputs import expand_inputs
 
     out = tmp_path / "out"
-    r = vara("run", str(tmp_path / "nosuch.mp4"), "--labels", "kinetics-sample",
-             "--vlm-url", "http://127.0.0.1:9/v1", "--out", str(out))  # fmt: skip
+    r = vara(
+        "run",
+        str(tmp_path / "nosuch.mp4"),
+        "--labels",
+        "kinetics-sample",
+        "--vlm-url",
+        "http://127.0.0.1:9/v1",
+        "--out",
+        str(out),
+    )
     assert r.returncode == 2 and "no such video: " in r.stderr and "nosuch.mp4" in r.stderr
     assert not out.exists() and "Traceback" not in r.stderr
 
@@ -248,8 +278,18 @@ def test_input_mistakes_are_caught_before_any_work(shared_videos, tmp_path, capl
     out.mkdir()
     good = json.dumps({"clip_id": "tai_chi.mp4#0"})
     (out / "predictions.jsonl").write_text(f"{good}\n{{not json\n{good}\n")
-    r = vara("run", str(clip), "--labels", "kinetics-sample", "--vlm-url",
-             "http://127.0.0.1:9/v1", "--vlm-model", "m", "--out", str(out))  # fmt: skip
+    r = vara(
+        "run",
+        str(clip),
+        "--labels",
+        "kinetics-sample",
+        "--vlm-url",
+        "http://127.0.0.1:9/v1",
+        "--vlm-model",
+        "m",
+        "--out",
+        str(out),
+    )
     assert r.returncode == 2 and "Traceback" not in r.stderr, r.stderr
     assert "predictions.jsonl: line 2 is not JSON" in r.stderr and "delete that line" in r.stderr
 
@@ -297,14 +337,28 @@ def test_too_many_frames_for_the_server_names_the_flag(vllm_server, shared_video
 @pytest.mark.server
 def test_a_context_overflow_names_the_step_and_the_flags(vllm_server, shared_videos, tmp_path):
     """semantic-tokens asks for room to tag 16 frames; the 2048-token context has none."""
-    r = vara("run", str(shared_videos / "tai_chi.mp4"), "--labels", "kinetics-sample",
-             "--strategy", "semantic-tokens", "--vlm-url", vllm_server.url, "--frames", "16",
-             "--out", str(tmp_path), "--no-progress", "--no-cache")  # fmt: skip
+    r = vara(
+        "run",
+        str(shared_videos / "tai_chi.mp4"),
+        "--labels",
+        "kinetics-sample",
+        "--strategy",
+        "semantic-tokens",
+        "--vlm-url",
+        vllm_server.url,
+        "--frames",
+        "16",
+        "--out",
+        str(tmp_path),
+        "--no-progress",
+        "--no-cache",
+    )
     assert r.returncode == 1
     failures = read_jsonl(tmp_path / "failures.jsonl")
     assert failures and all(f["error"].startswith("tokens: server ") for f in failures), failures
-    assert all("(16 images) does not fit" in f["error"] and "--frames" in f["error"]
-               for f in failures)  # fmt: skip
+    assert all(
+        "(16 images) does not fit" in f["error"] and "--frames" in f["error"] for f in failures
+    )
 
 
 @pytest.mark.server
@@ -331,13 +385,15 @@ def test_rerun_resumes_and_a_different_config_is_refused(vllm_server, tmp_path):
     assert f"{n}/{n} [" in r.stderr and f"{n} resumed]" in r.stderr, r.stderr
     assert len(read_jsonl(Path(out) / "predictions.jsonl")) == n
     r = vara(*args[:-1], "--strategy", "direct", "--no-progress")
-    assert r.returncode == 2 and "settings differ: prompts (" in r.stderr
+    # direct asks no LLM, so the models differ too
+    assert r.returncode == 2 and "settings differ: models.llm, prompts (" in r.stderr
     assert "-> direct.v1), strategy.graph, strategy.name; use a new --out" in r.stderr
     assert out in r.stderr
 
 
-def test_a_video_resumes_from_any_path_and_a_namesake_is_labelled(vllm_server, tmp_path,
-                                                                  monkeypatch, capsys):  # fmt: skip
+def test_a_video_resumes_from_any_path_and_a_namesake_is_labelled(
+    vllm_server, tmp_path, monkeypatch, capsys
+):
     """Clip ids key on the video's content (videos.json), not on the path it was given by."""
     for day in ("day1", "day2"):
         (tmp_path / day).mkdir()
@@ -361,7 +417,7 @@ def test_a_video_resumes_from_any_path_and_a_namesake_is_labelled(vllm_server, t
             str(out),
             "--no-progress",
         ]
-        assert main(args) == 0  # fmt: skip
+        assert main(args) == 0
         return capsys.readouterr().out
 
     def events(video: str) -> int:

@@ -16,11 +16,11 @@ from conftest import write_interval_manifest
 
 from vara.cli import main as cli
 from vara.errors import ConfigError, VaraError
-from vara.eval.datasets import load_dataset
 from vara.finetune.data import cache_frames
 from vara.finetune.recipes import run_config
 from vara.prompts.loader import load_labelset
 from vara.tools.classifier import load_classifier, read_info
+from vara.tools.datasets import load_dataset
 from vara.types import SamplerSpec
 
 KINETICS = load_labelset("kinetics-sample")
@@ -54,8 +54,17 @@ def manifest(shared_videos, tmp_path_factory):
 def tiny_run(manifest):
     """`vara finetune timesformer` through the CLI, once per module (~3 s)."""
     out = manifest.parent / "run"
-    code = cli(["finetune", "timesformer", f"data.manifest={manifest}", f"out={out}", *TINY,
-                f"data.frames_dir={manifest.parent / 'frames'}", "--quiet"])  # fmt: skip
+    code = cli(
+        [
+            "finetune",
+            "timesformer",
+            f"data.manifest={manifest}",
+            f"out={out}",
+            *TINY,
+            f"data.frames_dir={manifest.parent / 'frames'}",
+            "--quiet",
+        ]
+    )
     assert code == 0
     return out
 
@@ -81,10 +90,19 @@ def test_training_lowers_the_loss(tiny_run):
 
 
 def test_run_directory_contract(tiny_run):
-    for name in ("classifier.json", "label_map.json", "thresholds.json", "config.yaml",
-                 "run_card.json", "split.json", "val.jsonl", "val_logits.npy",
-                 "model/config.json", "model/model.safetensors",
-                 "model/preprocessor_config.json"):  # fmt: skip
+    for name in (
+        "classifier.json",
+        "label_map.json",
+        "thresholds.json",
+        "config.yaml",
+        "run_card.json",
+        "split.json",
+        "val.jsonl",
+        "val_logits.npy",
+        "model/config.json",
+        "model/model.safetensors",
+        "model/preprocessor_config.json",
+    ):
         assert (tiny_run / name).is_file(), name
     assert not (tiny_run / "checkpoint.pt").exists()
     info = read_info(tiny_run)
@@ -129,11 +147,25 @@ def test_reload_gives_bit_identical_logits(tiny_run):
 @pytest.mark.skipif(not STRATEGY.is_file(), reason="the classifier strategy is not in the tree")
 def test_eval_with_the_classifier_strategy(tiny_run, tmp_path, capsys):
     run = tiny_run
-    code = cli([
-        "eval", str(run / "val.jsonl"), "--labels", "kinetics-sample", "--strategy", "classifier",
-        "--set", f"classifier.run_dir={run}", "--frames", "4", "--max-side", "64",
-        "--out", str(tmp_path / "eval"), "--no-progress",
-    ])  # fmt: skip
+    code = cli(
+        [
+            "eval",
+            str(run / "val.jsonl"),
+            "--labels",
+            "kinetics-sample",
+            "--strategy",
+            "classifier",
+            "--set",
+            f"scorer.run_dir={run}",
+            "--frames",
+            "4",
+            "--max-side",
+            "64",
+            "--out",
+            str(tmp_path / "eval"),
+            "--no-progress",
+        ]
+    )
     assert code == 0, capsys.readouterr()
     results = json.loads((tmp_path / "eval" / "classifier" / "results.json").read_text())
     n_val = json.loads((run / "split.json").read_text())["n_val"]
@@ -147,7 +179,7 @@ def test_eval_with_the_classifier_strategy(tiny_run, tmp_path, capsys):
     assert len(preds) == n_val
     clf_id = load_classifier(run).model_id
     for p in preds:
-        assert p["models"] == {"classifier": clf_id} and clf_id.startswith("timesformer:")
+        assert p["models"] == {"scorer": clf_id} and clf_id.startswith("timesformer:")
         row = want[order[(p["video"], p["start_s"])]]
         assert p["labels"] == [KINETICS.names[int(np.argmax(row))]]
 
@@ -160,15 +192,35 @@ def test_training_from_a_checkpoint_keeps_its_weights(manifest, tmp_path):
 
     torch.manual_seed(1)
     ckpt = tmp_path / "ckpt"
-    TimesformerForVideoClassification(TimesformerConfig(
-        image_size=32, patch_size=16, num_frames=2, hidden_size=32, num_hidden_layers=1,
-        num_attention_heads=2, intermediate_size=64, num_labels=3,
-    )).save_pretrained(str(ckpt))  # fmt: skip
-    run = run_config("timesformer", [
-        f"data.manifest={manifest}", f"out={tmp_path / 'run'}", f"model.checkpoint={ckpt}",
-        "data.labels=kinetics-sample", "data.n_frames=4", "data.max_side=64", "train.epochs=1",
-        "train.max_steps=2", "train.batch_size=8", "train.lr=0.0", "train.weight_decay=0.0",
-    ], progress=False)  # fmt: skip
+    TimesformerForVideoClassification(
+        TimesformerConfig(
+            image_size=32,
+            patch_size=16,
+            num_frames=2,
+            hidden_size=32,
+            num_hidden_layers=1,
+            num_attention_heads=2,
+            intermediate_size=64,
+            num_labels=3,
+        )
+    ).save_pretrained(str(ckpt))
+    run = run_config(
+        "timesformer",
+        [
+            f"data.manifest={manifest}",
+            f"out={tmp_path / 'run'}",
+            f"model.checkpoint={ckpt}",
+            "data.labels=kinetics-sample",
+            "data.n_frames=4",
+            "data.max_side=64",
+            "train.epochs=1",
+            "train.max_steps=2",
+            "train.batch_size=8",
+            "train.lr=0.0",
+            "train.weight_decay=0.0",
+        ],
+        progress=False,
+    )
     from safetensors.torch import load_file
 
     before = load_file(str(ckpt / "model.safetensors"))
@@ -190,11 +242,21 @@ def test_a_checkpoint_with_these_labels_keeps_its_head(tiny_run, manifest, tmp_p
     kept (not re-initialised, no prior bias); with zero learning rates nothing moves."""
     from safetensors.torch import load_file
 
-    run = run_config("timesformer", [
-        f"data.manifest={manifest}", f"out={tmp_path / 'run'}",
-        f"model.checkpoint={tiny_run / 'model'}", *TINY[:3], "train.epochs=1",
-        "train.max_steps=1", "train.lr=0.0", "train.head_lr=0.0", "train.weight_decay=0.0",
-    ], progress=False)  # fmt: skip
+    run = run_config(
+        "timesformer",
+        [
+            f"data.manifest={manifest}",
+            f"out={tmp_path / 'run'}",
+            f"model.checkpoint={tiny_run / 'model'}",
+            *TINY[:3],
+            "train.epochs=1",
+            "train.max_steps=1",
+            "train.lr=0.0",
+            "train.head_lr=0.0",
+            "train.weight_decay=0.0",
+        ],
+        progress=False,
+    )
     before = load_file(str(tiny_run / "model" / "model.safetensors"))
     after = load_file(str(run / "model" / "model.safetensors"))
     assert before.keys() == after.keys() and all(torch.equal(before[k], after[k]) for k in before)

@@ -13,7 +13,7 @@ import torch
 from PIL import Image
 from transformers import AutoModelForImageTextToText, AutoProcessor
 
-from vara.tiny_vlm import IMAGE_TOKEN, build_tiny_vlm, image_tokens_per_image
+from vara.testing.tiny_vlm import IMAGE_TOKEN, build_tiny_vlm, image_tokens_per_image
 
 
 def _digests(directory):

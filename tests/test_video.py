@@ -1,7 +1,7 @@
 """Contract tests for vara.tools.video: exact frames on every decode path, windows, plans, errors.
 
 Reference for "exact": a plain sequential cv2 read of the same file (frame i = the i-th
-frame decoded), compared pixel for pixel. Synthetic videos (vara.synth_video) carry their
+frame decoded), compared pixel for pixel. Synthetic videos (vara.testing.synth_video) carry their
 frame number, so lossy codecs are also checked by reading that number back.
 """
 
@@ -18,7 +18,7 @@ import numpy as np
 import pytest
 
 from vara.errors import InputError, VideoError
-from vara.synth_video import (
+from vara.testing.synth_video import (
     damage_middle,
     frame_number,
     set_mp4_rotation,
@@ -26,9 +26,10 @@ from vara.synth_video import (
     write_vfr_video,
 )
 from vara.tools import video
+from vara.tools.pixels import resize
 from vara.tools.video import SEEK_GAP, iter_frame_batches, probe, read_frames
 from vara.tools.windows import make_windows, plan_frames
-from vara.types import Clip, SamplerSpec, VideoInfo
+from vara.types import Clip, PixelSpec, SamplerSpec, VideoInfo
 
 pytest.importorskip("av", reason="PyAV writes the H.264/GIF test videos (pip install av)")
 
@@ -142,7 +143,7 @@ def test_read_frames_any_order_with_repeats(vids, refs):
     frames, times = read_frames(vids["h264.mp4"], idx)
     assert_exact(frames, idx, refs["h264.mp4"])
     assert times == tuple(i / 25 for i in idx)
-    empty, no_times = read_frames(vids["h264.mp4"], [], max_side=64)
+    empty, no_times = read_frames(vids["h264.mp4"], [], pixels=PixelSpec.resize_only(64))
     assert empty.shape == (0, 48, 64, 3) and no_times == ()
 
 
@@ -236,7 +237,7 @@ def test_variable_frame_rate(tmp_path, suffix, caplog):
     ],
 )
 def test_max_side_keeps_aspect(vids, refs, name, max_side, shape):
-    frames, _ = read_frames(vids[name], [4], max_side=max_side)
+    frames, _ = read_frames(vids[name], [4], pixels=PixelSpec.resize_only(max_side))
     assert frames.shape == (1, *shape, 3)
     if name == "h264.mp4":
         expect = cv2.resize(refs[name][4], shape[::-1], interpolation=cv2.INTER_AREA)
@@ -246,19 +247,19 @@ def test_max_side_keeps_aspect(vids, refs, name, max_side, shape):
 
 
 def test_large_downscale_reduces_by_an_integer_box_first():
-    from vara.synth_video import make_frame
+    from vara.testing.synth_video import make_frame
 
     img = make_frame(1234, (1280, 720))[:, :, ::-1].copy()  # BGR, as OpenCV decodes
-    out = video._shrink(img, 448)
+    out = resize(img, 448)
     one_step = cv2.resize(img, (448, 252), interpolation=cv2.INTER_AREA)
     assert out.shape == (252, 448, 3)
     assert np.abs(out.astype(int) - one_step).mean() < 2.0
     assert frame_number(out[:, :, ::-1]) == 1234
     small = make_frame(7, (340, 256))
     assert np.array_equal(
-        video._shrink(small, 224), cv2.resize(small, (224, 169), interpolation=cv2.INTER_AREA)
+        resize(small, 224), cv2.resize(small, (224, 169), interpolation=cv2.INTER_AREA)
     )
-    assert video._shrink(small, 400) is small  # never enlarges
+    assert resize(small, 400) is small  # never enlarges
 
 
 # --- windows and plans (hand-computed) -------------------------------------------------------
@@ -529,8 +530,10 @@ def test_make_windows_adds_a_tail_only_for_uncovered_frames():
 def test_a_large_batch_is_probed_once_per_video(tmp_path, monkeypatch):
     """The runner probes every video, then again as it decodes each: a batch larger than a
     small probe cache would be probed (VFR: decoded whole) again and again."""
-    paths = [write_test_video(tmp_path / f"v{i}.avi", n_frames=2, size=(16, 16), noise=False)
-             for i in range(150)]  # fmt: skip
+    paths = [
+        write_test_video(tmp_path / f"v{i}.avi", n_frames=2, size=(16, 16), noise=False)
+        for i in range(150)
+    ]
     opened = []
     real = video._inspect_uncached
     monkeypatch.setattr(video, "_inspect_uncached", lambda p: opened.append(p) or real(p))
@@ -543,16 +546,19 @@ def test_a_large_batch_is_probed_once_per_video(tmp_path, monkeypatch):
 def test_a_damaged_stretch_fails_only_the_windows_that_need_it(tmp_path):
     """3 KB of garbage mid-file: the windows over it fail, those after it still decode
     (by seeking past the damage), instead of the whole rest of the video being lost."""
-    path = damage_middle(write_test_video(tmp_path / "v.mp4", n_frames=500, codec="h264",
-                                          gop=25, bframes=0))  # fmt: skip
+    path = damage_middle(
+        write_test_video(tmp_path / "v.mp4", n_frames=500, codec="h264", gop=25, bframes=0)
+    )
     clips = make_windows(probe(path), 2.0, 0.5)
     spec = SamplerSpec(n_frames=4)
     with pytest.raises(VideoError, match="corrupt"):  # without on_error: stops at the damage
         list(iter_frame_batches(path, clips, spec))
     failed: list[tuple[str, str]] = []
-    batches = list(iter_frame_batches(
-        path, clips, spec, on_error=lambda clip, exc: failed.append((clip.clip_id, str(exc)))
-    ))  # fmt: skip
+    batches = list(
+        iter_frame_batches(
+            path, clips, spec, on_error=lambda clip, exc: failed.append((clip.clip_id, str(exc)))
+        )
+    )
     assert 0 < len(failed) <= 4 and all("corrupt" in why for _, why in failed)
     assert len(batches) + len(failed) == len(clips)
     assert batches[-1].clip == clips[-1]  # the video's end decodes

@@ -74,8 +74,10 @@ def test_an_out_dir_from_before_videos_json_keeps_its_keys(tmp_path):
     out = tmp_path / "out"
     out.mkdir()
     a = _video(tmp_path / "x" / "a.mp4", b"a" * 10)
-    rows = [{"clip_id": "a.mp4:0.00-2.00", "video": a},
-            {"clip_id": "gone.mp4:0.00-2.00", "video": str(tmp_path / "gone.mp4")}]  # fmt: skip
+    rows = [
+        {"clip_id": "a.mp4:0.00-2.00", "video": a},
+        {"clip_id": "gone.mp4:0.00-2.00", "video": str(tmp_path / "gone.mp4")},
+    ]
     (out / "predictions.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
     moved = _video(tmp_path / "y" / "a.mp4", b"a" * 10)
     other = _video(tmp_path / "z" / "a.mp4", b"z" * 10)
@@ -86,8 +88,9 @@ def test_an_out_dir_from_before_videos_json_keeps_its_keys(tmp_path):
     assert assign_keys([gone], out).keys == {gone: "gone.mp4"}
 
 
-@pytest.mark.parametrize("text", ["{not json", '{"other": 1}', '{"videos": [1]}',
-                                  '{"videos": {"a.mp4": 3}}'])  # fmt: skip
+@pytest.mark.parametrize(
+    "text", ["{not json", '{"other": 1}', '{"videos": [1]}', '{"videos": {"a.mp4": 3}}']
+)
 def test_a_damaged_videos_json_is_one_error_naming_the_fix(tmp_path, text):
     out = tmp_path / "out"
     out.mkdir()

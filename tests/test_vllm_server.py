@@ -20,7 +20,7 @@ import pytest
 from PIL import Image
 
 from vara.errors import EndpointError
-from vara.tiny_vlm import image_tokens_per_image
+from vara.testing.tiny_vlm import image_tokens_per_image
 from vara.tools.vllm_server import CPU_TEST_ENV, ServerOptions, VLLMServer
 
 needs_vllm = pytest.mark.skipif(

@@ -2,7 +2,8 @@
 
 A caption is reused when everything that could change it is the same: the video's content
 (sha256 of the file bytes, so a renamed or moved file still hits), the frame indices and the
-resize (``max_side``), the VLM's ``cache_identity`` (backend, model name, and a local
+pixel steps they went through (``PixelSpec.canonical``: the resize, then any perturbation),
+the VLM's ``cache_identity`` (backend, model name, and a local
 checkpoint's weight files), the caption prompt (template hash AND the rendered text, which
 covers every variable, the label set's description included), and the generation settings.
 Editing a reasoning prompt or swapping the LLM changes none of these, so a re-run makes zero
@@ -12,7 +13,8 @@ The file hash is computed once per (path, size, mtime) and stored too. One conne
 shared by threads behind a lock; WAL mode lets a second process read while one writes.
 
     cache = CaptionCache(default_cache_path())
-    key = cache.key(video="a.mp4", frame_idx=(3, 9), max_side=448, model=vlm.cache_identity,
+    key = cache.key(video="a.mp4", frame_idx=(3, 9), pixels=plan.pixels.canonical,
+                    model=vlm.cache_identity,
                     prompt_sha256="…", rendered="…", generation={"max_tokens": 128})
     hit = cache.get(key)            # CachedCaption | None
     cache.put(key, CachedCaption(text="…", model="m", latency_s=0.4))
@@ -115,7 +117,7 @@ class CaptionCache:
         *,
         video: str | Path,
         frame_idx: tuple[int, ...],
-        max_side: int | None,
+        pixels: str,
         model: str,
         prompt_sha256: str,
         rendered: str,
@@ -124,7 +126,7 @@ class CaptionCache:
         parts = {
             "video_sha256": self.video_sha256(video),
             "frame_idx": list(frame_idx),
-            "max_side": max_side,
+            "pixels": pixels,
             "model": model,
             "prompt_sha256": prompt_sha256,
             "rendered_sha256": hashlib.sha256(rendered.encode()).hexdigest(),

@@ -22,9 +22,14 @@ from typing import Any, Literal, Protocol
 import numpy as np
 
 __all__ = [
-    "ChatModel", "Completion", "Message", "ToolCall", "TOOL_CHOICES", "load_now",
+    "ChatModel",
+    "Completion",
+    "Message",
+    "ToolCall",
+    "TOOL_CHOICES",
+    "load_now",
     "weights_fingerprint",
-]  # fmt: skip
+]
 
 # tool_choice values that are not a tool's name.
 TOOL_CHOICES = ("auto", "none", "required")

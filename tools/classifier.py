@@ -13,6 +13,8 @@ The run directory is an on-disk contract (docs/finetune.md), read here without i
     head.safetensors   pooling + MLP head weights                   (vlm-lora)
     model/             save_pretrained TimeSformer + its processor  (timesformer)
 
+``load_run_dir`` gives the scorer of kind ``run-dir`` (``tools.scorer``), after
+``check_run_dir`` compared the run with the strategy without loading weights.
 ``predict`` resamples each batch's frames uniformly to the trained frame count, runs the
 windows in batches of ``batch_size`` and returns one ``ClassScores`` per window: sigmoid
 probabilities and tuned thresholds for multi-label sets, softmax probabilities (thresholds 0:
@@ -35,16 +37,18 @@ from typing import Any
 
 import numpy as np
 
-from vara.errors import InputError
-from vara.types import ClassScores, FrameBatch
+from vara.config import ScorerSpec
+from vara.errors import ConfigError, InputError
+from vara.types import ClassScores, FrameBatch, LabelSet, SamplerSpec
 
 __all__ = [
     "Classifier",
     "ClassifierInfo",
     "classifier_id",
+    "check_run_dir",
     "load_classifier",
+    "load_run_dir",
     "read_info",
-    "decide",
     "resample",
     "timesformer_processor_class",
     "VideoEncoder",
@@ -109,15 +113,6 @@ def resample(frames: np.ndarray, n: int) -> np.ndarray:
     return frames[idx]
 
 
-def decide(labels: Sequence[str], probs: Sequence[float], thresholds: Sequence[float],
-           multi_label: bool) -> tuple[str, ...]:  # fmt: skip
-    """Labels a score vector stands for: every class at or above its threshold (multi-label),
-    else the top class."""
-    if multi_label:
-        return tuple(lab for lab, p, t in zip(labels, probs, thresholds, strict=True) if p >= t)
-    return (labels[int(np.argmax(probs))],)
-
-
 class _Request:
     """One caller's windows waiting for a forward pass; ``logits`` is set when scored."""
 
@@ -135,8 +130,14 @@ class Classifier:
     (up to ``batch_size`` per forward pass), so a run with ``concurrency`` windows in
     flight fills batches without any caller waiting for a timer."""
 
-    def __init__(self, run_dir: str | Path, *, device: str = "auto", batch_size: int = 8,
-                 precision: str = "auto"):  # fmt: skip
+    def __init__(
+        self,
+        run_dir: str | Path,
+        *,
+        device: str = "auto",
+        batch_size: int = 8,
+        precision: str = "auto",
+    ):
         import torch
 
         from vara.tools.classifier_model import precision_autocast
@@ -221,12 +222,42 @@ class Classifier:
             for row in probs
         ]
 
-    def labels_for(self, scores: ClassScores) -> tuple[str, ...]:
-        return decide(scores.labels, scores.probs, scores.thresholds, self.info.multi_label)
-
 
 def load_classifier(run_dir: str | Path, **kwargs: Any) -> Classifier:
     return Classifier(run_dir, **kwargs)
+
+
+def load_run_dir(spec: ScorerSpec) -> Classifier:
+    """The scorer of kind run-dir: ``spec.run_dir`` loaded with its device settings."""
+    return Classifier(
+        spec.run_dir, device=spec.device, batch_size=spec.batch_size, precision=spec.precision
+    )
+
+
+def check_run_dir(spec: ScorerSpec, labelset: LabelSet, sampler: SamplerSpec) -> None:
+    """Before loading: the run was trained on this label set; warn where the strategy samples
+    windows otherwise than training did (the scores then come from other inputs)."""
+    info = read_info(spec.run_dir)
+    if info.labels != labelset.names or info.multi_label != labelset.multi_label:
+        raise ConfigError(
+            f"classifier '{spec.run_dir}' was trained on labels {list(info.labels)} "
+            f"({'multi' if info.multi_label else 'single'}-label), but the label set "
+            f"{labelset.name!r} has {list(labelset.names)}: pass --labels "
+            f"{info.labelset or 'SET'} (the set it was trained with)"
+        )
+    trained = (info.n_frames, info.max_side)
+    if sampler.n_frames != trained[0] or (
+        trained[1] is not None and sampler.max_side != trained[1]
+    ):
+        log.warning(
+            "classifier %s was trained on %d frames per window at max side %s, but the "
+            "strategy samples %s at %s; for identical inputs pass --frames %d --max-side %s",
+            spec.run_dir,
+            *trained,
+            sampler.n_frames,
+            sampler.max_side,
+            *trained,
+        )
 
 
 def _device(device: str) -> str:
@@ -235,7 +266,7 @@ def _device(device: str) -> str:
     if device == "auto":
         return "cuda" if torch.cuda.is_available() else "cpu"
     if device.startswith("cuda") and not torch.cuda.is_available():
-        raise InputError(f"classifier.device={device!r} but no CUDA device is available; use cpu")
+        raise InputError(f"scorer.device={device!r} but no CUDA device is available; use cpu")
     return device
 
 
@@ -246,7 +277,7 @@ def _precision(requested: str, info: ClassifierInfo, device: str) -> str:
     import torch
 
     if requested not in ("auto", "fp32", "bf16"):
-        raise InputError(f"classifier.precision must be auto, fp32 or bf16, got {requested!r}")
+        raise InputError(f"scorer.precision must be auto, fp32 or bf16, got {requested!r}")
     if requested != "auto":
         chosen = requested
     elif device.startswith("cuda") and info.precision == "bf16":

@@ -235,8 +235,11 @@ def _report_loading(model: str, info: dict[str, Any]) -> None:
     if missing:
         log.warning(
             "backbone %s: %d weight(s) are not in the checkpoint and start random: %s%s",
-            model, len(missing), missing[:5], " ..." if len(missing) > 5 else "",
-        )  # fmt: skip
+            model,
+            len(missing),
+            missing[:5],
+            " ..." if len(missing) > 5 else "",
+        )
     unused = sorted(k for k in info.get("unexpected_keys", ()) if not k.startswith("lm_head."))
     if unused:
         log.info("backbone %s: %d checkpoint weight(s) unused: %s", model, len(unused), unused[:5])

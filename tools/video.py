@@ -1,8 +1,11 @@
-"""Video access for vara: probe, window, plan and decode frames. The only module using OpenCV.
+"""Video access for vara: probe, window, plan and decode frames. The only module decoding video
+(OpenCV); ``tools.pixels`` owns what is done to a decoded frame.
 
 Frames leave here as RGB uint8 (T, H, W, 3), rotated per the container's rotation metadata
-(sizes reported after rotation), shrunk with INTER_AREA so the longer side is <= max_side.
-Indices are decode-order frame numbers.
+(sizes reported after rotation), each converted from the decoder's BGR once and then put
+through the pixel pipeline (``tools.pixels.process``: the resize to ``max_side``, then any
+perturbation) here, in ``_Reader.read``, its one caller. Indices are decode-order frame
+numbers.
 
 Timestamps: in constant-frame-rate (CFR) video frame i is at exactly ``i / fps`` on every
 decode path (OpenCV's POS_MSEC is not used there: in AVI it is shifted by the decoder
@@ -37,8 +40,10 @@ import cv2
 import numpy as np
 
 from vara.errors import InputError, VideoError
+from vara.tools.pixels import Where, out_size
+from vara.tools.pixels import process as process_pixels
 from vara.tools.windows import plan_frames
-from vara.types import Clip, FrameBatch, FramePlan, SamplerSpec, VideoInfo
+from vara.types import Clip, FrameBatch, FramePlan, PixelSpec, SamplerSpec, VideoInfo
 
 __all__ = ["SEEK_GAP", "frame_plan", "iter_frame_batches", "probe", "read_frames"]
 
@@ -192,8 +197,16 @@ def _inspect_uncached(path: str | Path) -> _Source:
             "video %r declares %d frames but only %d decode (truncated?)", name, claimed, count
         )
     h, w = first.shape[:2]
-    info = VideoInfo(path=name, fps=float(fps), frame_count=count, duration_s=count / fps,
-                     width=w, height=h, rotation_deg=rotation, codec=codec)  # fmt: skip
+    info = VideoInfo(
+        path=name,
+        fps=float(fps),
+        frame_count=count,
+        duration_s=count / fps,
+        width=w,
+        height=h,
+        rotation_deg=rotation,
+        codec=codec,
+    )
     return _Source(info=info, exact_seek=exact, t0_s=times[0], declared=max(claimed, 0))
 
 
@@ -219,8 +232,13 @@ def _warn_vfr(name: str, fps: float, drift_s: float) -> None:
         "index / %.3g fps, up to %.1f s away from the real time of a frame here; for "
         "real-time windows re-encode at a constant rate, e.g. ffmpeg -i %s -fps_mode cfr "
         "-r %.0f %s_cfr.mp4",
-        name, fps, drift_s, name, fps, stem,
-    )  # fmt: skip
+        name,
+        fps,
+        drift_s,
+        name,
+        fps,
+        stem,
+    )
 
 
 def probe(path: str | Path) -> VideoInfo:
@@ -233,41 +251,13 @@ def probe(path: str | Path) -> VideoInfo:
     return _inspect(path).info
 
 
-def _out_size(width: int, height: int, max_side: int | None) -> tuple[int, int]:
-    if max_side is None or max(width, height) <= max_side:
-        return width, height
-    scale = max_side / max(width, height)
-    return max(1, round(width * scale)), max(1, round(height * scale))
-
-
-def _shrink(img: np.ndarray, max_side: int | None) -> np.ndarray:
-    """Anti-aliased resize so the longer side is <= max_side (never enlarges).
-
-    OpenCV's INTER_AREA is fast only for integer factors (720p -> 448: 1.2 ms at a factor of
-    2.86, 0.1 ms for an exact 2x). So an exact integer box reduction goes first when the size
-    divides evenly; the residual factor is then below 2, where bilinear interpolation does not
-    alias: 0.2 ms in all, 0.28 grey levels (mean) from one-step INTER_AREA (measured on the
-    720p benchmark video). Without a pre-reduction, INTER_AREA does the whole resize.
-    """
-    h, w = img.shape[:2]
-    out_w, out_h = _out_size(w, h, max_side)
-    if (out_w, out_h) == (w, h):
-        return img
-    k = min(w // out_w, h // out_h)
-    if k >= 2 and w % k == 0 and h % k == 0:
-        img = cv2.resize(img, (w // k, h // k), interpolation=cv2.INTER_AREA)
-        if img.shape[1::-1] == (out_w, out_h):
-            return img
-        return cv2.resize(img, (out_w, out_h), interpolation=cv2.INTER_LINEAR)
-    return cv2.resize(img, (out_w, out_h), interpolation=cv2.INTER_AREA)
-
-
 class _Reader:
     """Decodes wanted frames in increasing index order, grabbing through small gaps and
-    seeking over big ones; converts each wanted frame to resized RGB exactly once."""
+    seeking over big ones; converts each wanted frame to RGB and through the pixel steps
+    exactly once."""
 
-    def __init__(self, src: _Source, max_side: int | None):
-        self._src, self._max_side = src, max_side
+    def __init__(self, src: _Source, spec: PixelSpec | None):
+        self._src, self._pixels = src, spec or PixelSpec.resize_only(None)  # None: as decoded
         self._exact, self._fps = src.exact_seek, src.info.fps
         self._avi = Path(src.info.path).suffix.lower() == ".avi"  # no pts: see _inspect
         self._cap = _open(src.info.path)
@@ -300,7 +290,7 @@ class _Reader:
         return self._avi or abs(t - idx / self._fps) <= _GRID_TOL / self._fps
 
     def read(self, idx: int) -> tuple[np.ndarray, float]:
-        """RGB frame ``idx`` (resized) and its time in seconds.
+        """RGB frame ``idx`` after the pixel steps, and its time in seconds.
 
         Where decoding stops at a damaged stretch, the frame fails and the next read jumps:
         a seekable (CFR) file seeks past the damage. (A VFR file is counted by decoding, so
@@ -324,13 +314,16 @@ class _Reader:
             if self._exact
             else cap.get(cv2.CAP_PROP_POS_MSEC) / 1000 - self._src.t0_s
         )
-        return cv2.cvtColor(_shrink(bgr, self._max_side), cv2.COLOR_BGR2RGB), t
+        rgb = cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
+        return process_pixels(self._pixels, rgb, Where(self._src.info.path, idx)), t
 
 
 def read_frames(
-    path: str | Path, frame_idx: Iterable[int], *, max_side: int | None = None
+    path: str | Path, frame_idx: Iterable[int], *, pixels: PixelSpec | None = None
 ) -> tuple[np.ndarray, tuple[float, ...]]:
-    """Frames ``frame_idx`` (any order, repeats allowed) as RGB uint8 (T, H, W, 3) + times (s)."""
+    """Frames ``frame_idx`` (any order, repeats allowed) as RGB uint8 (T, H, W, 3) + times (s),
+    through the pixel steps ``pixels`` (None: as decoded)."""
+    spec = pixels or PixelSpec.resize_only(None)
     src = _inspect(path)
     info = src.info
     wanted = [int(i) for i in frame_idx]
@@ -346,29 +339,32 @@ def read_frames(
             "plan indices with plan_frames(probe(video), ...)"
         )
     got: dict[int, tuple[np.ndarray, float]] = {}
-    reader = _Reader(src, max_side)
+    reader = _Reader(src, spec)
     try:
         for i in sorted(set(wanted)):
             got[i] = reader.read(i)
     finally:
         reader.close()
     if not wanted:
-        w, h = _out_size(info.width, info.height, max_side)
+        w, h = out_size(info.width, info.height, spec.max_side)
         return np.empty((0, h, w, 3), np.uint8), ()
     return np.stack([got[i][0] for i in wanted]), tuple(got[i][1] for i in wanted)
 
 
-def frame_plan(path: str | Path, clip: Clip, spec: SamplerSpec) -> FramePlan | None:
+def frame_plan(
+    path: str | Path, clip: Clip, spec: SamplerSpec, pixels: PixelSpec | None = None
+) -> FramePlan | None:
     """The frames ``clip`` samples and their times, without decoding any; None where only
     decoding tells the times (VFR video, GIF): ``iter_frame_batches`` gives them there.
 
     For CFR video the times are ``i / fps``, exactly what decoding the frames reports.
+    ``pixels`` (None: the sampler's resize) rides along for whoever decodes the plan.
     """
     src = _inspect(path)
     if not src.exact_seek:
         return None
     idx = plan_frames(src.info, clip, spec)
-    return FramePlan(clip, idx, tuple(i / src.info.fps for i in idx), spec)
+    return FramePlan(clip, idx, tuple(i / src.info.fps for i in idx), spec, pixels)
 
 
 def _check_order(prev: Clip | None, clip: Clip) -> None:
@@ -385,9 +381,11 @@ def iter_frame_batches(
     clips: Iterable[Clip],
     spec: SamplerSpec,
     *,
+    pixels: PixelSpec | None = None,
     on_error: Callable[[Clip, VideoError], None] | None = None,
 ) -> Iterator[FrameBatch]:
-    """One FrameBatch per clip, in the given order, from one pass over the video.
+    """One FrameBatch per clip, in the given order, from one pass over the video, its frames
+    through the pixel steps ``pixels`` (None: the sampler's resize only).
 
     Clips must be sorted by start_s (make_windows gives them so); a list is checked (order
     and plans) before decoding starts, any other iterable as it is consumed. Clips are
@@ -422,7 +420,8 @@ def iter_frame_batches(
         last = clip
         return True
 
-    reader = _Reader(src, spec.max_side)
+    steps = pixels or PixelSpec.resize_only(spec.max_side)
+    reader = _Reader(src, steps)
     try:
         while pending or plan_next():
             clip, plan = pending[0]
@@ -452,8 +451,6 @@ def iter_frame_batches(
             if error is not None:
                 on_error(clip, error)
                 continue
-            yield FrameBatch(
-                clip=clip, frames=frames, frame_idx=plan, timestamps_s=times, sampler=spec
-            )
+            yield FrameBatch(clip, frames, plan, times, spec, steps)
     finally:
         reader.close()

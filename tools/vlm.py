@@ -34,7 +34,7 @@ from vara.tools.chat import (
     Message,
     ToolCall,
     weights_fingerprint,
-)  # fmt: skip
+)
 
 __all__ = [
     "OpenAIServer",
@@ -243,9 +243,14 @@ class OpenAIServer:
         tool_choice: str | None = None,
     ) -> Completion:
         body = chat_body(
-            self.model_id, messages, json_schema=json_schema, max_tokens=max_tokens,
-            temperature=temperature, tools=tools, tool_choice=tool_choice,
-        )  # fmt: skip
+            self.model_id,
+            messages,
+            json_schema=json_schema,
+            max_tokens=max_tokens,
+            temperature=temperature,
+            tools=tools,
+            tool_choice=tool_choice,
+        )
         n_images = sum(len(m.images) for m in messages)
         start = time.perf_counter()
         reply = self._request("POST", "/chat/completions", json=body, n_images=n_images)

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import copy
 import json
+import logging
 from dataclasses import asdict, dataclass, field
 from importlib import resources
 from typing import Any
@@ -21,11 +22,14 @@ import yaml
 from vara.errors import ConfigError, did_you_mean
 from vara.types import SamplerSpec
 
+log = logging.getLogger(__name__)
+
 __all__ = [
     "Endpoint",
     "WindowSpec",
     "Generation",
-    "ClassifierSpec",
+    "ScorerSpec",
+    "PixelConfig",
     "AgentSpec",
     "StrategyConfig",
     "strategy_schema",
@@ -72,13 +76,27 @@ class Generation:
 
 
 @dataclass(frozen=True)
-class ClassifierSpec:
-    """A trained classifier (``vara finetune`` run directory) the strategy may call."""
+class ScorerSpec:
+    """A model that scores a window's frames per class, for graphs that take one.
 
-    run_dir: str | None = None  # None = no classifier; strategies that need one refuse to start
+    ``kind`` names an entry of ``vara.tools.scorer.SCORERS``; each kind reads the fields it
+    needs (``run-dir``: ``run_dir``, a ``vara finetune`` run directory of the LoRA VLM
+    classifier or the TimeSformer baseline).
+    """
+
+    kind: str = "run-dir"
+    run_dir: str | None = None  # kind run-dir; None = no scorer (graphs that need one refuse)
     device: str = "auto"  # auto = cuda if available, else cpu
     batch_size: int = 8  # windows per forward pass when several are scored at once
     precision: str = "auto"  # auto = the run's own (bf16 on CUDA if trained so), fp32 on CPU
+
+
+@dataclass(frozen=True)
+class PixelConfig:
+    """Pixel steps after the resize (``sampler.max_side``): ``name:key=value,...`` strings of
+    ``vara.tools.pixels.STEPS``, applied in order to every decoded frame."""
+
+    perturb: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -105,13 +123,9 @@ class StrategyConfig:
     generation: Generation = field(default_factory=Generation)
     max_reasks: int = 1
     concurrency: int = 4
-    classifier: ClassifierSpec = field(default_factory=ClassifierSpec)
+    scorer: ScorerSpec = field(default_factory=ScorerSpec)
+    pixels: PixelConfig = field(default_factory=PixelConfig)
     agent: AgentSpec = field(default_factory=AgentSpec)
-
-    @property
-    def answer_model(self) -> Endpoint:
-        """The model that writes the structured answer: the LLM, else the VLM itself."""
-        return self.llm if self.llm is not None and self.llm.is_set else self.vlm
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -133,32 +147,53 @@ def _hint(error: jsonschema.ValidationError) -> str:
     return ""
 
 
-def parse_strategy(data: dict[str, Any], *, source: str = "<strategy>") -> StrategyConfig:
-    """Validate ``data`` against the strategy schema and build a StrategyConfig."""
-    validator = jsonschema.Draft202012Validator(strategy_schema())
+# Sections of a strategy and the dataclass each becomes; other keys are plain values.
+_SECTIONS = {
+    "windows": WindowSpec,
+    "sampler": SamplerSpec,
+    "vlm": Endpoint,
+    "generation": Generation,
+    "scorer": ScorerSpec,
+    "agent": AgentSpec,
+}
+
+
+def _renamed_classifier(data: dict[str, Any], source: str) -> dict[str, Any]:
+    """``classifier:`` (before scorers had kinds) is ``scorer:`` of kind run-dir."""
+    if "classifier" not in data:
+        return data
+    log.warning(
+        "strategy %s: `classifier.*` is now `scorer.*` (kind run-dir), e.g. "
+        "--set scorer.run_dir=RUN_DIR; read as such",
+        source,
+    )
+    out = dict(data)
+    out["scorer"] = {"kind": "run-dir", **(out.get("scorer") or {}), **out.pop("classifier")}
+    return out
+
+
+def parse_strategy(
+    data: dict[str, Any], *, source: str = "<strategy>", schema: dict[str, Any] | None = None
+) -> StrategyConfig:
+    """Validate ``data`` against the strategy schema (``schema``, else the packaged one) and
+    build a StrategyConfig; what a strategy leaves out keeps the dataclasses' defaults."""
+    data = _renamed_classifier(data, source)
+    validator = jsonschema.Draft202012Validator(schema or strategy_schema())
     errors = sorted(validator.iter_errors(data), key=lambda e: list(e.absolute_path))
     if errors:
         first = errors[0]
         where = ".".join(str(p) for p in first.absolute_path) or "(top level)"
         raise ConfigError(f"strategy {source}: {where}: {first.message}{_hint(first)}")
-    d = copy.deepcopy(data)
+    fields = copy.deepcopy(data)
     try:
-        return StrategyConfig(
-            name=d["name"],
-            graph=d["graph"],
-            prompts=dict(d["prompts"]),
-            description=d.get("description", ""),
-            windows=WindowSpec(**d.get("windows", {})),
-            sampler=SamplerSpec(**d.get("sampler", {})),
-            frames_per_caption=d.get("frames_per_caption"),
-            vlm=Endpoint(**d.get("vlm", {})),
-            llm=Endpoint(**d["llm"]) if d.get("llm") else None,
-            generation=Generation(**d.get("generation", {})),
-            max_reasks=d.get("max_reasks", 1),
-            concurrency=d.get("concurrency", 4),
-            classifier=ClassifierSpec(**d.get("classifier", {})),
-            agent=AgentSpec(**d.get("agent", {})),
-        )
+        for key, cls in _SECTIONS.items():
+            if key in fields:
+                fields[key] = cls(**fields[key])
+        if "llm" in fields:
+            fields["llm"] = Endpoint(**fields["llm"]) if fields["llm"] else None
+        if "pixels" in fields:
+            fields["pixels"] = PixelConfig(tuple(fields["pixels"].get("perturb", ())))
+        return StrategyConfig(**fields)
     except ValueError as exc:  # __post_init__ checks, e.g. SamplerSpec
         raise ConfigError(f"strategy {source}: {exc}") from None
 

@@ -18,9 +18,13 @@ from typing import Any
 from vara.errors import InputError
 
 __all__ = [
-    "JsonlWriter", "iter_jsonl", "read_jsonl", "repair_jsonl", "write_json_atomic",
+    "JsonlWriter",
+    "iter_jsonl",
+    "read_jsonl",
+    "repair_jsonl",
+    "write_json_atomic",
     "write_jsonl_atomic",
-]  # fmt: skip
+]
 
 
 class JsonlWriter:

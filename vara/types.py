@@ -10,6 +10,8 @@ from __future__ import annotations
 import base64
 import dataclasses
 import functools
+import hashlib
+import json
 import types
 import typing
 from dataclasses import dataclass, field
@@ -23,6 +25,8 @@ __all__ = [
     "Clip",
     "VideoInfo",
     "SamplerSpec",
+    "PixelStep",
+    "PixelSpec",
     "FramePlan",
     "FrameBatch",
     "Caption",
@@ -201,30 +205,100 @@ class SamplerSpec(_Record):
 
 
 @dataclass(frozen=True)
+class PixelStep(_Record):
+    """One named, parameterised pixel transform: ``resize(max_side=448)``, ``blur(sigma=2)``.
+
+    ``params`` are (name, value) pairs, kept sorted by name so that equal steps compare and
+    print alike; values are JSON scalars. ``tools.pixels`` holds what each name does.
+    """
+
+    name: str
+    params: tuple[tuple[str, Any], ...] = ()
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "params", tuple(sorted((str(k), v) for k, v in self.params)))
+
+    @property
+    def canonical(self) -> str:
+        args = ",".join(f"{k}={json.dumps(v, sort_keys=True)}" for k, v in self.params)
+        return f"{self.name}({args})"
+
+
+@dataclass(frozen=True)
+class PixelSpec(_Record):
+    """Everything done to a decoded RGB frame before a model sees it, as ordered steps.
+
+    The first step is always ``resize`` (the sampler's ``max_side``); perturbations follow.
+    ``canonical`` names the spec whole; ``sha256`` is its short hash, which the caption cache
+    key, the resume fingerprint and every Prediction carry, so other pixels never share
+    captions or predictions with these.
+    """
+
+    steps: tuple[PixelStep, ...]
+
+    def __post_init__(self) -> None:
+        if not self.steps or self.steps[0].name != "resize":
+            raise ValueError(f"PixelSpec: the first step must be resize, got {self.canonical!r}")
+
+    @classmethod
+    def resize_only(cls, max_side: int | None) -> PixelSpec:
+        return cls((PixelStep("resize", (("max_side", max_side),)),))
+
+    @property
+    def max_side(self) -> int | None:
+        return dict(self.steps[0].params).get("max_side")
+
+    @property
+    def canonical(self) -> str:
+        return "|".join(step.canonical for step in self.steps)
+
+    @property
+    def sha256(self) -> str:
+        return hashlib.sha256(self.canonical.encode()).hexdigest()[:12]
+
+
+def _default_pixels(record: Any) -> None:
+    """FramePlan/FrameBatch: pixels default to the sampler's resize, and must agree with it."""
+    if record.pixels is None:
+        object.__setattr__(record, "pixels", PixelSpec.resize_only(record.sampler.max_side))
+    elif record.pixels.max_side != record.sampler.max_side:
+        raise ValueError(
+            f"{type(record).__name__}: pixels resize to max_side {record.pixels.max_side} but "
+            f"the sampler says {record.sampler.max_side}"
+        )
+
+
+@dataclass(frozen=True)
 class FramePlan(_Record):
-    """The frames a sampler takes from one clip and their timestamps, before any decoding."""
+    """The frames a sampler takes from one clip, their timestamps and the pixel steps they
+    will go through, before any decoding."""
 
     clip: Clip
     frame_idx: tuple[int, ...]
     timestamps_s: tuple[float, ...]
     sampler: SamplerSpec
+    pixels: PixelSpec | None = None  # None: the sampler's resize only
 
     def __post_init__(self) -> None:
         if len(self.frame_idx) != len(self.timestamps_s):
             raise ValueError("FramePlan: frame_idx and timestamps_s differ in length")
+        _default_pixels(self)
 
 
 @dataclass(frozen=True, eq=False)
 class FrameBatch(_Record):
-    """Frames of one clip: RGB uint8 (T, H, W, 3) with their exact indices and timestamps."""
+    """Frames of one clip: RGB uint8 (T, H, W, 3) with their exact indices and timestamps,
+    after the pixel steps ``pixels``."""
 
     clip: Clip
     frames: np.ndarray
     frame_idx: tuple[int, ...]
     timestamps_s: tuple[float, ...]
     sampler: SamplerSpec
+    pixels: PixelSpec | None = None  # None: the sampler's resize only
 
     def __post_init__(self) -> None:
+        _default_pixels(self)
         f = self.frames
         if f.dtype != np.uint8 or f.ndim != 4 or f.shape[-1] != 3:
             raise ValueError(f"FrameBatch: frames must be uint8 (T,H,W,3), got {f.dtype} {f.shape}")
@@ -239,6 +313,7 @@ class FrameBatch(_Record):
             and self.frame_idx == other.frame_idx
             and self.timestamps_s == other.timestamps_s
             and self.sampler == other.sampler
+            and self.pixels == other.pixels
             and np.array_equal(self.frames, other.frames)
         )
 
@@ -246,7 +321,7 @@ class FrameBatch(_Record):
 
     @property
     def plan(self) -> FramePlan:
-        return FramePlan(self.clip, self.frame_idx, self.timestamps_s, self.sampler)
+        return FramePlan(self.clip, self.frame_idx, self.timestamps_s, self.sampler, self.pixels)
 
     def to_dict(self) -> dict[str, Any]:
         out = super().to_dict()
@@ -265,6 +340,7 @@ class FrameBatch(_Record):
             frame_idx=tuple(data["frame_idx"]),
             timestamps_s=tuple(data["timestamps_s"]),
             sampler=SamplerSpec.from_dict(data["sampler"]),
+            pixels=PixelSpec.from_dict(data["pixels"]) if data.get("pixels") else None,
         )
 
 
@@ -313,7 +389,8 @@ class Prediction(_Record):
 
     ``attempts`` counts model answers needed (2 = one re-ask); ``raw`` is the accepted
     answer's raw text and ``reask_errors`` the validator's message for each rejected one;
-    ``models`` maps a role (``vlm``, ``llm``) to a model id.
+    ``models`` maps a role (``vlm``, ``llm``, ``scorer``) to a model id; ``pixels`` is the
+    short hash of the pixel steps its frames went through (``PixelSpec.sha256``).
     """
 
     clip_id: str
@@ -332,6 +409,7 @@ class Prediction(_Record):
     scores: ClassScores | None = None
     captions: tuple[Caption, ...] = ()
     latency_s: float = 0.0
+    pixels: str = ""
 
 
 @dataclass(frozen=True)

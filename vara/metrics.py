@@ -81,8 +81,12 @@ def compute_metrics(
     n = len(truth)
     if n == 0:
         raise ValueError("compute_metrics: no clips to score")
-    seqs = (("predicted", predicted), ("reasked", reasked), ("answered", answered),
-            ("scores", scores))  # fmt: skip
+    seqs = (
+        ("predicted", predicted),
+        ("reasked", reasked),
+        ("answered", answered),
+        ("scores", scores),
+    )
     for what, seq in seqs:
         if seq is not None and len(seq) != n:
             raise ValueError(f"compute_metrics: {len(seq)} {what} for {n} clips")

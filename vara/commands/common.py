@@ -1,0 +1,86 @@
+"""What the commands share: exit codes, the model/sampling/cache flags of run and eval, and
+how those flags become strategy overrides."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+from pathlib import Path
+
+__all__ = [
+    "EXIT_ERROR",
+    "EXIT_FAILURES",
+    "EXIT_OK",
+    "MAX_FAILURES_SHOWN",
+    "add_model_flags",
+    "log_to",
+    "open_cache",
+    "run_overrides",
+]
+
+EXIT_OK, EXIT_FAILURES, EXIT_ERROR = 0, 1, 2
+MAX_FAILURES_SHOWN = 20  # the rest are in failures.jsonl
+
+
+def run_overrides(args: argparse.Namespace) -> list[str]:
+    """CLI flags as strategy overrides; ``--set`` comes last so it wins."""
+    o: list[str] = []
+    for role in ("vlm", "llm"):
+        url, model = getattr(args, f"{role}_url"), getattr(args, f"{role}_model")
+        if url:
+            o.append(f"{role}.url={url}")
+            # A server's model name is discovered unless given: the YAML's hub id would be wrong.
+            o.append(f"{role}.model={model}" if model else f"{role}.model=null")
+        elif model:
+            o.append(f"{role}.model={model}")
+    flags = {
+        "windows.window_s": args.window_s,
+        "windows.overlap": args.overlap,
+        "sampler.n_frames": args.frames,
+        "sampler.max_side": args.max_side,
+        "concurrency": args.concurrency,
+    }
+    o += [f"{k}={v}" for k, v in flags.items() if v is not None]
+    return o + list(args.set)
+
+
+def open_cache(args: argparse.Namespace):
+    from vara.tools.cache import CaptionCache, default_cache_path
+
+    return None if args.no_cache else CaptionCache(args.cache or default_cache_path())
+
+
+def log_to(out: Path) -> None:
+    """Append vara's log (warnings, tracebacks of unexpected errors) to ``out/run.log``."""
+    out.mkdir(parents=True, exist_ok=True)
+    handler = logging.FileHandler(out / "run.log")
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    logging.getLogger("vara").addHandler(handler)
+
+
+def add_model_flags(s: argparse.ArgumentParser) -> None:
+    """Flags shared by run and eval: models, sampling, overrides, cache, progress."""
+    s.add_argument("--vlm-url", help="vLLM server base URL, e.g. http://127.0.0.1:8000/v1")
+    s.add_argument("--vlm-model", help="served model name, or hub id / local path in-process")
+    s.add_argument("--llm-url", help="server of a separate reasoning LLM (default: the VLM)")
+    s.add_argument("--llm-model", help="model name of the reasoning LLM")
+    # Defaults are the strategy's (its YAML), so none is restated here.
+    s.add_argument("--window-s", type=float, help="window length in seconds")
+    s.add_argument("--overlap", type=float, help="window overlap fraction 0..1 (0.5 = half)")
+    s.add_argument("--frames", type=int, help="frames sampled per window")
+    s.add_argument("--max-side", type=int, help="resize frames so the longer side is at most this")
+    s.add_argument("--concurrency", type=int, help="windows in flight at once")
+    s.add_argument("--prompts-dir", help="directory of prompt files shadowing the packaged ones")
+    s.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override any strategy field, e.g. --set generation.temperature=0.2",
+    )
+    s.add_argument("--no-progress", action="store_true", help="no progress bar")
+    s.add_argument(
+        "--cache",
+        help="caption cache file (default: $VARA_CACHE_DIR or ~/.cache/vara/captions.sqlite)",
+    )
+    s.add_argument("--no-cache", action="store_true", help="always ask the VLM, store nothing")

@@ -1,0 +1,83 @@
+"""``vara probe``, ``vara labels``, ``vara strategies`` and ``vara compare``: look at inputs,
+the packaged label sets and strategies, and compare evaluation runs."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+from vara.commands.common import EXIT_FAILURES, EXIT_OK
+from vara.errors import VaraError
+
+__all__ = ["add_compare", "add_lists", "add_probe"]
+
+
+def _cmd_probe(args: argparse.Namespace) -> int:
+    from vara.tools.video import probe
+
+    status = EXIT_OK
+    for path in args.videos:
+        try:
+            print(json.dumps(probe(path).to_dict()))
+        except VaraError as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            status = EXIT_FAILURES
+    return status
+
+
+def _cmd_compare(args: argparse.Namespace) -> int:
+    from vara.eval.report import find_runs, write_report
+
+    md, html = write_report(find_runs(args.runs), args.out, max_cards=args.max_cards)
+    print(f"wrote {html} and {md}")
+    return EXIT_OK
+
+
+def _cmd_labels(args: argparse.Namespace) -> int:
+    from vara.prompts.loader import list_labelsets, load_labelset
+
+    if not args.name:
+        print("\n".join(list_labelsets()))
+        return EXIT_OK
+    ls = load_labelset(args.name)
+    kind = "multi-label" if ls.multi_label else "single-label"
+    print(f"{ls.name} ({kind}): {ls.description}")
+    for lab in ls.labels:
+        print(f"  - {lab.name}: {lab.description}")
+    for rule in ls.rules:
+        print(f"  rule: {rule}")
+    return EXIT_OK
+
+
+def _cmd_strategies(args: argparse.Namespace) -> int:
+    from vara.agents.strategies import list_strategies, load_strategy
+
+    for name in list_strategies():
+        print(f"{name}: {load_strategy(name).description}")
+    return EXIT_OK
+
+
+def add_probe(sub: argparse._SubParsersAction) -> None:
+    s = sub.add_parser("probe", help="print fps, frame count, duration, size, rotation of videos")
+    s.add_argument("videos", nargs="+", help="video files")
+    s.set_defaults(func=_cmd_probe)
+
+
+def add_compare(sub: argparse._SubParsersAction) -> None:
+    s = sub.add_parser("compare", help="Markdown + single-file HTML report comparing eval runs")
+    s.add_argument("runs", nargs="+", help="vara eval output dirs (or single strategy dirs)")
+    s.add_argument("--out", required=True, help="report directory")
+    s.add_argument(
+        "--max-cards", type=int, default=24, help="per-window cards to show (%(default)s)"
+    )
+    s.set_defaults(func=_cmd_compare)
+
+
+def add_lists(sub: argparse._SubParsersAction) -> None:
+    s = sub.add_parser("labels", help="list label sets, or show one")
+    s.add_argument("name", nargs="?", help="label set name or .yaml path")
+    s.set_defaults(func=_cmd_labels)
+
+    s = sub.add_parser("strategies", help="list strategies")
+    s.set_defaults(func=_cmd_strategies)

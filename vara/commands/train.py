@@ -1,0 +1,59 @@
+"""``vara finetune CONFIG`` (train a classifier from a recipe) and ``vara tiny-vlm DIR``."""
+
+from __future__ import annotations
+
+import argparse
+import json
+
+from vara.commands.common import EXIT_OK
+
+__all__ = ["add"]
+
+
+def _cmd_finetune(args: argparse.Namespace) -> int:
+    from vara.finetune.recipes import run_config
+
+    out = run_config(args.config, args.overrides, progress=not args.quiet)
+    card = json.loads((out / "run_card.json").read_text())
+    final = card.get("final") or {}
+    print(
+        f"run directory {out}: {card['data']['n_train']} train / {card['data']['n_val']} val "
+        f"windows, val macro-F1 {final.get('val_macro_f1', float('nan')):.3f} (at 0.5 / top "
+        f"class), {card['wall_s']:.1f} s"
+    )
+    info = json.loads((out / "classifier.json").read_text())
+    if info.get("multi_label", True):  # single-label sets take the top class: nothing tuned
+        print(
+            "val.jsonl holds the windows the thresholds were tuned on: its scores are "
+            "optimistic; evaluate on a manifest of other videos for an unbiased figure"
+        )
+    sampling = f"--frames {info['n_frames']}"
+    if info.get("max_side"):
+        sampling += f" --max-side {info['max_side']}"
+    print(
+        f"evaluate it: vara eval {out / 'val.jsonl'} --labels {card['data']['labelset']} "
+        f"--strategy classifier --set scorer.run_dir={out} {sampling} "
+        f"--out {out.parent / (out.name + '-eval')}"
+    )
+    return EXIT_OK
+
+
+def _cmd_tiny_vlm(args: argparse.Namespace) -> int:
+    from vara.testing import build_tiny_vlm
+
+    print(build_tiny_vlm(args.dir))
+    return EXIT_OK
+
+
+def add(sub: argparse._SubParsersAction) -> None:
+    s = sub.add_parser(
+        "finetune", help="train a classifier (LoRA VLM or TimeSformer) from a recipe config"
+    )
+    s.add_argument("config", help="packaged config name (lora_classifier, timesformer) or a .yaml")
+    s.add_argument("overrides", nargs="*", help="key.sub=value, e.g. data.manifest=labels.csv")
+    s.add_argument("--quiet", action="store_true", help="no progress bars")
+    s.set_defaults(func=_cmd_finetune)
+
+    s = sub.add_parser("tiny-vlm", help="build a tiny random-weight VLM offline (for smoke tests)")
+    s.add_argument("dir", help="output directory")
+    s.set_defaults(func=_cmd_tiny_vlm)
