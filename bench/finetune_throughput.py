@@ -5,7 +5,7 @@ baseline-then-recipe for odd k; --rounds of each, medians reported):
   * recipe:   ``vara.finetune.lora_classifier.run(cfg)`` itself, cfg being the packaged
               lora_classifier.yaml plus overrides (the tiny VLM, a synthetic manifest,
               1 epoch, train.max_steps = --warmup + --steps). Everything the recipe does
-              runs: build_model, the param-group AdamW, common.train_loop (tqdm bar, per-step
+              runs: build_model, the param-group AdamW, loop.train_loop (tqdm bar, per-step
               loss.item() and loss list, clip_grad_norm_, autocast, the per-epoch
               validation + checkpoint), the final validation pass and the run directory.
   * baseline: the same backbone loaded with AutoModel/AutoProcessor, get_peft_model with
@@ -25,7 +25,7 @@ only, i.e. batch loading + collate (processor), forward, backward, optimiser ste
 recipe's per-step bookkeeping. Model loading, frame decoding, DataLoader start and the
 warm-up steps are outside it for both arms; so are the recipe's end-of-epoch validation
 and checkpoint (after its last step). Those are reported separately: the whole
-``common.train_loop`` call and the ``common.validate`` inside it are timed by wrapping the
+``loop.train_loop`` call and the ``loop.validate`` inside it are timed by wrapping the
 two functions, and "loop samples/s" = all samples / the whole train loop (warm-up included
 in both arms, validation + checkpoint included for the recipe). Target: recipe/baseline
 >= 0.9 on the steady-state rate. On CPU without DataLoader workers the same stamps also
@@ -98,7 +98,7 @@ import torch  # noqa: E402
 from torch import nn  # noqa: E402
 from torch.optim.optimizer import register_optimizer_step_post_hook  # noqa: E402
 
-from vara.finetune import common, lora_classifier  # noqa: E402
+from vara.finetune import common, loop, lora_classifier  # noqa: E402
 from vara.finetune.config import load_config  # noqa: E402
 from vara.finetune.lora_classifier import LoraConfig  # noqa: E402
 from vara.finetune.recipes import resolve_config  # noqa: E402
@@ -286,8 +286,8 @@ def recipe_arm(
     with contextlib.ExitStack() as stack:
         if load is not None:
             stack.enter_context(patched(lora_classifier, "load_backbone", lambda *_a, **_k: load()))
-        stack.enter_context(timing(common, "train_loop", loops))
-        stack.enter_context(timing(common, "validate", vals))
+        stack.enter_context(timing(loop, "train_loop", loops))
+        stack.enter_context(timing(loop, "validate", vals))
         clock = stack.enter_context(
             StepClock(warmup, total, device, common.resolve_workers(cfg.train.num_workers, device))
         )

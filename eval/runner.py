@@ -106,8 +106,20 @@ def results_for(
         p.clip_id: p
         for p in (Prediction.from_dict(r) for r in read_jsonl(out / "predictions.jsonl"))
     }
-    clips = dataset.clips
-    got = [preds.get(c.clip_id) for c in clips]
+    got = [preds.get(c.clip_id) for c in dataset.clips]
+    metrics = _metrics(labelset, strategy, dataset.clips, got, failures)
+    info = json.loads((out / "run.json").read_text())["run_info"]
+    run_info = _run_info(info, dataset, labelset, strategy, got, failures)
+    return {"run_info": run_info, "metrics": metrics, "meta_info": meta_info()}
+
+
+def _metrics(
+    labelset: LabelSet,
+    strategy: StrategyConfig,
+    clips: Sequence[Clip],
+    got: Sequence[Prediction | None],
+    failures: Sequence[Failure],
+) -> dict[str, Any]:
     # Answers still invalid after the re-ask(s) failed as "answer"; other failures (video,
     # server, context overflow) got no answer from the model at all.
     invalid = {f.item for f in failures if f.stage == "answer"}
@@ -115,37 +127,47 @@ def results_for(
     # A graph with no schema-constrained role (classifier) has no model answer to judge:
     # its hallucination rate is None, not a perfect 0.
     writes_answers = graph_spec(strategy.graph).writes_answers
-    metrics = compute_metrics(
+    pairs = list(zip(got, answer_failed, strict=True))
+    return compute_metrics(
         labelset,
         truth=[c.labels or () for c in clips],
         predicted=[p.labels if p else None for p in got],
-        reasked=[
-            (p is not None and p.attempts > 1) or f for p, f in zip(got, answer_failed, strict=True)
-        ],
-        answered=[
-            writes_answers and (p is not None or f) for p, f in zip(got, answer_failed, strict=True)
-        ],
+        reasked=[(p is not None and p.attempts > 1) or f for p, f in pairs],
+        answered=[writes_answers and (p is not None or f) for p, f in pairs],
         scores=_scores(labelset, got),
     )
-    info = json.loads((out / "run.json").read_text())["run_info"]
+
+
+def _run_info(
+    info: dict[str, Any],
+    dataset: Dataset,
+    labelset: LabelSet,
+    strategy: StrategyConfig,
+    got: Sequence[Prediction | None],
+    failures: Sequence[Failure],
+) -> dict[str, Any]:
+    """From the runner's run_info: what was resolved (fingerprint) and the sums over its
+    sessions; with this dataset's counts."""
     fingerprint, sessions = info["fingerprint"], info.get("sessions", [])
     totals = session_totals(sessions)
     stats = totals["stats"]
-    run_info = {
+    n = len(dataset.clips)
+    return {
         "strategy": strategy.name,
         "dataset": {
             "name": dataset.name,
             "path": dataset.path,
             "sha256": dataset.sha256,
-            "n_clips": len(clips),
+            "n_clips": n,
         },
         "labelset": labelset.to_dict(),
         "config": strategy.to_dict(),
-        # What the runner resolved: prompt ids + hashes and model ids (run.json fingerprint).
+        # What the runner resolved: prompt ids + hashes, model ids, pixel steps.
         "prompts": fingerprint["prompts"],
         "models": fingerprint["models"],
+        "pixels": fingerprint.get("pixels"),
         "counts": {
-            "n_clips": len(clips),
+            "n_clips": n,
             "n_predictions": sum(p is not None for p in got),
             "n_failures": len(failures),
             "n_reasked": sum(p is not None and p.attempts > 1 for p in got),
@@ -165,7 +187,6 @@ def results_for(
         "started": sessions[0]["started"] if sessions else None,
         "finished": sessions[-1]["finished"] if sessions else None,
     }
-    return {"run_info": run_info, "metrics": metrics, "meta_info": meta_info()}
 
 
 def _scores(labelset: LabelSet, got: Sequence[Prediction | None]):

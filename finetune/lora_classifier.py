@@ -22,7 +22,7 @@ from typing import Any, ClassVar
 
 import torch
 
-from vara.finetune import common
+from vara.finetune import common, loop, rundir
 from vara.finetune.config import Config, load_config
 from vara.prompts.loader import load_prompt
 from vara.tools.classifier import ClassifierInfo
@@ -124,17 +124,17 @@ def run(cfg: LoraConfig, *, progress: bool = True) -> Path:
     log.info("trainable parameters: %d of %d", n_trainable, n_total)
 
     # ---- train --------------------------------------------------------------------------
-    history = common.train_loop(
+    history = loop.train_loop(
         cfg, model, optimizer, loss_fn, collate, data, out, device=device, progress=progress
     )
 
     # ---- save ---------------------------------------------------------------------------
-    val_logits, thresholds, precision = common.final_scores(
+    val_logits, thresholds, precision = rundir.final_scores(
         cfg, model, collate, data, labelset, device
     )
     adapter = out / "adapter"
     model.backbone.save_pretrained(str(adapter))
-    common.save_safetensors(model.head_state(), out / "head.safetensors")
+    rundir.save_safetensors(model.head_state(), out / "head.safetensors")
     info = ClassifierInfo(
         kind="vlm-lora",
         backbone=cfg.model.backbone,
@@ -153,7 +153,7 @@ def run(cfg: LoraConfig, *, progress: bool = True) -> Path:
         "total_parameters": n_total,
         "lora_targets": len(model.backbone.peft_config["default"].target_modules),
     }
-    common.write_run(
+    rundir.write_run(
         out,
         cfg,
         info,

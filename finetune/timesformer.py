@@ -34,11 +34,12 @@ from typing import Any, ClassVar
 import torch
 from torch import nn
 
-from vara.finetune import common
+from vara.finetune import common, loop, rundir
 from vara.finetune.config import Config, load_config
-from vara.tools.classifier import ClassifierInfo, VideoEncoder, timesformer_processor_class
+from vara.tools.classifier import ClassifierInfo
 from vara.tools.classifier_model import own_memory, prior_bias
 from vara.tools.local_engine import model_source, not_loadable
+from vara.tools.timesformer import VideoEncoder, timesformer_processor_class
 from vara.types import LabelSet
 
 __all__ = ["TimesformerConfig", "ModelSpec", "TimesformerClassifier", "run"]
@@ -108,6 +109,8 @@ class TimesformerClassifier(nn.Module):
 def build_model(
     cfg: TimesformerConfig, labelset: LabelSet, device: str
 ) -> tuple[TimesformerClassifier, VideoEncoder]:
+    """A TimeSformer for ``labelset``: from scratch (``model.checkpoint`` null) or from a
+    checkpoint, with the PIL image processor (the checkpoint's, else one from the config)."""
     from transformers import TimesformerConfig as HFConfig
     from transformers import TimesformerForVideoClassification
 
@@ -120,64 +123,70 @@ def build_model(
             "multi_label_classification" if labelset.multi_label else "single_label_classification"
         ),
     }
-    Processor = timesformer_processor_class()
     if m.checkpoint is None:
-        net = TimesformerForVideoClassification(
-            HFConfig(
-                image_size=m.image_size,
-                patch_size=m.patch_size,
-                num_frames=cfg.data.n_frames,
-                hidden_size=m.hidden_size,
-                num_hidden_layers=m.num_hidden_layers,
-                num_attention_heads=m.num_attention_heads,
-                intermediate_size=m.intermediate_size,
-                attention_type=m.attention_type,
-                **labels,
-            )
+        hf = HFConfig(
+            image_size=m.image_size,
+            patch_size=m.patch_size,
+            num_frames=cfg.data.n_frames,
+            hidden_size=m.hidden_size,
+            num_hidden_layers=m.num_hidden_layers,
+            num_attention_heads=m.num_attention_heads,
+            intermediate_size=m.intermediate_size,
+            attention_type=m.attention_type,
+            **labels,
         )
-        processor = None
-        new_head = True
+        net, processor, new_head = TimesformerForVideoClassification(hf), None, True
     else:
-        source, kwargs = model_source(m.checkpoint)
-        try:
-            known = HFConfig.from_pretrained(source, **kwargs).id2label
-            # num_frames stays the checkpoint's: a different frame count re-samples the time
-            # embeddings at every call (transformers does), instead of re-initialising them.
-            net = TimesformerForVideoClassification.from_pretrained(
-                source, ignore_mismatched_sizes=True, **labels, **kwargs
-            )
-        except (OSError, ValueError) as exc:
-            raise not_loadable(m.checkpoint, exc) from None
-        # Keep the checkpoint's classification layer only when it scores exactly these labels
-        # in this order; any other (Kinetics' 400 classes, another label set of the same size)
-        # is replaced, as transformers initialises a new one.
-        new_head = [known.get(i) for i in range(len(known))] != list(labelset.names)
-        if new_head:
-            with torch.no_grad():
-                nn.init.trunc_normal_(net.classifier.weight, std=net.config.initializer_range)
-                nn.init.zeros_(net.classifier.bias)
-        own_memory(net)  # as tools.classifier does for the saved run (see own_memory)
-        try:
-            processor = Processor.from_pretrained(source, **kwargs)
-        except OSError:  # a checkpoint without preprocessor_config.json
-            processor = None
-        if net.config.num_frames != cfg.data.n_frames:
-            log.warning(
-                "checkpoint %s was trained on %d frames, data.n_frames is %d: its time "
-                "embeddings are resampled",
-                m.checkpoint,
-                net.config.num_frames,
-                cfg.data.n_frames,
-            )
+        net, processor, new_head = _from_checkpoint(cfg, labelset, labels)
     if processor is None:
         side = net.config.image_size
-        processor = Processor(
+        processor = timesformer_processor_class()(
             size={"shortest_edge": side},
             crop_size={"height": side, "width": side},
             image_mean=list(m.image_mean),
             image_std=list(m.image_std),
         )
     return TimesformerClassifier(net, new_head=new_head).to(device), VideoEncoder(processor)
+
+
+def _from_checkpoint(cfg: TimesformerConfig, labelset: LabelSet, labels: dict[str, Any]):
+    """(net, the checkpoint's processor or None, whether the classification layer is new)."""
+    from transformers import TimesformerConfig as HFConfig
+    from transformers import TimesformerForVideoClassification
+
+    m = cfg.model
+    source, kwargs = model_source(m.checkpoint)
+    try:
+        known = HFConfig.from_pretrained(source, **kwargs).id2label
+        # num_frames stays the checkpoint's: a different frame count re-samples the time
+        # embeddings at every call (transformers does), instead of re-initialising them.
+        net = TimesformerForVideoClassification.from_pretrained(
+            source, ignore_mismatched_sizes=True, **labels, **kwargs
+        )
+    except (OSError, ValueError) as exc:
+        raise not_loadable(m.checkpoint, exc) from None
+    # Keep the checkpoint's classification layer only when it scores exactly these labels
+    # in this order; any other (Kinetics' 400 classes, another label set of the same size)
+    # is replaced, as transformers initialises a new one.
+    new_head = [known.get(i) for i in range(len(known))] != list(labelset.names)
+    if new_head:
+        with torch.no_grad():
+            nn.init.trunc_normal_(net.classifier.weight, std=net.config.initializer_range)
+            nn.init.zeros_(net.classifier.bias)
+    own_memory(net)  # as tools.classifier does for the saved run (see own_memory)
+    try:
+        processor = timesformer_processor_class().from_pretrained(source, **kwargs)
+    except OSError:  # a checkpoint without preprocessor_config.json
+        processor = None
+    if net.config.num_frames != cfg.data.n_frames:
+        log.warning(
+            "checkpoint %s was trained on %d frames, data.n_frames is %d: its time "
+            "embeddings are resampled",
+            m.checkpoint,
+            net.config.num_frames,
+            cfg.data.n_frames,
+        )
+    return net, processor, new_head
 
 
 def run(cfg: TimesformerConfig, *, progress: bool = True) -> Path:
@@ -199,12 +208,12 @@ def run(cfg: TimesformerConfig, *, progress: bool = True) -> Path:
     log.info("trainable parameters: %d (all)", n_total)
 
     # ---- train --------------------------------------------------------------------------
-    history = common.train_loop(
+    history = loop.train_loop(
         cfg, model, optimizer, loss_fn, collate, data, out, device=device, progress=progress
     )
 
     # ---- save ---------------------------------------------------------------------------
-    val_logits, thresholds, precision = common.final_scores(
+    val_logits, thresholds, precision = rundir.final_scores(
         cfg, model, collate, data, labelset, device
     )
     model.net.save_pretrained(str(out / "model"))
@@ -230,7 +239,7 @@ def run(cfg: TimesformerConfig, *, progress: bool = True) -> Path:
         "image_mean": list(encoder.processor.image_mean),
         "image_std": list(encoder.processor.image_std),
     }
-    common.write_run(
+    rundir.write_run(
         out,
         cfg,
         info,

@@ -14,7 +14,7 @@ import pytest
 from vara.agents.strategies import load_strategy
 from vara.cli import main as cli
 from vara.errors import ConfigError
-from vara.finetune.common import probabilities
+from vara.finetune.loop import probabilities
 from vara.finetune.recipes import run_config
 from vara.prompts.loader import load_labelset
 from vara.testing import write_test_video

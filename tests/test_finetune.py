@@ -17,7 +17,7 @@ from conftest import TINY_CLASSIFIER_OVERRIDES, vara, write_interval_manifest
 
 from vara.cli import main as cli
 from vara.errors import ConfigError, InputError
-from vara.finetune import common
+from vara.finetune import common, loop, rundir
 from vara.finetune import data as data_module
 from vara.finetune.config import TrainSpec, load_config
 from vara.finetune.data import cache_frames, split_by_video
@@ -188,7 +188,7 @@ def test_a_crash_in_epoch_2_resumes_to_the_same_model(
         f"out={tmp_path / 'run'}",
         *TINY_CLASSIFIER_OVERRIDES,  # the same training as the session's tiny_classifier_run
     ]
-    real_validate = common.validate
+    real_validate = loop.validate
     calls = []
 
     def crash_in_epoch_2(*args, **kwargs):
@@ -197,7 +197,7 @@ def test_a_crash_in_epoch_2_resumes_to_the_same_model(
             raise KeyboardInterrupt
         return real_validate(*args, **kwargs)
 
-    monkeypatch.setattr(common, "validate", crash_in_epoch_2)
+    monkeypatch.setattr(loop, "validate", crash_in_epoch_2)
     with pytest.raises(KeyboardInterrupt):
         run_config("lora_classifier", overrides, progress=False)
     assert (tmp_path / "run" / "checkpoint.pt").exists()
@@ -250,7 +250,7 @@ def test_resume_refuses_changed_data(tiny_vlm_dir, shared_videos, tmp_path, monk
     def crash(*args, **kwargs):
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(common, "write_run", crash)
+    monkeypatch.setattr(rundir, "write_run", crash)
     with pytest.raises(KeyboardInterrupt):
         run_config("lora_classifier", overrides, progress=False)
     monkeypatch.undo()
@@ -273,10 +273,11 @@ class _Toy(torch.nn.Module):
 
 
 def _toy_run(tmp_path, n: int, batch_size: int, grad_accum: int) -> torch.Tensor:
-    """One epoch of common.train_loop with plain SGD on n tiny windows; the final weights."""
-    from vara.finetune.common import Collate, TrainData, train_loop
+    """One epoch of loop.train_loop with plain SGD on n tiny windows; the final weights."""
+    from vara.finetune.common import Collate, TrainData
     from vara.finetune.config import Config, TrainSpec
     from vara.finetune.data import Split, WindowFrames
+    from vara.finetune.loop import train_loop
     from vara.tools.datasets import Dataset
     from vara.types import LabelSet
 

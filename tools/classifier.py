@@ -39,6 +39,7 @@ import numpy as np
 
 from vara.config import ScorerSpec
 from vara.errors import ConfigError, InputError
+from vara.tools.timesformer import load_timesformer
 from vara.types import ClassScores, FrameBatch, LabelSet, SamplerSpec
 
 __all__ = [
@@ -50,8 +51,6 @@ __all__ = [
     "load_run_dir",
     "read_info",
     "resample",
-    "timesformer_processor_class",
-    "VideoEncoder",
 ]
 
 log = logging.getLogger(__name__)
@@ -158,7 +157,7 @@ class Classifier:
         if self.info.kind == "vlm-lora":
             self._model, self._encode = _load_vlm_lora(self.run_dir, self.info)
         else:
-            self._model, self._encode = _load_timesformer(self.run_dir)
+            self._model, self._encode = load_timesformer(self.run_dir)
         self._model.to(self.device).eval()
         self._torch = torch
 
@@ -374,58 +373,3 @@ def _load_vlm_lora(run: Path, info: ClassifierInfo):
     )
     model.load_head_state(load_file(str(run / "head.safetensors")))
     return model, FrameEncoder(processor, info.instruction)
-
-
-class _TimesformerAdapter:
-    """A TimeSformer video classifier behind the same (inputs dict -> logits) call."""
-
-    def __init__(self, net: Any):
-        self.net = net
-
-    def to(self, device: str) -> _TimesformerAdapter:
-        self.net.to(device)
-        return self
-
-    def eval(self) -> _TimesformerAdapter:
-        self.net.eval()
-        return self
-
-    def __call__(self, inputs: dict[str, Any]) -> Any:
-        return self.net(**inputs).logits
-
-
-class VideoEncoder:
-    """Frames of windows -> ``{"pixel_values": (B, T, 3, S, S)}`` through a video model's
-    image processor: what the TimeSformer recipe trains on and this tool scores with."""
-
-    def __init__(self, processor: Any):
-        self.processor = processor
-
-    def __call__(self, windows: Sequence[np.ndarray]) -> dict[str, Any]:
-        return dict(self.processor([list(w) for w in windows], return_tensors="pt"))
-
-
-def timesformer_processor_class() -> type:
-    """The PIL VideoMAE image processor, named directly: transformers' video processors need
-    torchvision, and the default class picks a torchvision backend wherever torchvision
-    imports, whose resizing differs. Training and inference both use this one."""
-    try:
-        from transformers import VideoMAEImageProcessorPil as cls
-    except ImportError:  # transformers without a separate PIL class: this one is PIL
-        from transformers import VideoMAEImageProcessor as cls
-    return cls
-
-
-def _load_timesformer(run: Path):
-    from transformers import TimesformerForVideoClassification
-
-    from vara.tools.classifier_model import own_memory
-
-    path = run / "model"
-    net = TimesformerForVideoClassification.from_pretrained(str(path), local_files_only=True)
-    own_memory(net)  # logits bit-identical to training's (see own_memory)
-    # The PIL image processor, named directly as the recipe does: transformers' video
-    # processors need torchvision, and the default VideoMAEImageProcessor picks a torchvision
-    # backend wherever torchvision imports, whose resizing differs from training's.
-    processor = timesformer_processor_class().from_pretrained(str(path), local_files_only=True)
-    return _TimesformerAdapter(net), VideoEncoder(processor)
