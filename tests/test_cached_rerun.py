@@ -19,6 +19,7 @@ from vara.agents.strategies import load_strategy
 from vara.errors import ConfigError
 from vara.prompts.loader import load_labelset
 from vara.records import read_jsonl
+from vara.testing import SEMANTIC_TAG as TAG
 from vara.testing import ScriptedChatModel, write_test_video
 from vara.testing.synth_video import write_vfr_video
 from vara.tools import video
@@ -27,14 +28,6 @@ from vara.tools.reason import time_ref
 from vara.tools.windows import make_windows
 
 LABELS = load_labelset("newborn-resuscitation")
-TAG = {
-    "actors": ["nurse"],
-    "actions": ["holds mask"],
-    "objects": [],
-    "body_parts": [],
-    "tools": [],
-    "motion": "",
-}
 
 
 def _vlm_reply(strategy: str) -> str:
@@ -116,6 +109,12 @@ def test_frame_plan_gives_the_decoded_indices_and_times_or_none_for_vfr(tmp_path
     assert video.frame_plan(vfr, clip, config.sampler) is None
 
 
+def _resume(path, clips, config, out, **kwargs) -> None:
+    """A re-run into ``out`` with models that must never be asked (it is to be refused)."""
+    pool = ModelPool(vlm=ScriptedChatModel([], "vlm-x"), llm=ScriptedChatModel([], "llm-y"))
+    run_clips([(str(path), clips)], config, LABELS, out, models=pool, **kwargs)
+
+
 def test_resuming_with_another_setting_names_the_setting(tmp_path):
     path = write_test_video(tmp_path / "v.mp4", n_frames=50, fps=25.0, codec="h264")
     clips = make_windows(video.probe(path), 2.0, 0.5)[:1]
@@ -124,10 +123,7 @@ def test_resuming_with_another_setting_names_the_setting(tmp_path):
     with pytest.raises(
         ConfigError, match=r"holds a run whose settings differ: strategy\.sampler\.n_frames; "
     ):
-        vlm, llm = ScriptedChatModel([], "vlm-x"), ScriptedChatModel([], "llm-y")
-        run_clips(
-            [(str(path), clips)], config, LABELS, tmp_path / "a", models=ModelPool(vlm=vlm, llm=llm)
-        )
+        _resume(path, clips, config, tmp_path / "a")
     SAME = ["sampler.n_frames=4", "concurrency=1"]  # as _run: only the prompts differ below
     prompts = tmp_path / "prompts"
     prompts.mkdir()
@@ -137,29 +133,13 @@ def test_resuming_with_another_setting_names_the_setting(tmp_path):
     )
     config = load_strategy("caption-reason", ["prompts.answer=reason.v2", *SAME])
     with pytest.raises(ConfigError, match=r"differ: prompts \(reason\.v1 -> reason\.v2\); "):
-        vlm, llm = ScriptedChatModel([], "vlm-x"), ScriptedChatModel([], "llm-y")
-        run_clips(
-            [(str(path), clips)],
-            config,
-            LABELS,
-            tmp_path / "a",
-            models=ModelPool(vlm=vlm, llm=llm),
-            prompts_dir=str(prompts),
-        )
+        _resume(path, clips, config, tmp_path / "a", prompts_dir=str(prompts))
     (prompts / "reason.v1.yaml").write_text(  # an edit in place of the packaged version
         (prompts / "reason.v2.yaml").read_text().replace("careful", "meticulous")
     )
     config = load_strategy("caption-reason", SAME)
     with pytest.raises(ConfigError, match=r"differ: prompts \(reason\.v1 edited\); "):
-        vlm, llm = ScriptedChatModel([], "vlm-x"), ScriptedChatModel([], "llm-y")
-        run_clips(
-            [(str(path), clips)],
-            config,
-            LABELS,
-            tmp_path / "a",
-            models=ModelPool(vlm=vlm, llm=llm),
-            prompts_dir=str(prompts),
-        )
+        _resume(path, clips, config, tmp_path / "a", prompts_dir=str(prompts))
 
 
 def test_overlapping_windows_caption_their_shared_frames_once(tmp_path):

@@ -17,7 +17,7 @@ from vara.agents.registry import build_graph
 from vara.agents.strategies import load_strategy
 from vara.errors import StructuredOutputError
 from vara.prompts.loader import load_labelset, load_prompt
-from vara.testing import ScriptedChatModel
+from vara.testing import SEMANTIC_TAG, ScriptedChatModel
 from vara.types import Clip, FrameBatch
 
 CLIP = Clip(clip_id="v.mp4:0.00-2.00", video="v.mp4", start_s=0.0, end_s=2.0)
@@ -131,14 +131,7 @@ def test_max_reasks_zero_gives_up_after_one_answer():
 
 
 def test_semantic_tokens_reask_sends_frames_again_and_is_counted():
-    tag = {
-        "actors": ["nurse"],
-        "actions": ["holds mask"],
-        "objects": [],
-        "body_parts": [],
-        "tools": [],
-        "motion": "",
-    }
+    tag = SEMANTIC_TAG
     vlm = ScriptedChatModel(['{"frames": []}', json.dumps({"frames": [tag] * 4})])
     llm = ScriptedChatModel([_answer(["Ventilation"], ref="t=0.25s")])
     ctx = _context("semantic-tokens", vlm, llm)

@@ -6,7 +6,17 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-__all__ = ["build_tiny_vlm", "write_test_video", "ScriptedChatModel"]
+__all__ = ["SEMANTIC_TAG", "ScriptedChatModel", "build_tiny_vlm", "write_test_video"]
+
+# One frame's semantic tokens as the tokens.v1 schema has them, for scripted VLM replies.
+SEMANTIC_TAG = {
+    "actors": ["nurse"],
+    "actions": ["holds mask"],
+    "objects": [],
+    "body_parts": [],
+    "tools": [],
+    "motion": "",
+}
 
 
 def build_tiny_vlm(path: str | Path, **kwargs: Any) -> Path:
