@@ -42,9 +42,18 @@ from vara.tools.pixels import pixel_spec
 from vara.tools.vlm import EndpointUnreachable
 from vara.types import Clip, Failure, FrameBatch, FramePlan, LabelSet, Prediction
 
-__all__ = ["run_clips", "run_videos"]
+__all__ = ["RunAborted", "run_clips", "run_videos"]
 
 log = logging.getLogger(__name__)
+
+
+class RunAborted(EndpointUnreachable):
+    """A model server stopped answering mid-run: what finished is saved (``summary``,
+    run.json with status "aborted"), and a re-run of the same command resumes."""
+
+    def __init__(self, cause: EndpointUnreachable, summary: RunSummary):
+        super().__init__(str(cause))
+        self.summary = summary
 
 
 class _Run:
@@ -235,7 +244,7 @@ def run_clips(
         )
         rundir.finish(plans, summary, ctx, status)
     if run.abort:
-        raise run.abort
+        raise RunAborted(run.abort, summary) from run.abort
     return summary
 
 

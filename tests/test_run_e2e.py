@@ -307,8 +307,9 @@ def test_unreachable_server_is_one_line_naming_the_url(shared_videos, tmp_path):
         str(tmp_path),
         "--no-progress",
     )
-    assert r.returncode == 2
+    assert r.returncode == 3  # resumable: a server to start, not a command to fix
     assert r.stderr.strip().count("\n") == 0 and url in r.stderr, r.stderr
+    assert "re-run the same command to resume" in r.stderr
 
 
 @pytest.mark.server

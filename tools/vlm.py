@@ -5,8 +5,11 @@ URLs, structured output as ``response_format={"type": "json_schema", ...}`` (vLL
 to a grammar; ``guided_json`` was removed in vLLM 0.12), tools as ``tools`` + ``tool_choice``
 (a tool's name becomes the named form; vLLM needs ``--enable-auto-tool-choice
 --tool-call-parser ...`` for "auto"). A semaphore bounds requests in flight;
-connection errors, timeouts and 5xx are retried with exponential backoff; everything else maps
-to an ``EndpointError`` that says which URL failed and which flag or option fixes it.
+connection errors, timeouts, replies cut short (a broken connection, or a 200 whose body is
+not JSON) and 5xx are retried with exponential backoff within ``max_retries``; everything
+else maps to an ``EndpointError`` that says which URL failed and which flag or option fixes
+it. Only a server that cannot be connected to at all is ``EndpointUnreachable`` (the run
+stops: nothing can finish); any other failure fails its window alone.
 ``connect`` picks this client when an endpoint has a URL, else the in-process engine.
 """
 
@@ -26,7 +29,7 @@ import numpy as np
 from PIL import Image
 
 from vara.config import Endpoint
-from vara.errors import EndpointError, InputError
+from vara.errors import EndpointError, EndpointUnreachable, InputError
 from vara.tools.chat import (
     TOOL_CHOICES,
     ChatModel,
@@ -54,10 +57,6 @@ _RETRY_STATUS = {500, 502, 503, 504}
 # the full schema, so e.g. a repeated label is caught and re-asked, never accepted.
 _UNDECODABLE = ("uniqueItems", "contains", "minContains", "maxContains")
 _IMAGE_LIMIT = re.compile(r"at most (\d+) image", re.IGNORECASE)
-
-
-class EndpointUnreachable(EndpointError):
-    """No server answers at the URL: the whole run should stop, not each window fail."""
 
 
 def encode_jpeg(frame: np.ndarray, quality: int = 90) -> str:
@@ -275,6 +274,9 @@ class OpenAIServer:
         )
 
     def _request(self, method: str, path: str, *, n_images: int = 0, **kw: Any) -> dict[str, Any]:
+        """One request, retried with backoff on what a retry can fix: no connection, a
+        timeout, a connection broken mid-reply, 5xx, and a 200 whose body is not JSON (cut
+        short by a proxy); any other error reply at once."""
         last: Exception | None = None
         with self._slots:
             for attempt in range(self._max_retries + 1):
@@ -293,20 +295,33 @@ class OpenAIServer:
                 try:
                     return resp.json()
                 except ValueError:
-                    raise EndpointError(
-                        f"server {self.url}{path} replied with non-JSON: {resp.text[:200]!r}"
-                    ) from None
+                    last = EndpointError(
+                        f"server {self.url}{path} replied with non-JSON (cut short?): "
+                        f"{resp.text[:120]!r}"
+                    )
+        raise self._gave_up(last)
+
+    def _gave_up(self, last: Exception | None) -> EndpointError:
+        """The error for a request whose every try failed: a run stops only when no server
+        answers at all (nothing else can finish); otherwise the window fails alone."""
         tries = self._max_retries + 1
+        retries = "raise vlm.max_retries / llm.max_retries (e.g. --set vlm.max_retries=6)"
         if isinstance(last, httpx.TimeoutException):
-            raise EndpointError(
+            return EndpointError(
                 f"server {self.url} did not answer within the timeout ({tries} tries); raise "
                 f"timeout_s (e.g. vlm.timeout_s=600) or lower frames/concurrency"
             )
         if isinstance(last, EndpointError):
-            raise EndpointError(f"{last} (after {tries} tries)")
-        raise EndpointUnreachable(
-            f"cannot reach a model server at {self.url} ({type(last).__name__}); start one "
-            f"(`vara serve MODEL`, or `vllm serve MODEL`) or fix --vlm-url/--llm-url"
+            return EndpointError(f"{last} (after {tries} tries; {retries})")
+        if isinstance(last, httpx.ConnectError):
+            return EndpointUnreachable(
+                f"cannot reach a model server at {self.url} ({type(last).__name__}); start "
+                f"one (`vara serve MODEL`, or `vllm serve MODEL`) or fix --vlm-url/--llm-url"
+            )
+        return EndpointError(
+            f"server {self.url}: the connection broke before the reply was complete "
+            f"({type(last).__name__}: {last}) in all {tries} tries; check the server and any "
+            f"proxy in between, or {retries}"
         )
 
     def close(self) -> None:

@@ -14,7 +14,8 @@
 
 This is the composition root: the commands live in ``vara.commands`` (one module per job),
 each importing what it needs inside its function, which keeps ``vara --help`` fast.
-``VaraError`` is printed as one line, no traceback.
+``VaraError`` is printed as one line, no traceback. Exit status: 0 complete, 1 finished with
+failures, 2 usage error, 3 aborted because a model server became unreachable (resumable).
 """
 
 from __future__ import annotations
@@ -25,8 +26,8 @@ import os
 import sys
 
 from vara.commands import info, label, prompts, serve, train
-from vara.commands.common import EXIT_ERROR, EXIT_OK
-from vara.errors import VaraError
+from vara.commands.common import EXIT_ABORTED, EXIT_ERROR, EXIT_OK
+from vara.errors import EndpointUnreachable, VaraError
 
 __all__ = ["build_parser", "main"]
 
@@ -51,6 +52,12 @@ def main(argv: list[str] | None = None) -> int:
         os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
     try:
         return args.func(args)
+    except EndpointUnreachable as exc:  # resumable: a server to restart, not a command to fix
+        print(f"error: {exc}", file=sys.stderr)
+        print(
+            "aborted; once the server answers, re-run the same command to resume", file=sys.stderr
+        )
+        return EXIT_ABORTED
     except VaraError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_ERROR

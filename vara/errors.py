@@ -35,6 +35,11 @@ class EndpointError(VaraError):
     """A model server is unreachable, rejected a request, or gave an unusable reply."""
 
 
+class EndpointUnreachable(EndpointError):
+    """No server answers at the URL: the whole run stops (exit status 3), not each window
+    fails; a re-run resumes once the server is back."""
+
+
 class StructuredOutputError(VaraError):
     """A model answer failed schema validation after the allowed re-asks.
 

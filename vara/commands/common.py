@@ -8,6 +8,7 @@ import logging
 from pathlib import Path
 
 __all__ = [
+    "EXIT_ABORTED",
     "EXIT_ERROR",
     "EXIT_FAILURES",
     "EXIT_OK",
@@ -18,7 +19,9 @@ __all__ = [
     "run_overrides",
 ]
 
-EXIT_OK, EXIT_FAILURES, EXIT_ERROR = 0, 1, 2
+# 0 complete, 1 finished with failures (listed), 2 usage error (fix the command), 3 aborted:
+# a model server became unreachable (restart it, re-run the same command: it resumes).
+EXIT_OK, EXIT_FAILURES, EXIT_ERROR, EXIT_ABORTED = 0, 1, 2, 3
 MAX_FAILURES_SHOWN = 20  # the rest are in failures.jsonl
 
 

@@ -22,7 +22,7 @@ __all__ = ["add"]
 
 def _cmd_run(args: argparse.Namespace) -> int:
     from vara.agents.inputs import expand_inputs
-    from vara.agents.runner import run_videos
+    from vara.agents.runner import RunAborted, run_videos
     from vara.agents.strategies import load_strategy
     from vara.prompts.loader import load_labelset
 
@@ -31,15 +31,24 @@ def _cmd_run(args: argparse.Namespace) -> int:
     videos = expand_inputs(args.videos)
     out = Path(args.out)
     log_to(out)
-    summary = run_videos(
-        videos,
-        strategy,
-        labelset,
-        out,
-        prompts_dir=args.prompts_dir,
-        progress=not args.no_progress,
-        cache=open_cache(args),
-    )
+    try:
+        summary = run_videos(
+            videos,
+            strategy,
+            labelset,
+            out,
+            prompts_dir=args.prompts_dir,
+            progress=not args.no_progress,
+            cache=open_cache(args),
+        )
+    except RunAborted as exc:  # the summary of what finished, then the error (exit 3)
+        _print_summary(exc.summary, out)
+        raise
+    _print_summary(summary, out)
+    return EXIT_FAILURES if summary.failures else EXIT_OK
+
+
+def _print_summary(summary, out: Path) -> None:
     print(
         f"{summary.n_windows} windows in {summary.n_videos} video(s): {summary.n_predicted} "
         f"predicted now, {summary.n_resumed} resumed, {len(summary.failures)} failed "
@@ -50,7 +59,6 @@ def _cmd_run(args: argparse.Namespace) -> int:
     if len(summary.failures) > MAX_FAILURES_SHOWN:
         more = len(summary.failures) - MAX_FAILURES_SHOWN
         print(f"... and {more} more failures: see {out}/failures.jsonl", file=sys.stderr)
-    return EXIT_FAILURES if summary.failures else EXIT_OK
 
 
 def _cmd_eval(args: argparse.Namespace) -> int:
