@@ -53,10 +53,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return args.func(args)
     except EndpointUnreachable as exc:  # resumable: a server to restart, not a command to fix
-        print(f"error: {exc}", file=sys.stderr)
-        print(
-            "aborted; once the server answers, re-run the same command to resume", file=sys.stderr
-        )
+        resume = "aborted: once the server answers, re-run the same command to resume"
+        print(f"error: {exc}; {resume}", file=sys.stderr)
         return EXIT_ABORTED
     except VaraError as exc:
         print(f"error: {exc}", file=sys.stderr)
