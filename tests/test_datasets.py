@@ -13,7 +13,8 @@ import pytest
 from vara.errors import InputError, VideoError
 from vara.prompts.loader import load_labelset
 from vara.testing.synth_video import write_test_video
-from vara.tools.datasets import detect_format, load_dataset, window_labels
+from vara.tools.datasets import detect_format, load_dataset
+from vara.tools.window_rule import single_window_label, window_labels
 from vara.types import Clip, Label, LabelSet
 
 NEWBORN = load_labelset("newborn-resuscitation")
@@ -268,8 +269,40 @@ def test_single_label_sets(videos):
     with pytest.raises(InputError, match=r"line 2: .*single-label"):
         load_dataset(empty, ABC)
     gap = write(videos, "s.csv", "video,label,start_s,end_s\na.mp4,a,0,3\nb.mp4,b,0,3\n")
-    with pytest.raises(InputError, match=r"line 2: window a\.mp4:2\.00-4\.00 has labels \[\]"):
+    with pytest.raises(
+        InputError, match=r"line 2: window a\.mp4:2\.00-4\.00 is annotated for only 1\.00 s of"
+    ):
         load_dataset(gap, ABC)
+
+
+def test_single_label_rule_by_hand():
+    """The window takes the label covering most of it; a tie goes to the later onset."""
+    whole_seconds = {"tai chi": [(0.0, 150.0)], "yoga": [(150.0, 300.0)]}
+    one = single_window_label(149.0, 151.0, whole_seconds)
+    assert one.label == "yoga" and one.tied == ("tai chi", "yoga") and one.annotated_s == 2.0
+    flipped = {"yoga": [(150.0, 300.0)], "tai chi": [(0.0, 150.0)]}  # not label-set order
+    assert single_window_label(149.0, 151.0, flipped).label == "yoga"
+    assert single_window_label(0.0, 2.0, {"a": [(0.0, 1.2)], "b": [(1.2, 2.0)]}).tied == ("a",)
+    # 0.6 s of a and 0.5 s of b: 1.1 s annotated, more than half; a covers most
+    assert single_window_label(0.0, 2.0, {"a": [(0.0, 0.6)], "b": [(1.0, 1.5)]}).label == "a"
+    # half or less annotated: no label (the loader names the gap)
+    assert single_window_label(0.0, 2.0, {"a": [(0.0, 1.0)], "b": []}).label is None
+    assert single_window_label(0.0, 2.0, {"a": [(0.0, 1.0)]}, min_overlap=0.4).label == "a"
+
+
+def test_whole_second_single_label_annotations_load_and_ties_are_counted(videos):
+    """a.mp4 is 6 s: 2-s windows every 1 s; a over 0-3 s, b over 3-6 s (whole seconds)."""
+    path = write(videos, "t.csv", "video,label,start_s,end_s\na.mp4,a,0,3\na.mp4,b,3,6\n")
+    ds = load_dataset(path, ABC)
+    got = [(c.start_s, c.end_s, c.labels) for c in ds.clips]
+    assert got == [
+        (0.0, 2.0, ("a",)),
+        (1.0, 3.0, ("a",)),
+        (2.0, 4.0, ("b",)),  # half each: the later one
+        (3.0, 5.0, ("b",)),
+        (4.0, 6.0, ("b",)),
+    ]
+    assert ds.n_tied == 1
 
 
 def test_bad_columns_and_files(videos, tmp_path):

@@ -12,11 +12,13 @@ Two manifest formats, told apart by their columns (JSONL: the keys of all lines 
     {"video": "a.mp4", "start_s": 0, "end_s": 2, "labels": ["Ventilation"]}   # JSONL: a list
 
 **intervals** - rows ``video,label,start_s,end_s`` annotate what happens when; each listed
-video is cut into windows (``make_windows``: ``window_s`` long, ``overlap`` shared) and a
-label is positive in a window when its annotated time inside the window is MORE than
-``min_overlap`` of the window's length (the newborn-resuscitation protocol: 2 s, 50 %, half).
-Intervals of one label are merged first, so time annotated twice counts once, and two
-touching intervals of one label add up. A video with no activity at all is listed with one
+video is cut into windows (``make_windows``: ``window_s`` long, ``overlap`` shared) and
+labelled by the windowing rule (``tools/window_rule.py``): in a multi-label set a label is
+positive when its annotated time inside the window is MORE than ``min_overlap`` of the
+window's length (the newborn-resuscitation protocol: 2 s, 50 %, half); in a single-label set
+the window takes the label covering most of it (a tie: the later one). Intervals of one
+label are merged first, so time annotated twice counts once, and two touching intervals of
+one label add up. A video with no activity at all is listed with one
 row whose label, start_s and end_s are empty, so it still gets (all-negative) windows::
 
     video,label,start_s,end_s
@@ -60,26 +62,28 @@ from typing import Any, Literal
 
 from vara.errors import InputError, VideoError
 from vara.tools.video import probe
+from vara.tools.window_rule import single_window_label, window_labels
 from vara.tools.windows import make_windows
 from vara.types import Clip, LabelSet, VideoInfo
 
-__all__ = ["Dataset", "detect_format", "load_dataset", "window_labels"]
+__all__ = ["Dataset", "detect_format", "load_dataset"]
 
 Format = Literal["auto", "clips", "intervals"]
 _KNOWN = ("video", "path", "label", "labels", "start_s", "end_s")
-_TIME_EPS_S = 1e-6  # keeps float error in window bounds from making an exact half positive
 
 log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
 class Dataset:
-    """A labelled set of clips; ``sha256`` is of the manifest file's bytes."""
+    """A labelled set of clips; ``sha256`` is of the manifest file's bytes; ``n_tied``
+    counts single-label windows whose label the tie rule chose (tools/window_rule.py)."""
 
     name: str
     path: str
     sha256: str
     clips: tuple[Clip, ...]
+    n_tied: int = 0
 
 
 @dataclass(frozen=True)
@@ -98,32 +102,6 @@ def detect_format(columns: Sequence[str]) -> Literal["clips", "intervals"]:
     if {"label", "start_s", "end_s"} <= cols and "labels" not in cols:
         return "intervals"
     return "clips"
-
-
-def window_labels(
-    start_s: float,
-    end_s: float,
-    intervals: Mapping[str, Sequence[tuple[float, float]]],
-    min_overlap: float = 0.5,
-) -> tuple[str, ...]:
-    """Labels (in ``intervals`` order) covering MORE than ``min_overlap`` of [start_s, end_s)."""
-    need = min_overlap * (end_s - start_s) + _TIME_EPS_S
-    out = []
-    for label, spans in intervals.items():
-        covered = sum(max(0.0, min(b, end_s) - max(a, start_s)) for a, b in _merge(spans))
-        if covered > need:
-            out.append(label)
-    return tuple(out)
-
-
-def _merge(spans: Sequence[tuple[float, float]]) -> list[tuple[float, float]]:
-    merged: list[tuple[float, float]] = []
-    for a, b in sorted(spans):
-        if merged and a <= merged[-1][1]:
-            merged[-1] = (merged[-1][0], max(merged[-1][1], b))
-        else:
-            merged.append((a, b))
-    return merged
 
 
 def load_dataset(
@@ -163,11 +141,15 @@ def load_dataset(
         spec = (window_s, overlap, min_overlap)
         clips = _clips_from_intervals(reader, rows, infos, spec)
     _check_unique(src, clips)
+    n_tied = sum(tied for _, _, tied in clips)
+    if n_tied:
+        log.info("%s: %d window(s) were tied between labels; each took the later one", src, n_tied)
     return Dataset(
         name=src.stem,
         path=str(src.resolve()),
         sha256=hashlib.sha256(raw).hexdigest(),
-        clips=tuple(c for c, _ in clips),
+        clips=tuple(c for c, _, _ in clips),
+        n_tied=n_tied,
     )
 
 
@@ -383,7 +365,7 @@ def _by_video(rows: Sequence[_Row]) -> dict[Path, list[_Row]]:
 
 def _clips_from_rows(
     reader: _Reader, rows: Sequence[_Row], infos: Mapping[Path, VideoInfo]
-) -> list[tuple[Clip, str]]:
+) -> list[tuple[Clip, str, bool]]:
     # The clip-id key of a video is its path as first written (unique, unlike its file name).
     keys = {file: group[0].video for file, group in _by_video(rows).items()}
     out = []
@@ -394,7 +376,7 @@ def _clips_from_rows(
         clip = Clip(
             f"{keys[row.file]}:{start:.2f}-{end:.2f}", str(row.file), start, end, row.labels
         )
-        out.append((clip, f"line {row.line}"))
+        out.append((clip, f"line {row.line}", False))
     return out
 
 
@@ -403,7 +385,7 @@ def _clips_from_intervals(
     rows: Sequence[_Row],
     infos: Mapping[Path, VideoInfo],
     spec: tuple[float, float, float],
-) -> list[tuple[Clip, str]]:
+) -> list[tuple[Clip, str, bool]]:
     window_s, overlap, min_overlap = spec
     out = []
     for file, mine in _by_video(rows).items():
@@ -416,20 +398,29 @@ def _clips_from_intervals(
                 end = reader.fit(r, infos[file], r.start_s, r.end_s)
                 spans[r.labels[0]].append((r.start_s, end))
         for win in make_windows(infos[file], window_s, overlap, video_key=mine[0].video):
-            labels = window_labels(win.start_s, win.end_s, spans, min_overlap)
-            if not reader.labelset.multi_label and len(labels) != 1:
-                raise InputError(
-                    f"{reader.src} {where}: window {win.clip_id} has labels {list(labels)}, "
-                    f"but label set {reader.labelset.name!r} is single-label; annotate gaps "
-                    "(e.g. a 'background' label) or use a multi-label set",
-                )
-            out.append((dataclasses.replace(win, labels=labels), where))
+            if reader.labelset.multi_label:
+                labels, tied = window_labels(win.start_s, win.end_s, spans, min_overlap), False
+            else:
+                one = single_window_label(win.start_s, win.end_s, spans, min_overlap)
+                if one.label is None:
+                    raise _unannotated(reader, where, win, one.annotated_s, min_overlap)
+                labels, tied = (one.label,), len(one.tied) > 1
+            out.append((dataclasses.replace(win, labels=labels), where, tied))
     return out
 
 
-def _check_unique(src: Path, clips: Sequence[tuple[Clip, str]]) -> None:
+def _unannotated(reader, where: str, win: Clip, annotated_s: float, min_overlap: float):
+    return InputError(
+        f"{reader.src} {where}: window {win.clip_id} is annotated for only "
+        f"{annotated_s:.2f} s of its {win.duration_s:.2f} s (more than {min_overlap:.0%} is "
+        f"needed), and label set {reader.labelset.name!r} is single-label: annotate what "
+        "happens there (e.g. with a 'background' label), or use a multi-label set"
+    )
+
+
+def _check_unique(src: Path, clips: Sequence[tuple[Clip, str, bool]]) -> None:
     seen: dict[str, str] = {}
-    for clip, where in clips:
+    for clip, where, _ in clips:
         if clip.clip_id in seen:
             raise InputError(
                 f"{src} {where}: clip {clip.clip_id!r} repeats the one from {seen[clip.clip_id]}; "

@@ -74,6 +74,11 @@ def _cmd_eval(args: argparse.Namespace) -> int:
     given = {"window_s": args.window_s, "overlap": args.overlap, "min_overlap": args.min_overlap}
     windowing = {k: v for k, v in given.items() if v is not None}  # None: the protocol's
     dataset = load_dataset(args.manifest, labelset, **windowing)
+    if dataset.n_tied:
+        print(
+            f"{dataset.n_tied} window(s) lay half on one label, half on another: each took the "
+            "later one (the window rule, tools/window_rule.py)"
+        )
     log_to(Path(args.out))
     paths = evaluate(
         dataset,
