@@ -24,6 +24,7 @@ from typing import Any, TypedDict
 import jinja2
 import yaml
 
+from vara import schemas
 from vara.errors import ConfigError, did_you_mean
 from vara.types import Label, LabelSet, PromptRef
 
@@ -35,6 +36,7 @@ __all__ = [
     "list_prompts",
     "example_variables",
     "load_labelset",
+    "labelset_schema",
     "list_labelsets",
 ]
 
@@ -276,14 +278,18 @@ def load_labelset(name_or_path: str | Path) -> LabelSet:
         source = str(name_or_path)
     try:
         data = yaml.safe_load(raw)
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"label set {source}: invalid YAML ({exc})") from None
+    schemas.check(data, labelset_schema(), f"label set {source}")
+    try:
         return LabelSet(
             name=data["name"],
-            description=" ".join(str(data.get("description", "")).split()),
-            multi_label=bool(data["multi_label"]),
+            description=" ".join(data.get("description", "").split()),
+            multi_label=data["multi_label"],
             labels=tuple(
                 Label(
                     name=lab["name"],
-                    description=" ".join(str(lab["description"]).split()),
+                    description=" ".join(lab["description"].split()),
                     synonyms=tuple(lab.get("synonyms", ())),
                 )
                 for lab in data["labels"]
@@ -291,8 +297,10 @@ def load_labelset(name_or_path: str | Path) -> LabelSet:
             rules=tuple(data.get("rules", ())),
             exclusive=tuple(tuple(g) for g in data.get("exclusive", ())),
         )
-    except (yaml.YAMLError, KeyError, TypeError, ValueError) as exc:
-        raise ConfigError(
-            f"label set {source}: {type(exc).__name__}: {exc} (needs name, multi_label, "
-            f"labels: [{{name, description}}])"
-        ) from None
+    except ValueError as exc:  # LabelSet's own checks: repeated labels, unknown exclusive
+        raise ConfigError(f"label set {source}: {exc}") from None
+
+
+def labelset_schema() -> dict[str, Any]:
+    """The JSON schema a label-set file must satisfy (prompts/labelset.schema.json)."""
+    return json.loads(_packaged().joinpath("labelset.schema.json").read_text())

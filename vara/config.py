@@ -16,10 +16,10 @@ from dataclasses import asdict, dataclass, field
 from importlib import resources
 from typing import Any
 
-import jsonschema
 import yaml
 
-from vara.errors import ConfigError, did_you_mean
+from vara import schemas
+from vara.errors import ConfigError
 from vara.types import SamplerSpec
 
 log = logging.getLogger(__name__)
@@ -136,17 +136,6 @@ def strategy_schema() -> dict[str, Any]:
     return json.loads(text)
 
 
-def _hint(error: jsonschema.ValidationError) -> str:
-    """A close match for a misspelt key or enum value (``n_frame`` -> ``n_frames``)."""
-    if error.validator == "additionalProperties" and isinstance(error.instance, dict):
-        allowed = error.schema.get("properties", {})
-        extra = [k for k in error.instance if k not in allowed]
-        return did_you_mean(str(extra[0]), allowed) if len(extra) == 1 else ""
-    if error.validator == "enum" and isinstance(error.instance, str):
-        return did_you_mean(error.instance, [str(v) for v in error.validator_value])
-    return ""
-
-
 # Sections of a strategy and the dataclass each becomes; other keys are plain values.
 _SECTIONS = {
     "windows": WindowSpec,
@@ -178,12 +167,7 @@ def parse_strategy(
     """Validate ``data`` against the strategy schema (``schema``, else the packaged one) and
     build a StrategyConfig; what a strategy leaves out keeps the dataclasses' defaults."""
     data = _renamed_classifier(data, source)
-    validator = jsonschema.Draft202012Validator(schema or strategy_schema())
-    errors = sorted(validator.iter_errors(data), key=lambda e: list(e.absolute_path))
-    if errors:
-        first = errors[0]
-        where = ".".join(str(p) for p in first.absolute_path) or "(top level)"
-        raise ConfigError(f"strategy {source}: {where}: {first.message}{_hint(first)}")
+    schemas.check(data, schema or strategy_schema(), f"strategy {source}")
     fields = copy.deepcopy(data)
     try:
         for key, cls in _SECTIONS.items():

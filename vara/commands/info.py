@@ -8,7 +8,7 @@ import json
 import sys
 
 from vara.commands.common import EXIT_FAILURES, EXIT_OK
-from vara.errors import VaraError
+from vara.errors import InputError, VaraError
 
 __all__ = ["add_compare", "add_lists", "add_probe"]
 
@@ -40,6 +40,16 @@ def _cmd_labels(args: argparse.Namespace) -> int:
     if not args.name:
         print("\n".join(list_labelsets()))
         return EXIT_OK
+    if args.name == "check":  # vara labels check FILE...: validate, run nothing
+        if not args.files:
+            raise InputError("vara labels check needs a label-set file, e.g. my-labels.yaml")
+        for path in args.files:
+            ls = load_labelset(path)
+            kind = "multi-label" if ls.multi_label else "single-label"
+            print(f"{path}: ok, {ls.name!r}, {len(ls.labels)} labels, {kind}")
+        return EXIT_OK
+    if args.files:
+        raise InputError(f"vara labels {args.name} takes no more arguments (got {args.files})")
     ls = load_labelset(args.name)
     kind = "multi-label" if ls.multi_label else "single-label"
     print(f"{ls.name} ({kind}): {ls.description}")
@@ -75,8 +85,11 @@ def add_compare(sub: argparse._SubParsersAction) -> None:
 
 
 def add_lists(sub: argparse._SubParsersAction) -> None:
-    s = sub.add_parser("labels", help="list label sets, or show one")
-    s.add_argument("name", nargs="?", help="label set name or .yaml path")
+    s = sub.add_parser(
+        "labels", help="list label sets, show one, or check files: vara labels check FILE..."
+    )
+    s.add_argument("name", nargs="?", help="label set name or .yaml path, or 'check'")
+    s.add_argument("files", nargs="*", help="with check: label-set files to validate")
     s.set_defaults(func=_cmd_labels)
 
     s = sub.add_parser("strategies", help="list strategies")
