@@ -190,9 +190,9 @@ def answer(state: AgentState, runtime: Runtime[Context]) -> dict:
     rendered = ctx.prompts["answer"].render(
         labelset=ctx.labelset, captions=items, start_s=clip.start_s, end_s=clip.end_s
     )
-    refs = tuple(item["ref"] for item in items)
+    sources = {item["ref"]: item["text"] for item in items}  # captions and tool results
     first = nodes.chat_turns(rendered.system, rendered.user)
-    return nodes.ask_answer(state, ctx, ctx.llm, first, refs)
+    return nodes.ask_answer(state, ctx, ctx.llm, first, sources)
 
 
 def finalize(state: AgentState, runtime: Runtime[Context]) -> dict:

@@ -18,12 +18,12 @@ import json
 from langgraph.runtime import Runtime
 
 from vara.agents.context import Context
-from vara.agents.nodes import ask_until_valid, chat_turns
+from vara.agents.nodes import ask_until_valid, chat_turns, quotes_final
 from vara.agents.state import WindowState
+from vara.tools.evidence import check_evidence
 from vara.tools.reason import (
     Answer,
     caption_items,
-    caption_ref,
     explain_schema,
     validate_json,
 )
@@ -90,8 +90,11 @@ def explain(state: WindowState, runtime: Runtime[Context]) -> dict:
         start_s=clip.start_s,
         end_s=clip.end_s,
     )
-    refs = [caption_ref(i) for i in range(1, len(captions) + 1)] + [CLASSIFIER_REF]
-    schema = explain_schema(prompt.schema, refs)
+    sources = {item["ref"]: item["text"] for item in caption_items(captions)}
+    # The scores as explain.v1 shows them under [classifier]: what a quote of them must match.
+    shown = ", ".join(f"{lab}={p:.2f}" for lab, p in zip(scores.labels, scores.probs, strict=True))
+    sources[CLASSIFIER_REF] = f"scores: {shown}"
+    schema = explain_schema(prompt.schema, list(sources))
 
     def parse(text: str) -> tuple[tuple[Evidence, ...], str]:
         data = validate_json(text, schema)
@@ -105,6 +108,10 @@ def explain(state: WindowState, runtime: Runtime[Context]) -> dict:
         )
         return cited, data["explanation"]
 
+    def verify(parsed: tuple[tuple[Evidence, ...], str], final: bool):
+        cited, explanation = parsed
+        return check_evidence(cited, sources, final=quotes_final(ctx, final)), explanation
+
     (cited, explanation), raws, errors, latency = ask_until_valid(
         ctx,
         ctx.llm,
@@ -113,6 +120,7 @@ def explain(state: WindowState, runtime: Runtime[Context]) -> dict:
         parse,
         what=f"window {clip.clip_id}, explanation",
         max_tokens=ctx.strategy.generation.answer_max_tokens,
+        verify=verify,
     )
     evidence = (_classifier_evidence(ctx, scores), *cited)
     return {

@@ -15,14 +15,16 @@ label-set order). The answers decide before the confidences, as in multi-label: 
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from functools import partial
 
 from langgraph.runtime import Runtime
 
 from vara.agents.context import Context
-from vara.agents.nodes import ask_until_valid, chat_turns
+from vara.agents.nodes import ask_until_valid, chat_turns, quotes_final
 from vara.agents.state import WindowState
+from vara.tools.evidence import check_evidence
 from vara.tools.reason import (
     Answer,
     Judgement,
@@ -45,6 +47,12 @@ def judge(state: WindowState, runtime: Runtime[Context]) -> dict:
     prompt = ctx.prompts["judge"]
     schema = judge_schema(prompt.schema, [caption_ref(i) for i in range(1, len(captions) + 1)])
     items = caption_items(captions)
+    sources = {item["ref"]: item["text"] for item in items}
+
+    def verify(j: Judgement, final: bool) -> Judgement:
+        checked = check_evidence(j.evidence, sources, final=quotes_final(ctx, final))
+        return dataclasses.replace(j, evidence=checked)
+
     judgements: dict[str, Judgement] = {}
     accepted: dict[str, str] = {}
     raws: list[str] = []
@@ -66,6 +74,7 @@ def judge(state: WindowState, runtime: Runtime[Context]) -> dict:
             partial(parse_judgement, schema=schema),
             what=f"window {clip.clip_id}, judging {label.name!r}",
             max_tokens=ctx.strategy.generation.answer_max_tokens,
+            verify=verify,
         )
         judgements[label.name], accepted[label.name] = j, r[-1]
         raws += r

@@ -8,6 +8,7 @@ retry cap lives in one place (``strategy.max_reasks``), not in LangGraph's recur
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable, Sequence
 from typing import Any, TypeVar
 
@@ -19,11 +20,12 @@ from vara.agents.state import Step, WindowState
 from vara.errors import StructuredOutputError
 from vara.prompts.loader import PromptTemplate
 from vara.tools.chat import ChatModel, Message
+from vara.tools.evidence import check_evidence
 from vara.tools.reason import (
+    TAG_FIELDS,
     AnswerInvalid,
     answer_schema,
     caption_items,
-    caption_ref,
     parse_answer,
     time_ref,
 )
@@ -42,6 +44,8 @@ __all__ = [
     "answer_from_frames",
     "answer_from_tokens",
     "validate",
+    "tags_text",
+    "quotes_final",
     "route_after_validate",
     "finalize",
     "give_up",
@@ -91,10 +95,13 @@ def ask_until_valid(
     max_tokens: int,
     raws: Sequence[str] = (),
     errors: Sequence[str] = (),
+    verify: Callable[[T, bool], T] | None = None,
 ) -> tuple[T, list[str], list[str], float]:
     """One structured request with up to ``max_reasks`` re-asks, for steps that ask several
     questions per window (judge, tokens); returns (parsed, raws, errors, model latency).
-    ``raws``/``errors`` continue from answers already rejected (e.g. a cached one)."""
+    ``raws``/``errors`` continue from answers already rejected (e.g. a cached one).
+    ``verify(parsed, final)`` checks what parsing cannot (evidence quotes): it raises
+    AnswerInvalid to re-ask, or, on the last allowed answer (``final``), marks what failed."""
     raws = list(raws)
     errors = list(errors)
     latency = 0.0
@@ -107,7 +114,9 @@ def ask_until_valid(
         raws.append(done.text)
         latency += done.latency_s
         try:
-            return parse(done.text), raws, errors, latency
+            parsed = parse(done.text)
+            final = len(raws) > ctx.strategy.max_reasks
+            return (verify(parsed, final) if verify else parsed), raws, errors, latency
         except AnswerInvalid as exc:
             errors.append(str(exc))
     raise validation_failed(what, raws, errors)
@@ -118,18 +127,19 @@ def ask_answer(
     ctx: Context,
     model: ChatModel,
     first: list[Message],
-    refs: tuple[str, ...],
+    sources: dict[str, str | None],
 ) -> dict:
-    """Send the first request plus every rejected answer with its re-ask, get a new answer."""
+    """Send the first request plus every rejected answer with its re-ask, get a new answer.
+    ``sources``: ref -> the text its evidence must quote (None: not text, e.g. a frame)."""
     raws = state.get("raws", [])
     turns = with_reasks(first, raws, state.get("errors", []), ctx.prompts["reask"])
-    schema = answer_schema(ctx.prompts["answer"].schema, ctx.labelset, refs)
+    schema = answer_schema(ctx.prompts["answer"].schema, ctx.labelset, tuple(sources))
     gen = ctx.strategy.generation
     done = model.complete(
         turns, json_schema=schema, max_tokens=gen.answer_max_tokens, temperature=gen.temperature
     )
     return {
-        "refs": refs,
+        "sources": sources,
         "raws": [*raws, done.text],
         "model_latency_s": state.get("model_latency_s", 0.0) + done.latency_s,
     }
@@ -145,8 +155,8 @@ def answer_from_captions(state: WindowState, runtime: Runtime[Context]) -> dict:
         start_s=clip.start_s,
         end_s=clip.end_s,
     )
-    refs = tuple(caption_ref(i) for i in range(1, len(captions) + 1))
-    return ask_answer(state, ctx, ctx.llm, chat_turns(rendered.system, rendered.user), refs)
+    sources = {item["ref"]: item["text"] for item in caption_items(captions)}
+    return ask_answer(state, ctx, ctx.llm, chat_turns(rendered.system, rendered.user), sources)
 
 
 def answer_from_frames(state: WindowState, runtime: Runtime[Context]) -> dict:
@@ -160,9 +170,9 @@ def answer_from_frames(state: WindowState, runtime: Runtime[Context]) -> dict:
         end_s=clip.end_s,
         timestamps=list(batch.timestamps_s),
     )
-    refs = tuple(time_ref(t) for t in batch.timestamps_s)
+    sources = {time_ref(t): None for t in batch.timestamps_s}  # frames: nothing to quote
     first = chat_turns(rendered.system, rendered.user, batch.frames)
-    return ask_answer(state, ctx, ctx.vlm, first, refs)
+    return ask_answer(state, ctx, ctx.vlm, first, sources)
 
 
 def answer_from_tokens(state: WindowState, runtime: Runtime[Context]) -> dict:
@@ -174,19 +184,40 @@ def answer_from_tokens(state: WindowState, runtime: Runtime[Context]) -> dict:
     rendered = ctx.prompts["answer"].render(
         labelset=ctx.labelset, frames=frames, start_s=clip.start_s, end_s=clip.end_s
     )
-    return ask_answer(state, ctx, ctx.llm, chat_turns(rendered.system, rendered.user), refs)
+    sources = {f["ref"]: tags_text(f["tags"]) for f in frames}  # a frame's tags, quotable
+    return ask_answer(state, ctx, ctx.llm, chat_turns(rendered.system, rendered.user), sources)
 
 
 def validate(state: WindowState, runtime: Runtime[Context]) -> dict:
+    """The schema, the label set's rules, then the evidence quotes (tools.evidence): on the
+    last allowed answer, quotes not found are kept and marked unverified."""
     ctx = runtime.context
-    schema = answer_schema(ctx.prompts["answer"].schema, ctx.labelset, state["refs"])
+    sources = state["sources"]
+    schema = answer_schema(ctx.prompts["answer"].schema, ctx.labelset, tuple(sources))
+    retry = len(state["raws"]) <= ctx.strategy.max_reasks
     try:
         parsed = parse_answer(state["raws"][-1], schema, ctx.labelset)
+        evidence = check_evidence(parsed.evidence, sources, final=quotes_final(ctx, not retry))
     except AnswerInvalid as exc:
         errors = [*state.get("errors", []), str(exc)]
-        retry = len(state["raws"]) <= ctx.strategy.max_reasks
         return {"answer": None, "errors": errors, "next": "answer" if retry else "give_up"}
-    return {"answer": parsed, "raw": state["raws"][-1], "next": "finalize"}
+    answer = dataclasses.replace(parsed, evidence=evidence)
+    return {"answer": answer, "raw": state["raws"][-1], "next": "finalize"}
+
+
+def quotes_final(ctx: Context, final: bool) -> bool:
+    """Whether a quote not found is kept (marked unverified) rather than re-asked: on the last
+    allowed answer, or always under ``evidence.check: mark``."""
+    return final or ctx.strategy.evidence.check == "mark"
+
+
+def tags_text(tags: dict[str, Any]) -> str:
+    """One frame's semantic tokens as the narrative prompt shows them (what a quote cites)."""
+    parts = []
+    for field in TAG_FIELDS:
+        value = tags.get(field) or ""
+        parts.append(f"{field}: {', '.join(value) if isinstance(value, list) else value}")
+    return "; ".join(parts)
 
 
 def route_after_validate(state: WindowState) -> Step:

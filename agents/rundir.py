@@ -40,6 +40,7 @@ _STRATEGY_KEYS = (
     "frames_per_caption",
     "generation",
     "max_reasks",
+    "evidence",
 )
 
 
@@ -79,8 +80,8 @@ def fingerprint(ctx: Context) -> dict[str, Any]:
 
 def _as_current(old: dict[str, Any], new: dict[str, Any]) -> dict[str, Any]:
     """A format-1 fingerprint as this vara would have written it for the same run: its pixels
-    were the sampler's resize, its scorer was the ``classifier`` role, and a graph that asks
-    no LLM (direct) listed the VLM as one."""
+    were the sampler's resize, its scorer was the ``classifier`` role, a graph that asks no
+    LLM (direct) listed the VLM as one, and it checked no evidence quotes."""
     if old.get("format", 1) >= FORMAT:
         return old
     models = dict(old.get("models", {}))
@@ -88,9 +89,13 @@ def _as_current(old: dict[str, Any], new: dict[str, Any]) -> dict[str, Any]:
         models["scorer"] = models.pop("classifier")
     if "llm" not in new.get("models", {}) and models.get("llm") == models.get("vlm"):
         models.pop("llm", None)
-    max_side = old.get("strategy", {}).get("sampler", {}).get("max_side")
-    pixels = PixelSpec.resize_only(max_side).canonical
-    return {**old, "format": FORMAT, "models": models, "pixels": pixels}
+    strategy = dict(old.get("strategy", {}))
+    pixels = PixelSpec.resize_only(strategy.get("sampler", {}).get("max_side")).canonical
+    # Its quotes were not checked: they resume as unchecked (verified None), under the policy
+    # the new run asks for.
+    if "evidence" in new.get("strategy", {}):
+        strategy["evidence"] = new["strategy"]["evidence"]
+    return {**old, "format": FORMAT, "strategy": strategy, "models": models, "pixels": pixels}
 
 
 def session_totals(sessions: Sequence[dict[str, Any]]) -> dict[str, Any]:

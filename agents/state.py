@@ -22,7 +22,8 @@ class WindowState(TypedDict, total=False):
     frame_idx: tuple[int, ...]
     timestamps_s: tuple[float, ...]
     captions: list[Caption]
-    refs: tuple[str, ...]  # what the answer may cite: caption:N or t=X.XXs
+    sources: dict[str, str | None]  # what the answer may cite (caption:N, t=X.XXs, tool:N)
+    # -> the text behind it, which its evidence quotes must come from (None: a frame's pixels)
     raws: list[str]  # every answer text, in order
     errors: list[str]  # the validator's message for each rejected answer
     step_errors: list[str]  # rejected answers of earlier structured steps (semantic tokens)

@@ -54,6 +54,7 @@ _METRICS = (
     ("micro-F1", "micro_f1", True),
     ("exact match", "exact_match", True),
     ("hallucination rate", "hallucination_rate", False),
+    ("evidence verified", "evidence_verified_share", True),
 )
 _COLUMNS = (
     "strategy",

@@ -137,6 +137,8 @@ border:1px solid currentColor}
 .badge.ok{background:var(--hit)}.badge.wrong{background:var(--fa)}.badge.failed{background:var(--miss)}
 .badge.none{background:var(--muted)}
 .expl{margin:6px 0}ul.ev,ol.caps{margin:4px 0 4px 20px;padding:0}
+.unverified{background:#fde2e1;color:#8a1c1c;border-radius:3px;padding:0 4px;font-size:.85em}
+.quoted{background:#e3f4e3;color:#1d5e1d;border-radius:3px;padding:0 4px;font-size:.85em}
 code{font-size:12px;background:var(--bg);padding:0 4px;border-radius:3px}
 pre{white-space:pre-wrap;overflow-wrap:anywhere;background:var(--bg);padding:8px;
 border-radius:4px;font-size:12px;max-height:240px;overflow:auto}
@@ -206,6 +208,14 @@ def _raw_html(pred: Prediction) -> str:
     )
 
 
+# How an evidence quote checked against what it cites is shown (tools/evidence.py).
+_VERIFIED = {
+    True: '<span class="quoted" title="found in what it cites">quoted</span> ',
+    False: '<span class="unverified" title="not found in what it cites">unverified quote</span> ',
+    None: "",
+}
+
+
 def _prediction_html(pred: Prediction, truth: tuple[str, ...] | None) -> str:
     parts = [f"<div>{_labels_html(label_diff(truth, pred.labels))}</div>"]
     if pred.explanation:
@@ -213,7 +223,7 @@ def _prediction_html(pred: Prediction, truth: tuple[str, ...] | None) -> str:
     if pred.evidence:
         items = "".join(
             f'<li><code>{_e(ev.ref)}</code> <span class="muted">{_e(ev.source)}</span> '
-            f"{_e(ev.text)}</li>"
+            f"{_VERIFIED[ev.verified]}{_e(ev.text)}</li>"
             for ev in pred.evidence
         )
         parts.append(f'<ul class="ev">{items}</ul>')

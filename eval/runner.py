@@ -24,7 +24,7 @@ from vara.agents.rundir import session_totals
 from vara.agents.runner import run_clips
 from vara.config import StrategyConfig
 from vara.errors import ConfigError
-from vara.metrics import compute_metrics
+from vara.metrics import compute_metrics, evidence_summary
 from vara.provenance import meta_info
 from vara.records import read_jsonl, write_json_atomic, write_jsonl_atomic
 from vara.tools.cache import CaptionCache
@@ -128,7 +128,7 @@ def _metrics(
     # its hallucination rate is None, not a perfect 0.
     writes_answers = graph_spec(strategy.graph).writes_answers
     pairs = list(zip(got, answer_failed, strict=True))
-    return compute_metrics(
+    metrics = compute_metrics(
         labelset,
         truth=[c.labels or () for c in clips],
         predicted=[p.labels if p else None for p in got],
@@ -136,6 +136,11 @@ def _metrics(
         answered=[writes_answers and (p is not None or f) for p, f in pairs],
         scores=_scores(labelset, got),
     )
+    # Evidence quotes found in what they cite (tools/evidence.py), over the predictions made.
+    metrics["evidence"] = evidence_summary([p.evidence for p in got if p is not None])
+    metrics["evidence_verified_share"] = metrics["evidence"]["verified_share"]
+    metrics["higher_is_better"]["evidence_verified_share"] = True
+    return metrics
 
 
 def _run_info(

@@ -42,6 +42,7 @@ FAST = (  # few small frames, short captions: every request fits the tiny model'
     "generation.caption_max_tokens=24",
     "generation.answer_max_tokens=768",
     "agent.look_again_max_frames=2",
+    "evidence.check=mark",  # the random model cannot quote: marked, not re-asked
 )
 
 

@@ -38,7 +38,7 @@ def _answer(strategy, plan) -> str:
     ref = time_ref(plan.timestamps_s[0]) if strategy == "semantic-tokens" else "caption:1"
     return json.dumps(
         {
-            "evidence": [{"ref": ref, "text": "mask over the face"}],
+            "evidence": [{"ref": ref, "text": "mask"}],  # as the caption (tags) say
             "labels": ["Ventilation"],
             "explanation": "A mask is held.",
         }

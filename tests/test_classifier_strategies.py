@@ -44,6 +44,8 @@ def test_classifier_explain_keeps_the_classifier_labels(tiny_classifier_run, vll
         "4",
         "--set",
         "sampler.max_side=112",
+        "--set",
+        "evidence.check=mark",  # the random model cannot quote: marked, not re-asked
         "--vlm-url",
         vllm_server.url,
         "--out",

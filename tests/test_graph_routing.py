@@ -34,10 +34,10 @@ def _context(strategy_name: str, vlm, llm=None, labels="newborn-resuscitation") 
     return Context(strategy, load_labelset(labels), prompts, vlm, llm or vlm, frames)
 
 
-def _answer(labels, ref="caption:1") -> str:
+def _answer(labels, ref="caption:1", quote="mask") -> str:
     return json.dumps(
         {
-            "evidence": [{"ref": ref, "text": "mask held over the face"}],
+            "evidence": [{"ref": ref, "text": quote}],
             "labels": labels,
             "explanation": "The caption says a mask is held over the baby's face.",
         }
@@ -140,3 +140,35 @@ def test_semantic_tokens_reask_sends_frames_again_and_is_counted():
     assert ctx.stats.snapshot()["caption_requests"] == 2
     assert pred.attempts == 2 and "at frames" in pred.reask_errors[0]
     assert pred.labels == ("Ventilation",)
+
+
+def test_a_fabricated_quote_is_reasked_then_kept_marked_unverified():
+    """The caption never says what the evidence quotes: the validator's message goes back in
+    the re-ask; the second answer fabricates again, and is kept with verified=False."""
+    caption = "A gloved hand holds a round mask over a baby's face."
+    vlm = ScriptedChatModel([caption])
+    fabricated = _answer(["Ventilation"], quote="the nurse squeezes the bag twice")
+    llm = ScriptedChatModel([fabricated, fabricated])
+    pred = build_graph("caption-reason").invoke(
+        {"clip": CLIP}, context=_context("caption-reason", vlm, llm)
+    )["prediction"]
+    assert pred.attempts == 2 and len(llm.requests) == 2
+    assert (
+        "'the nurse squeezes the bag twice', which caption:1 does not say" in (pred.reask_errors[0])
+    )
+    assert "does not say" in llm.requests[1]["messages"][-1].text  # sent back to the model
+    [e] = pred.evidence
+    assert e.verified is False and e.text == "the nurse squeezes the bag twice"
+
+
+def test_a_true_quote_is_verified_and_a_frame_ref_is_not_checkable():
+    vlm = ScriptedChatModel(["A gloved hand holds a round mask over a baby's face."])
+    llm = ScriptedChatModel([_answer(["Ventilation"], quote="Holds a round mask, over")])
+    pred = build_graph("caption-reason").invoke(
+        {"clip": CLIP}, context=_context("caption-reason", vlm, llm)
+    )["prediction"]
+    assert pred.attempts == 1 and [e.verified for e in pred.evidence] == [True]
+    direct = ScriptedChatModel([_answer(["tai chi"], ref="t=0.75s", quote="anything")])
+    ctx = _context("direct", direct, labels="kinetics-sample")
+    out = build_graph("direct").invoke({"clip": CLIP}, context=ctx)["prediction"]
+    assert out.attempts == 1 and [e.verified for e in out.evidence] == [None]

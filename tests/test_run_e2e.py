@@ -64,12 +64,15 @@ def test_served_caption_reason_on_a_shared_clip(vllm_server, shared_videos, tmp_
         "kinetics-sample",
         "--vlm-url",
         vllm_server.url,
+        "--set",
+        "evidence.check=mark",  # a random model cannot quote: its quotes are marked, not re-asked
         "--out",
         str(tmp_path),
         "--no-progress",
     )
     assert r.returncode == 0, r.stderr
     preds = _check_outputs(tmp_path, [clip], KINETICS, "caption-reason")
+    assert all(e.verified is not None for p in preds for e in p.evidence)  # checked
     assert all(p.captions and p.models == {"vlm": "tiny-vlm", "llm": "tiny-vlm"} for p in preds)
     assert all(e.ref == "caption:1" for p in preds for e in p.evidence)
     assert json.loads((tmp_path / "run.json").read_text())["run_info"]["status"] == "complete"
@@ -463,6 +466,8 @@ def test_sigkill_mid_run_then_rerun_gives_one_prediction_per_window(vllm_server,
         "4",
         "--concurrency",
         "2",
+        "--set",
+        "evidence.check=mark",  # a random model cannot quote: marked, not re-asked
         "--out",
         str(out),
         "--no-progress",

@@ -30,6 +30,7 @@ __all__ = [
     "Generation",
     "ScorerSpec",
     "PixelConfig",
+    "EvidenceSpec",
     "AgentSpec",
     "StrategyConfig",
     "strategy_schema",
@@ -92,6 +93,16 @@ class ScorerSpec:
 
 
 @dataclass(frozen=True)
+class EvidenceSpec:
+    """What happens to an evidence quote not found in what it cites (tools/evidence.py)."""
+
+    # reask: it makes the answer invalid (re-asked; on the last answer kept, marked
+    # unverified). mark: marked unverified at once, never re-asked (no extra requests; for
+    # models too small to quote, e.g. the random test model)
+    check: str = "reask"
+
+
+@dataclass(frozen=True)
 class PixelConfig:
     """Pixel steps after the resize (``sampler.max_side``): ``name:key=value,...`` strings of
     ``vara.tools.pixels.STEPS``, applied in order to every decoded frame."""
@@ -125,6 +136,7 @@ class StrategyConfig:
     concurrency: int = 4
     scorer: ScorerSpec = field(default_factory=ScorerSpec)
     pixels: PixelConfig = field(default_factory=PixelConfig)
+    evidence: EvidenceSpec = field(default_factory=EvidenceSpec)
     agent: AgentSpec = field(default_factory=AgentSpec)
 
     def to_dict(self) -> dict[str, Any]:
@@ -143,6 +155,7 @@ _SECTIONS = {
     "vlm": Endpoint,
     "generation": Generation,
     "scorer": ScorerSpec,
+    "evidence": EvidenceSpec,
     "agent": AgentSpec,
 }
 

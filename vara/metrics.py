@@ -309,3 +309,19 @@ def _midpoint(lo: float, hi: float) -> float:
         if lo < r <= hi and abs(r - mid) <= 1e-12 * max(1.0, abs(mid)):
             return r
     return mid
+
+
+def evidence_summary(evidence: Sequence[Sequence[Any]]) -> dict[str, Any]:
+    """How many evidence quotes (of all predictions' ``Evidence``) were checked against what
+    they cite and found there (``tools/evidence.py``); ``verified_share`` None when none
+    could be checked (frames only, or no prediction)."""
+    flags = [e.verified for items in evidence for e in items]
+    checked = [f for f in flags if f is not None]
+    verified = sum(1 for f in checked if f)
+    return {
+        "quotes": len(flags),
+        "checked": len(checked),
+        "verified": verified,
+        "unverified": len(checked) - verified,
+        "verified_share": round(verified / len(checked), 4) if checked else None,
+    }

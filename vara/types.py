@@ -310,11 +310,17 @@ class ClassScores(_Record):
 
 @dataclass(frozen=True)
 class Evidence(_Record):
-    """One thing a prediction rests on: ``ref`` is e.g. ``caption:1`` or ``t=2.40s``."""
+    """One thing a prediction rests on: ``ref`` is e.g. ``caption:1`` or ``t=2.40s``.
+
+    ``verified``: the quote ``text`` was found in what ``ref`` says (True), was not (False),
+    or cannot be checked: a frame's pixels, or text vara wrote itself (None). See
+    ``tools/evidence.py``.
+    """
 
     source: Literal["caption", "classifier", "frame", "vlm"]
     ref: str
     text: str
+    verified: bool | None = None
 
 
 @dataclass(frozen=True)

@@ -95,18 +95,19 @@ def _cmd_eval(args: argparse.Namespace) -> int:
 def _print_results(paths: list[Path], out: str) -> int:
     """One line per strategy; the report command; which failures files to read."""
     status, failed = EXIT_OK, []
-    print(
-        f"{'strategy':<20} {'macro-F1':>8} {'95% CI':>15} {'exact':>6} {'halluc.':>7} {'failed':>6}"
-    )
+    head = f"{'strategy':<20} {'macro-F1':>8} {'95% CI':>15} {'exact':>6} {'halluc.':>7}"
+    print(f"{head} {'quoted':>6} {'failed':>6}")
     for path in paths:
         r = json.loads(path.read_text())
         m, c = r["metrics"], r["run_info"]["counts"]
         lo, hi = m["macro_f1_ci95"] or (float("nan"), float("nan"))
         rate = m["hallucination_rate"]  # None: the model answered no clip
         halluc = "-" if rate is None else f"{rate:.3f}"
+        share = m.get("evidence_verified_share")  # None: no quote could be checked
+        quoted = "-" if share is None else f"{share:.3f}"
         print(
             f"{r['run_info']['strategy']:<20} {m['macro_f1']:>8.3f} [{lo:.3f}, {hi:.3f}] "
-            f"{m['exact_match']:>6.3f} {halluc:>7} {c['n_failures']:>6}"
+            f"{m['exact_match']:>6.3f} {halluc:>7} {quoted:>6} {c['n_failures']:>6}"
         )
         if c["n_failures"]:
             status = EXIT_FAILURES
