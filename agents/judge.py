@@ -9,8 +9,9 @@ for "no"), usable for per-class threshold tuning. Multi-label: the classes judge
 two exclusive classes are both "yes", the lower-scored one is dropped and the explanation
 says so. Single-label: the class judged "yes" with the highest score; when no class is
 judged "yes", the class with the highest score, and the explanation says so (ties:
-label-set order). The answers decide before the confidences, as in multi-label: a "yes" at
-30% is chosen over a "no" at 10% (P(present) 0.9), whose numbers contradict its answer.
+label-set order, said in the explanation). The answers decide before the confidences, as in
+multi-label: a "yes" at 30% is chosen over a "no" at 10% (P(present) 0.9), whose numbers
+contradict its answer.
 """
 
 from __future__ import annotations
@@ -108,13 +109,22 @@ def decide(labelset: LabelSet, judgements: dict[str, Judgement]) -> tuple[Answer
                 keep = max(clash, key=lambda n: judgements[n].score)
                 dropped = [n for n in clash if n != keep]
                 chosen = [n for n in chosen if n not in dropped]
-                notes.append(f"{', '.join(dropped)} dropped: exclusive with {keep} (higher score)")
+                tie = len({judgements[n].score for n in clash}) == 1
+                why = "same score: the first in the label set's order" if tie else "higher score"
+                notes.append(f"{', '.join(dropped)} dropped: exclusive with {keep} ({why})")
     else:
         candidates = [n for n in names if judgements[n].present]
         if not candidates:
             candidates = list(names)
             notes.append("no activity judged yes: the one with the highest score chosen")
         chosen = [max(candidates, key=lambda n: judgements[n].score)]
+        top = judgements[chosen[0]].score
+        tied = [n for n in candidates if judgements[n].score == top]
+        if len(tied) > 1:  # said, not hidden: the scores cannot tell these apart
+            notes.append(
+                f"{', '.join(tied)} tied at {top:.2f}: {chosen[0]} chosen, the first in the "
+                "label set's order"
+            )
     cited = [n for n in names if n in chosen] or list(names)
     evidence = tuple(dict.fromkeys(e for n in cited for e in judgements[n].evidence))
     lines = [

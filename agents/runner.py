@@ -212,10 +212,10 @@ def run_clips(
     out = Path(out_dir)
     spec = graph_spec(strategy.graph)
     ctx = _context(strategy, spec, labelset, prompts_dir, models or ModelPool(), cache)
-    out.mkdir(parents=True, exist_ok=True)  # after the prompts passed: a bad one leaves none
     failures = list(failures)
     plans = plan_videos(groups, failures)
     rundir = RunDir(out, fingerprint(ctx))  # refuses another run's out dir, loading nothing
+    out.mkdir(parents=True, exist_ok=True)  # once the checks passed: a refused run leaves none
     run = _Run(ctx, spec, rundir, rundir.done())
     run.failures.extend(failures)
     total = sum(len(p.clips) for p in plans)

@@ -41,16 +41,15 @@ def _groups(clips: Sequence[Clip]) -> list[tuple[str, list[Clip]]]:
     return list(by_video.items())
 
 
-def _write_clips(out: Path, dataset: Dataset) -> None:
-    """Record the evaluated set; refuse to resume a directory made from another one."""
+def _check_clips(out: Path, dataset: Dataset) -> list[dict[str, Any]]:
+    """The evaluated set's records; refuse a directory made from another set."""
     path = out / "clips.jsonl"
     records = [c.to_dict() for c in dataset.clips]
     if path.exists() and read_jsonl(path) != records:
         raise ConfigError(
             f"'{out}' holds results for a different dataset than {dataset.path}; use a new --out"
         )
-    out.mkdir(parents=True, exist_ok=True)
-    write_jsonl_atomic(path, records)
+    return records
 
 
 def evaluate(
@@ -74,7 +73,7 @@ def evaluate(
     paths = []
     for strategy in strategies:
         out = Path(out_dir) / strategy.name
-        _write_clips(out, dataset)
+        records = _check_clips(out, dataset)
         summary = run_clips(
             _groups(dataset.clips),
             strategy,
@@ -84,6 +83,10 @@ def evaluate(
             progress=progress,
             models=models,
             cache=cache,
+            # written once the run's own checks pass: a refused run leaves no clips.jsonl
+            on_start=lambda out=out, records=records: write_jsonl_atomic(
+                out / "clips.jsonl", records
+            ),
         )
         results = results_for(out, dataset, labelset, strategy, summary.failures)
         write_json_atomic(out / "results.json", results)

@@ -343,3 +343,10 @@ def test_undecodable_video_names_the_line(videos, tmp_path):
     path = write(tmp_path, "m.csv", "path,label\nbroken.mp4,a\n")
     with pytest.raises(VideoError, match=r"m\.csv line 2: video .*broken\.mp4.* empty"):
         load_dataset(path, ABC)
+
+
+def test_a_manifest_that_is_not_utf8_names_the_line(videos):
+    path = videos / "latin1.csv"
+    path.write_bytes("video,labels\na.mp4,a\nb.mp4,caf\u00e9\n".encode("latin-1"))
+    with pytest.raises(InputError, match=r"latin1\.csv line 3: not UTF-8 text .*save the file"):
+        load_dataset(path, ABC)

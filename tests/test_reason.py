@@ -189,7 +189,23 @@ def test_judge_decisions_follow_the_answers():
     ]
     answer, _ = decide(NEWBORN, _judgements(NEWBORN, verdicts))
     assert answer.labels == (group[0],)
-    assert f"{group[1]} dropped: exclusive with {group[0]}" in answer.explanation
+    assert f"{group[1]} dropped: exclusive with {group[0]} (higher score)" in answer.explanation
+
+
+def test_judge_ties_are_broken_by_label_order_and_say_so():
+    from vara.agents.judge import decide
+
+    # six classes judged yes at 79%: the first in the label set's order, and the reader is told
+    answer, _ = decide(KINETICS, _judgements(KINETICS, [("yes", 79)] * 6))
+    names = KINETICS.names
+    assert answer.labels == (names[0],)
+    assert f"{', '.join(names[:6])} tied at 0.79: {names[0]} chosen, the first" in (
+        answer.explanation
+    )
+    group = NEWBORN.exclusive[0]
+    verdicts = [("yes", 80) if n in group else ("no", 90) for n in NEWBORN.names]
+    answer, _ = decide(NEWBORN, _judgements(NEWBORN, verdicts))
+    assert "(same score: the first in the label set's order)" in answer.explanation
 
 
 def test_tokens_need_one_entry_per_frame():

@@ -161,7 +161,12 @@ def _read_records(src: Path, raw: bytes) -> tuple[list[str], list[tuple[int, dic
     try:
         text = raw.decode("utf-8-sig")
     except UnicodeDecodeError as exc:
-        raise InputError(f"{src}: not UTF-8 text ({exc.reason}); save it as UTF-8") from None
+        line = raw[: exc.start].count(b"\n") + 1
+        bad = raw[exc.start : exc.start + 4]
+        raise InputError(
+            f"{src} line {line}: not UTF-8 text (byte {bad[:1]!r} in {bad!r}: {exc.reason}); "
+            "save the file as UTF-8"
+        ) from None
     columns, records = (
         _read_csv(src, text) if src.suffix.lower() == ".csv" else _read_jsonl(src, text)
     )

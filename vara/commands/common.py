@@ -53,10 +53,21 @@ def open_cache(args: argparse.Namespace):
     return None if args.no_cache else CaptionCache(args.cache or default_cache_path())
 
 
+class _FirstRecordFileHandler(logging.FileHandler):
+    """A file handler that makes its folder and file at the first record, so a command
+    refused before any work leaves no run.log (nor an out dir) behind."""
+
+    def __init__(self, path: Path):
+        super().__init__(path, delay=True)
+
+    def _open(self):
+        Path(self.baseFilename).parent.mkdir(parents=True, exist_ok=True)
+        return super()._open()
+
+
 def log_to(out: Path) -> None:
     """Append vara's log (warnings, tracebacks of unexpected errors) to ``out/run.log``."""
-    out.mkdir(parents=True, exist_ok=True)
-    handler = logging.FileHandler(out / "run.log")
+    handler = _FirstRecordFileHandler(out / "run.log")
     handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
     logging.getLogger("vara").addHandler(handler)
 
