@@ -27,7 +27,7 @@ pytestmark = pytest.mark.server
 KINETICS = load_labelset("kinetics-sample")
 # Small requests, and no caption cache: every window asks the server (through the proxy).
 FAST = ["--frames", "2", "--max-side", "64", "--set", "generation.caption_max_tokens=16"]
-FAST += ["--no-cache"]
+FAST += ["--no-cache", "--no-progress"]
 
 
 def _ask(client: OpenAIServer) -> str:
@@ -94,6 +94,21 @@ def test_a_run_through_500s_truncations_and_resets_loses_no_window(vllm_server, 
     assert ok_posts >= 2 * n, (ok_posts, n, counts)
 
 
+def test_the_shared_clips_through_20pc_500s_and_10pc_truncations_lose_no_window(
+    vllm_server, shared_videos, tmp_path
+):
+    out = tmp_path / "out"
+    with FaultProxy(vllm_server.url, Faults(p_500=0.2, p_truncate=0.1, seed=7)) as proxy:
+        args = ["run", str(shared_videos), "--labels", "kinetics-sample", "--vlm-url", proxy.url]
+        code = main([*args, *FAST, "--set", "vlm.max_retries=8", "--out", str(out)])
+        counts = proxy.counts()
+    run = json.loads((out / "run.json").read_text())["run_info"]
+    _check_one_per_window(out, run["n_windows"])
+    print(f"shared clips behind the proxy: {run['n_windows']} windows, proxy log {dict(counts)}")
+    assert code == 0 and run["n_failures"] == 0
+    assert counts["500"] > 0 and counts["truncate"] > 0
+
+
 def test_a_server_gone_mid_run_aborts_with_status_3_and_a_rerun_resumes(
     vllm_server, tmp_path, capsys
 ):
@@ -109,7 +124,7 @@ def test_a_server_gone_mid_run_aborts_with_status_3_and_a_rerun_resumes(
     killer = threading.Thread(target=kill_after, args=(6,), daemon=True)
     killer.start()
     args = ["run", str(video), "--labels", "kinetics-sample", "--vlm-url", proxy.url, *FAST]
-    args += ["--concurrency", "1", "--out", str(out), "--no-progress"]
+    args += ["--concurrency", "1", "--out", str(out)]
     assert main(args) == 3
     killer.join()
     captured = capsys.readouterr()
