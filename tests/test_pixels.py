@@ -138,6 +138,16 @@ def test_any_pixel_change_captions_afresh_and_the_same_pixels_hit(vllm_server, t
         assert fp["pixels"] == expected.canonical
         if name == "inverted":  # the VLM saw the inverted pixels of the same frames
             assert _frames(seen.images) == _frames([[255 - f for f in fs] for fs in plain])
+
+    # A masked run: every caption asked afresh, of frames half black; its re-run asks none.
+    masked = ["sampler.max_side=64", "pixels.perturb=['mask:frac=0.5,shape=ellipse']"]
+    stats, seen, _, _ = run("masked", *masked)
+    assert stats["caption_requests"] == n and not stats.get("caption_cache_hits")
+    sent = [f for frames in seen.images for f in frames]
+    assert sent and all((f == 0).all(axis=-1).mean() >= 0.49 for f in sent)  # + the video's own
+    assert all((f[f.shape[0] // 2, f.shape[1] // 2] == 0).all() for f in sent)  # centred
+    again, seen, _, _ = run("masked-again", *masked)
+    assert not again.get("caption_requests") and again["caption_cache_hits"] == n
     served.close()
 
 

@@ -6,11 +6,13 @@ spec to one decoded RGB frame, and ``tools.video``'s reader is its only caller: 
 strategy, every model (VLM, scorer) and every cache sees the frames as the spec made them,
 and a frame shared by overlapping windows is processed once.
 
-A step kind is one ``StepKind`` in ``STEPS``: its parameters with their defaults and a
-function ``(frame, where, **params) -> frame`` on RGB uint8 (H, W, 3), where ``where``
-names the video and frame index (for perturbations placed at random but reproducibly).
-Strategies list perturbations as strings, ``name:key=value,key=value`` (values read as
-YAML), in ``pixels.perturb``; ``pixel_spec`` checks them against ``STEPS`` up front.
+A step kind is one ``StepKind`` in ``STEPS`` (the built-in ones, masks, region masking,
+blur, noise, frame drops, are in ``tools/pixel_steps.py``): its parameters with their
+defaults and a function ``(frame, where, **params) -> frame`` on RGB uint8 (H, W, 3), where
+``where`` names the video, frame index and time (for perturbations placed at random but
+reproducibly, and for region files). Strategies list perturbations as strings,
+``name:key=value,key=value`` (values read as YAML; ``name:VALUE`` sets a step's main
+parameter), in ``pixels.perturb`` or with ``--perturb``; ``pixel_spec`` checks them up front.
 
     spec = pixel_spec(448, ["my-step:strength=2"])
     spec.canonical   # 'resize(max_side=448)|my-step(strength=2)'
@@ -18,15 +20,13 @@ YAML), in ``pixels.perturb``; ``pixel_spec`` checks them against ``STEPS`` up fr
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
-from typing import Any
+from collections.abc import Sequence
 
-import cv2
 import numpy as np
 import yaml
 
-from vara.errors import ConfigError, did_you_mean
+from vara.errors import ConfigError, InputError, did_you_mean
+from vara.tools.pixel_steps import BUILTIN, StepKind, Where, out_size, resize
 from vara.types import PixelSpec, PixelStep
 
 __all__ = [
@@ -42,62 +42,7 @@ __all__ = [
 ]
 
 
-@dataclass(frozen=True)
-class Where:
-    """Which frame a step is working on: perturbations seed their randomness from it."""
-
-    video: str
-    frame_idx: int
-
-
-@dataclass(frozen=True)
-class StepKind:
-    """What a step name does: ``apply(frame, where, **params)`` with ``defaults`` filled in."""
-
-    name: str
-    apply: Callable[..., np.ndarray]
-    defaults: Mapping[str, Any] = field(default_factory=dict)
-    help: str = ""
-
-
-def resize(frame: np.ndarray, max_side: int | None) -> np.ndarray:
-    """Anti-aliased resize so the longer side is <= max_side (never enlarges).
-
-    OpenCV's INTER_AREA is fast only for integer factors (720p -> 448: 1.2 ms at a factor of
-    2.86, 0.1 ms for an exact 2x). So an exact integer box reduction goes first when the size
-    divides evenly; the residual factor is then below 2, where bilinear interpolation does not
-    alias: 0.2 ms in all, 0.28 grey levels (mean) from one-step INTER_AREA (measured on the
-    720p benchmark video). Without a pre-reduction, INTER_AREA does the whole resize.
-    """
-    h, w = frame.shape[:2]
-    out_w, out_h = out_size(w, h, max_side)
-    if (out_w, out_h) == (w, h):
-        return frame
-    k = min(w // out_w, h // out_h)
-    if k >= 2 and w % k == 0 and h % k == 0:
-        frame = cv2.resize(frame, (w // k, h // k), interpolation=cv2.INTER_AREA)
-        if frame.shape[1::-1] == (out_w, out_h):
-            return frame
-        return cv2.resize(frame, (out_w, out_h), interpolation=cv2.INTER_LINEAR)
-    return cv2.resize(frame, (out_w, out_h), interpolation=cv2.INTER_AREA)
-
-
-def out_size(width: int, height: int, max_side: int | None) -> tuple[int, int]:
-    """(width, height) after ``resize(max_side)``."""
-    if max_side is None or max(width, height) <= max_side:
-        return width, height
-    scale = max_side / max(width, height)
-    return max(1, round(width * scale)), max(1, round(height * scale))
-
-
-STEPS: dict[str, StepKind] = {
-    "resize": StepKind(
-        "resize",
-        lambda frame, where, *, max_side: resize(frame, max_side),
-        {"max_side": None},
-        "longer side at most max_side pixels (None: keep)",
-    ),
-}
+STEPS: dict[str, StepKind] = {kind.name: kind for kind in BUILTIN}
 
 
 def register_step(kind: StepKind) -> StepKind:
@@ -118,14 +63,22 @@ def parse_step(text: str) -> PixelStep:
             f"known: {sorted(STEPS)}"
         )
     params = dict(kind.defaults)
-    for item in filter(None, (a.strip() for a in args.split(","))):
+    for i, item in enumerate(filter(None, (a.strip() for a in args.split(",")))):
         key, sep, raw = item.partition("=")
+        if not sep and i == 0 and kind.positional:
+            key, sep, raw = kind.positional, "=", item
         if not sep or key not in kind.defaults:
             raise ConfigError(
                 f"pixel step {text!r}: {item!r} is not key=value with a parameter of {name}"
                 f"{did_you_mean(key, kind.defaults)}; its parameters: {sorted(kind.defaults)}"
             )
-        params[key] = yaml.safe_load(raw)
+        # A text parameter (a file path) is taken as written; the others are read as YAML.
+        params[key] = raw if isinstance(kind.defaults[key], str) else yaml.safe_load(raw)
+    if kind.prepare is not None:
+        try:
+            params = kind.prepare(params)
+        except (ConfigError, InputError) as exc:
+            raise ConfigError(f"pixel step {text!r}: {exc}") from None
     return PixelStep(name, tuple(params.items()))
 
 

@@ -40,7 +40,7 @@ import cv2
 import numpy as np
 
 from vara.errors import InputError, VideoError
-from vara.tools.pixels import Where, out_size
+from vara.tools.pixel_steps import Where, out_size
 from vara.tools.pixels import process as process_pixels
 from vara.tools.windows import plan_frames
 from vara.types import Clip, FrameBatch, FramePlan, PixelSpec, SamplerSpec, VideoInfo
@@ -315,7 +315,7 @@ class _Reader:
             else cap.get(cv2.CAP_PROP_POS_MSEC) / 1000 - self._src.t0_s
         )
         rgb = cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
-        return process_pixels(self._pixels, rgb, Where(self._src.info.path, idx)), t
+        return process_pixels(self._pixels, rgb, Where(self._src.info.path, idx, t)), t
 
 
 def read_frames(

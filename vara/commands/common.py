@@ -4,6 +4,7 @@ how those flags become strategy overrides."""
 from __future__ import annotations
 
 import argparse
+import json
 import logging
 from pathlib import Path
 
@@ -44,6 +45,8 @@ def run_overrides(args: argparse.Namespace) -> list[str]:
         "concurrency": args.concurrency,
     }
     o += [f"{k}={v}" for k, v in flags.items() if v is not None]
+    if args.perturb:  # JSON is YAML: the specs' ':' ',' '=' stay inside their strings
+        o.append(f"pixels.perturb={json.dumps(args.perturb)}")
     return o + list(args.set)
 
 
@@ -84,6 +87,15 @@ def add_model_flags(s: argparse.ArgumentParser) -> None:
     s.add_argument("--frames", type=int, help="frames sampled per window")
     s.add_argument("--max-side", type=int, help="resize frames so the longer side is at most this")
     s.add_argument("--concurrency", type=int, help="windows in flight at once")
+    s.add_argument(
+        "--perturb",
+        action="append",
+        default=[],
+        metavar="SPEC",
+        help="a pixel step after the resize, for every frame any model sees (repeatable, in "
+        "order): mask:frac=0.3,shape=rect|ellipse|patches,place=center|random, "
+        "mask-regions:FILE, isolate:FILE, blur:SIGMA, noise:SIGMA, drop-frames:FRAC",
+    )
     s.add_argument("--prompts-dir", help="directory of prompt files shadowing the packaged ones")
     s.add_argument(
         "--set",
