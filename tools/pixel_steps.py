@@ -153,6 +153,17 @@ def _check_regions(params: dict[str, Any]) -> dict[str, Any]:
     return {"file": regions.path, "sha256": regions.sha256}
 
 
+def _region_kind(name: str, keep: bool, help: str) -> StepKind:
+    return StepKind(
+        name,
+        functools.partial(_regions, keep=keep),
+        {"file": "", "sha256": ""},
+        help,
+        positional="file",
+        prepare=_check_regions,
+    )
+
+
 def _positive(*names: str) -> Callable[[dict[str, Any]], dict[str, Any]]:
     def check(params: dict[str, Any]) -> dict[str, Any]:
         for name in names:
@@ -188,22 +199,8 @@ BUILTIN = (
         "black out frac of the frame: shape rect|ellipse|patches, place center|random",
         prepare=_check_mask,
     ),
-    StepKind(
-        "mask-regions",
-        functools.partial(_regions, keep=False),
-        {"file": "", "sha256": ""},
-        "black out the boxes a region file lists (feature masking)",
-        positional="file",
-        prepare=_check_regions,
-    ),
-    StepKind(
-        "isolate",
-        functools.partial(_regions, keep=True),
-        {"file": "", "sha256": ""},
-        "keep only the boxes a region file lists (isolation masking)",
-        positional="file",
-        prepare=_check_regions,
-    ),
+    _region_kind("mask-regions", False, "black out the boxes a region file lists (features)"),
+    _region_kind("isolate", True, "keep only the boxes a region file lists (isolation)"),
     StepKind(
         "blur",
         lambda frame, where, *, sigma: perturb.blur(frame, sigma),

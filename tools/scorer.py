@@ -7,6 +7,8 @@ provenance see only the ``Scorer`` protocol. A new kind is one module implementi
 
     run-dir   a ``vara finetune`` run directory: LoRA VLM + head, or TimeSformer
               (tools/classifier.py)
+    clip      a zero-shot CLIP / SigLIP checkpoint and a template ensemble
+              (tools/clip_zero_shot.py)
 
 ``DeferredScorer`` is what a run holds: its ``model_id`` is known at once (the resume check
 needs it), its weights load on ``load()`` or the first ``predict``, so a refused or finished
@@ -25,7 +27,7 @@ import numpy as np
 
 from vara.config import ScorerSpec
 from vara.errors import ConfigError, did_you_mean
-from vara.tools import classifier
+from vara.tools import classifier, clip_zero_shot
 from vara.types import ClassScores, FrameBatch, LabelSet, SamplerSpec
 
 __all__ = [
@@ -67,7 +69,7 @@ class ScorerKind:
     hint: str  # what to pass for ``source``, for error messages
     model_id: Callable[[ScorerSpec], str]
     check: Callable[[ScorerSpec, LabelSet, SamplerSpec], None]
-    load: Callable[[ScorerSpec], Scorer]
+    load: Callable[[ScorerSpec, LabelSet], Scorer]
 
 
 SCORERS: dict[str, ScorerKind] = {
@@ -79,7 +81,15 @@ SCORERS: dict[str, ScorerKind] = {
             hint="RUN_DIR (the out dir of `vara finetune`)",
             model_id=lambda spec: classifier.classifier_id(spec.run_dir),
             check=classifier.check_run_dir,
-            load=classifier.load_run_dir,
+            load=lambda spec, labelset: classifier.load_run_dir(spec),
+        ),
+        ScorerKind(
+            kind="clip",
+            source="model",
+            hint="ID_OR_PATH (a CLIP or SigLIP checkpoint)",
+            model_id=clip_zero_shot.clip_id,
+            check=clip_zero_shot.check_clip,
+            load=clip_zero_shot.load_clip,
         ),
     )
 }
@@ -126,6 +136,7 @@ class DeferredScorer:
         self.spec = spec
         self._kind = scorer_kind(spec)
         self.model_id = self._kind.model_id(spec)
+        self.labelset = labelset
         self.labels = labelset.names  # ``check`` confirmed they are the label set's
         self.batch_size = spec.batch_size
         self._loaded: Scorer | None = None
@@ -134,7 +145,7 @@ class DeferredScorer:
     def load(self) -> Scorer:
         with self._lock:
             if self._loaded is None:
-                self._loaded = self._kind.load(self.spec)
+                self._loaded = self._kind.load(self.spec, self.labelset)
         return self._loaded
 
     def predict(self, batches: Sequence[FrameBatch]) -> list[ClassScores]:

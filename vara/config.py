@@ -82,13 +82,17 @@ class ScorerSpec:
 
     ``kind`` names an entry of ``vara.tools.scorer.SCORERS``; each kind reads the fields it
     needs (``run-dir``: ``run_dir``, a ``vara finetune`` run directory of the LoRA VLM
-    classifier or the TimeSformer baseline).
+    classifier or the TimeSformer baseline; ``clip``: ``model``, ``pool``, ``prompt``, a
+    zero-shot CLIP-family checkpoint).
     """
 
     kind: str = "run-dir"
     run_dir: str | None = None  # kind run-dir; None = no scorer (graphs that need one refuse)
+    model: str | None = None  # kind clip: a CLIP / SigLIP checkpoint, hub id or local path
+    pool: str = "mean"  # kind clip: mean of frame embeddings, or vote (mean of frame probs)
+    prompt: str = "clip.v1"  # kind clip: the template ensemble (prompts/clip.v1.yaml)
     device: str = "auto"  # auto = cuda if available, else cpu
-    batch_size: int = 8  # windows per forward pass when several are scored at once
+    batch_size: int = 8  # run-dir: windows per forward pass; clip: frames per forward pass
     precision: str = "auto"  # auto = the run's own (bf16 on CUDA if trained so), fp32 on CPU
 
 

@@ -1,4 +1,5 @@
-"""``vara finetune CONFIG`` (train a classifier from a recipe) and ``vara tiny-vlm DIR``."""
+"""``vara finetune CONFIG`` (train a classifier from a recipe), ``vara tiny-vlm DIR`` and
+``vara tiny-clip DIR`` (random test models built offline)."""
 
 from __future__ import annotations
 
@@ -45,6 +46,13 @@ def _cmd_tiny_vlm(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _cmd_tiny_clip(args: argparse.Namespace) -> int:
+    from vara.testing import build_tiny_clip
+
+    print(build_tiny_clip(args.dir, kind="siglip" if args.siglip else "clip"))
+    return EXIT_OK
+
+
 def add(sub: argparse._SubParsersAction) -> None:
     s = sub.add_parser(
         "finetune", help="train a classifier (LoRA VLM or TimeSformer) from a recipe config"
@@ -57,3 +65,10 @@ def add(sub: argparse._SubParsersAction) -> None:
     s = sub.add_parser("tiny-vlm", help="build a tiny random-weight VLM offline (for smoke tests)")
     s.add_argument("dir", help="output directory")
     s.set_defaults(func=_cmd_tiny_vlm)
+
+    s = sub.add_parser(
+        "tiny-clip", help="build a tiny random-weight CLIP (or SigLIP) offline (for smoke tests)"
+    )
+    s.add_argument("dir", help="output directory")
+    s.add_argument("--siglip", action="store_true", help="a SigLIP (sigmoid head) instead")
+    s.set_defaults(func=_cmd_tiny_clip)

@@ -6,7 +6,13 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-__all__ = ["SEMANTIC_TAG", "ScriptedChatModel", "build_tiny_vlm", "write_test_video"]
+__all__ = [
+    "SEMANTIC_TAG",
+    "ScriptedChatModel",
+    "build_tiny_clip",
+    "build_tiny_vlm",
+    "write_test_video",
+]
 
 # One frame's semantic tokens as the tokens.v1 schema has them, for scripted VLM replies.
 SEMANTIC_TAG = {
@@ -23,6 +29,14 @@ def build_tiny_vlm(path: str | Path, **kwargs: Any) -> Path:
     """Build a tiny random Idefics3 VLM (+ locally trained tokenizer) that both vLLM and
     transformers load; see ``vara.testing.tiny_vlm.build_tiny_vlm`` for the options."""
     from vara.testing.tiny_vlm import build_tiny_vlm as build
+
+    return build(path, **kwargs)
+
+
+def build_tiny_clip(path: str | Path, **kwargs: Any) -> Path:
+    """Build a tiny random CLIP or SigLIP (``kind="siglip"``) offline; see
+    ``vara.testing.tiny_clip.build_tiny_clip``."""
+    from vara.testing.tiny_clip import build_tiny_clip as build
 
     return build(path, **kwargs)
 
