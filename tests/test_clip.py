@@ -73,6 +73,29 @@ def test_frames_are_encoded_in_batches_across_windows(tiny, monkeypatch):
     assert not calls
 
 
+def test_windows_of_concurrent_callers_share_forward_passes(tiny, monkeypatch):
+    import time
+    from concurrent.futures import ThreadPoolExecutor
+
+    _, path = tiny
+    scorer = _scorer(path, "scorer.batch_size=32")
+    windows = _batches(3)
+    alone = [scorer.predict([w])[0].probs for w in windows]
+    calls = []
+    real = scorer._model.get_image_features
+    monkeypatch.setattr(
+        scorer._model, "get_image_features", lambda **kw: calls.append(1) or real(**kw)
+    )
+    with ThreadPoolExecutor(3) as pool:
+        with scorer._batcher._model_lock:  # the model is busy: the callers queue up
+            futures = [pool.submit(scorer.predict, [w]) for w in windows]
+            while len(scorer._batcher._queue) < 3:
+                time.sleep(0.01)
+        got = [f.result()[0].probs for f in futures]
+    assert len(calls) == 1  # 24 frames of 3 callers, one forward
+    assert np.allclose(got, alone, atol=1e-5)
+
+
 def test_mean_pooling_and_the_ensemble_are_what_they_say(tiny):
     kind, path = tiny
     scorer = _scorer(path)

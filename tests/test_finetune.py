@@ -464,10 +464,10 @@ def test_concurrent_windows_are_batched_and_a_bad_one_fails_alone(tiny_classifie
     forward = clf._forward
     clf._forward = lambda windows: passes.append(len(windows)) or forward(windows)
     pool = ThreadPoolExecutor(len(frames) + 1)
-    with clf._model_lock:  # hold the model so every caller queues up behind it
+    with clf._batcher._model_lock:  # hold the model so every caller queues up behind it
         futures = [pool.submit(clf.logits, [f]) for f in frames]
         bad = pool.submit(clf.logits, [np.zeros((4, 8, 8, 3), np.float64)])  # not uint8
-        while len(clf._queue) < len(frames) + 1:
+        while len(clf._batcher._queue) < len(frames) + 1:
             time.sleep(0.01)
     got = [f.result()[0] for f in futures]
     pool.shutdown()

@@ -29,7 +29,6 @@ import functools
 import hashlib
 import json
 import logging
-import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -39,6 +38,7 @@ import numpy as np
 
 from vara.config import ScorerSpec
 from vara.errors import ConfigError, InputError
+from vara.tools.batching import Batcher
 from vara.tools.timesformer import load_timesformer
 from vara.types import ClassScores, FrameBatch, LabelSet, SamplerSpec
 
@@ -112,17 +112,6 @@ def resample(frames: np.ndarray, n: int) -> np.ndarray:
     return frames[idx]
 
 
-class _Request:
-    """One caller's windows waiting for a forward pass; ``logits`` is set when scored."""
-
-    __slots__ = ("windows", "logits", "error")
-
-    def __init__(self, windows: Sequence[np.ndarray]):
-        self.windows = list(windows)
-        self.logits: np.ndarray | None = None
-        self.error: Exception | None = None
-
-
 class Classifier:
     """A loaded run directory. Thread-safe: concurrent windows share one model, and are
     batched together — whoever gets the model scores every window waiting at that moment
@@ -151,9 +140,7 @@ class Classifier:
         self.thresholds = _thresholds(self.run_dir, self.info)
         _check_label_map(self.run_dir, self.info)
         self.model_id = classifier_id(self.run_dir, self.info)
-        self._model_lock = threading.Lock()  # one forward pass at a time
-        self._queue_lock = threading.Lock()
-        self._queue: list[_Request] = []
+        self._batcher = Batcher(lambda windows: self._forward(windows))  # looked up per call
         if self.info.kind == "vlm-lora":
             self._model, self._encode = _load_vlm_lora(self.run_dir, self.info)
         else:
@@ -162,36 +149,11 @@ class Classifier:
         self._torch = torch
 
     def logits(self, windows: Sequence[np.ndarray]) -> np.ndarray:
-        """Raw head outputs (float32) for (T, H, W, 3) uint8 windows."""
-        request = _Request(windows)
-        with self._queue_lock:
-            self._queue.append(request)
-        with self._model_lock:
-            if request.logits is None and request.error is None:
-                with self._queue_lock:  # nobody scored it while we waited: score the queue
-                    waiting, self._queue = self._queue, []
-                self._score(waiting)
-        if request.error is not None:
-            raise request.error
-        return request.logits
-
-    def _score(self, waiting: list[_Request]) -> None:
-        try:
-            scored = self._forward([w for r in waiting for w in r.windows])
-        except Exception:
-            if len(waiting) == 1:
-                raise
-            # One caller's bad input must not fail the others batched with it.
-            for r in waiting:
-                try:
-                    r.logits = self._forward(r.windows)
-                except Exception as exc:
-                    r.error = exc
-            return
-        start = 0
-        for r in waiting:
-            r.logits = scored[start : start + len(r.windows)]
-            start += len(r.windows)
+        """Raw head outputs (float32) for (T, H, W, 3) uint8 windows, batched with the
+        windows of concurrent callers (tools.batching)."""
+        return np.asarray(self._batcher(windows), dtype=np.float32).reshape(
+            len(windows), len(self.labels)
+        )
 
     def _forward(self, windows: list[np.ndarray]) -> np.ndarray:
         n = self.info.n_frames

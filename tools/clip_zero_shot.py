@@ -3,8 +3,9 @@
 Any checkpoint transformers loads with ``get_image_features`` / ``get_text_features`` (CLIP,
 SigLIP, SigLIP2; hub id or local path, ``scorer.model``). Per window:
 
-- frames are encoded in batches of ``scorer.batch_size`` frames (one forward per batch, the
-  frames of several windows together), each embedding L2-normalised;
+- frames are encoded in batches of ``scorer.batch_size`` frames (one forward per batch);
+  the windows of concurrent callers (the run's windows in flight) are scored together
+  (``tools.batching``), each frame embedding L2-normalised;
 - ``pool: mean`` (default): the window's embedding is the mean of its frames' (normalised
   again), scored against the classes; ``pool: vote``: each frame is scored, and the window's
   probabilities are the mean of its frames';
@@ -22,7 +23,6 @@ prompt's id and hash, so predictions carry both.
 from __future__ import annotations
 
 import logging
-import threading
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -32,6 +32,7 @@ import numpy as np
 from vara.config import ScorerSpec
 from vara.errors import ConfigError, InputError
 from vara.prompts.loader import PromptTemplate, load_prompt
+from vara.tools.batching import Batcher
 from vara.tools.chat import weights_fingerprint
 from vara.tools.local_engine import model_source, not_loadable
 from vara.types import ClassScores, FrameBatch, LabelSet, SamplerSpec
@@ -103,7 +104,7 @@ class ClipScorer:
         self._model.to(self._device).eval()
         self._torch = torch
         self._sigmoid = getattr(self._model, "logit_bias", None) is not None  # SigLIP
-        self._lock = threading.Lock()
+        self._batcher = Batcher(self._score)
         self.texts = ensemble_texts(self.prompt, labelset)
         self._classes = self._class_embeddings()
 
@@ -144,9 +145,11 @@ class ClipScorer:
             return self._torch.sigmoid(logits + self._model.logit_bias).float().cpu().numpy()
         return self._torch.softmax(logits, dim=-1).float().cpu().numpy()
 
-    def predict(self, batches: Sequence[FrameBatch]) -> list[ClassScores]:
+    def _score(self, batches: list[FrameBatch]) -> np.ndarray:
+        """Probabilities of each window: its frames' embeddings pooled (mean), or its
+        frames' probabilities averaged (vote)."""
         frames = [f for b in batches for f in b.frames]
-        with self._lock, self._torch.inference_mode():  # one model; windows call concurrently
+        with self._torch.inference_mode():
             emb = self._frame_embeddings(frames)
             if self.spec.pool == "mean":
                 means, start = [], 0
@@ -154,13 +157,15 @@ class ClipScorer:
                     m = emb[start : start + len(b.frames)].mean(dim=0)
                     means.append(m / m.norm())
                     start += len(b.frames)
-                probs = self._probs(self._torch.stack(means))
-            else:
-                per_frame, start, rows = self._probs(emb), 0, []
-                for b in batches:
-                    rows.append(per_frame[start : start + len(b.frames)].mean(axis=0))
-                    start += len(b.frames)
-                probs = np.stack(rows)
+                return self._probs(self._torch.stack(means))
+            per_frame, start, rows = self._probs(emb), 0, []
+            for b in batches:
+                rows.append(per_frame[start : start + len(b.frames)].mean(axis=0))
+                start += len(b.frames)
+            return np.stack(rows)
+
+    def predict(self, batches: Sequence[FrameBatch]) -> list[ClassScores]:
+        probs = self._batcher(batches)  # with the windows of concurrent callers
         threshold = 0.5 if self.labelset.multi_label else 0.0
         return [
             ClassScores(
