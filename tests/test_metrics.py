@@ -36,6 +36,7 @@ KEYS = [
     "hallucination_rate",
     "confusion",
     "thresholds",
+    "confidence",
     "higher_is_better",
 ]
 
@@ -288,3 +289,20 @@ def test_results_count_only_invalid_answers_as_hallucinations(tmp_path):
     # answered: clips 0, 1 (re-asked), 2 (invalid); clip 3 never got an answer.
     assert r["metrics"]["hallucination_rate"] == approx(2 / 3)
     assert r["metrics"]["coverage"] == 0.5 and r["run_info"]["counts"]["n_failures"] == 2
+
+
+def test_confidence_and_calibration_by_hand():
+    from vara.calibration import confidence_metrics
+
+    two = LabelSet("ab", (Label("a", "A"), Label("b", "B")), multi_label=False)
+    # top classes: a at 0.9 (right), a at 0.6 (wrong), b at 0.8 (right); one bin each
+    got = confidence_metrics(
+        two, [("a",), ("b",), ("b",)], [(0.9, 0.1), (0.6, 0.4), (0.2, 0.8), None][:3]
+    )
+    assert got["n"] == 3 and got["mean_top1"] == pytest.approx(0.766667, abs=1e-6)
+    assert got["ece"] == pytest.approx((0.1 + 0.6 + 0.2) / 3)
+    multi = LabelSet("ab", (Label("a", "A"), Label("b", "B")), multi_label=True)
+    # four (clip, class) scores: 0.95 twice (present once), 0.05 twice (never present)
+    got = confidence_metrics(multi, [("a",), ()], [(0.95, 0.05), (0.95, 0.05)])
+    assert got["ece"] == pytest.approx(0.45 * 0.5 + 0.05 * 0.5)
+    assert confidence_metrics(two, [("a",)], [None]) is None

@@ -45,6 +45,7 @@ from sklearn.metrics import (
     precision_recall_fscore_support,
 )
 
+from vara.calibration import confidence_metrics
 from vara.types import LabelSet
 
 __all__ = ["FAILED", "compute_metrics", "tune_thresholds"]
@@ -121,6 +122,7 @@ def compute_metrics(
         if scores is not None and labelset.multi_label
         else None
     )
+    metrics["confidence"] = confidence_metrics(labelset, truth, scores) if scores else None
     metrics["higher_is_better"] = dict(HIGHER_IS_BETTER)
     return metrics
 
