@@ -37,6 +37,7 @@ from vara.eval.report_html import (
     render_html,
     render_markdown,
 )
+from vara.eval.robustness import robustness_png, robustness_table
 from vara.records import read_jsonl
 from vara.tools.video import probe, read_frames
 from vara.tools.windows import plan_frames
@@ -380,12 +381,18 @@ def build_report(runs: Sequence[RunResult], *, max_cards: int = 24, thumbs: int 
         if png is not None:
             confusion.append(Plot(f"confusion: {name}", f"confusion-{k}-{_slug(name)}.png", png))
     cards, n_windows = select_cards(runs, names, max_cards)
+    tables = [("Strategies", metrics_table(runs, names)), ("Runs", runs_table(runs, names))]
+    robust = robustness_table(runs)
+    if robust is not None:
+        tables.insert(1, ("Robustness: macro-F1 per perturbation (change from none)", robust))
+    curves = robustness_png(runs)
     return Report(
         title="vara report: " + ", ".join(names),
-        tables=(("Strategies", metrics_table(runs, names)), ("Runs", runs_table(runs, names))),
+        tables=tuple(tables),
         notes=_notes(runs),
         f1_plot=Plot("per-class F1", "per_class_f1.png", f1) if f1 else None,
         confusion_plots=tuple(confusion),
+        robustness_plot=Plot("robustness", "robustness.png", curves) if curves else None,
         cards=tuple(add_thumbnails(cards, runs, thumbs)),
         n_windows=n_windows,
     )
@@ -408,7 +415,8 @@ def write_report(
     report = build_report(runs, max_cards=max_cards, thumbs=thumbs)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    for plot in ((report.f1_plot,) if report.f1_plot else ()) + report.confusion_plots:
+    extra = tuple(p for p in (report.f1_plot, report.robustness_plot) if p)
+    for plot in extra + report.confusion_plots:
         (out / plot.file_name).write_bytes(plot.png)
     md_path, html_path = out / "report.md", out / "report.html"
     md_path.write_text(render_markdown(report), encoding="utf-8")

@@ -83,6 +83,7 @@ class Report:
     confusion_plots: tuple[Plot, ...]  # one per run that has a confusion in its metrics
     cards: tuple[Card, ...]
     n_windows: int  # windows the cards were chosen from
+    robustness_plot: Plot | None = None  # macro-F1 per perturbation level (a sweep's runs)
 
 
 def label_diff(truth: tuple[str, ...] | None, predicted: tuple[str, ...]) -> list[tuple[str, str]]:
@@ -292,6 +293,10 @@ def _cards_html(report: Report) -> str:
     )
 
 
+def _one(plot: Plot | None) -> tuple[Plot, ...]:
+    return (plot,) if plot else ()
+
+
 def render_html(report: Report) -> str:
     """The whole page: tables, notes, plots and window cards; no scripts, no external files."""
     tables = "".join(
@@ -305,6 +310,7 @@ def render_html(report: Report) -> str:
         f"<title>{_e(report.title)}</title><style>{_CSS}</style></head><body>"
         f"<header><h1>{_e(report.title)}</h1>{notes}</header>"
         f"{tables}{_plots_html('Per-class F1', f1)}"
+        f"{_plots_html('Robustness', _one(report.robustness_plot))}"
         f"{_plots_html('Confusion', report.confusion_plots)}{_cards_html(report)}</body></html>\n"
     )
 
@@ -375,6 +381,7 @@ def render_markdown(report: Report) -> str:
         lines += [f"## {_md(heading)}", "", *_md_table(table), ""]
     for heading, plots in (
         ("Per-class F1", (report.f1_plot,) if report.f1_plot else ()),
+        ("Robustness", _one(report.robustness_plot)),
         ("Confusion", report.confusion_plots),
     ):
         if plots:

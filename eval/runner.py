@@ -62,9 +62,11 @@ def evaluate(
     cache: CaptionCache | None = None,
     progress: bool = True,
     models: ModelPool | None = None,
+    sweep: dict[str, dict[str, str]] | None = None,
 ) -> list[Path]:
     """Evaluate each strategy on ``dataset``; return the results.json paths. One model pool
-    (``models``, else a new one) serves every strategy."""
+    (``models``, else a new one) serves every strategy. ``sweep``: strategy name -> its base
+    strategy and perturbation level (agents/sweep.py), recorded in run_info."""
     names = [s.name for s in strategies]
     dupes = sorted({n for n in names if names.count(n) > 1})
     if dupes:
@@ -89,6 +91,8 @@ def evaluate(
             ),
         )
         results = results_for(out, dataset, labelset, strategy, summary.failures)
+        if sweep and strategy.name in sweep:
+            results["run_info"]["sweep"] = sweep[strategy.name]
         write_json_atomic(out / "results.json", results)
         paths.append(out / "results.json")
     return paths

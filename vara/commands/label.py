@@ -63,6 +63,7 @@ def _print_summary(summary, out: Path) -> None:
 
 def _cmd_eval(args: argparse.Namespace) -> int:
     from vara.agents.strategies import load_strategy
+    from vara.agents.sweep import expand, parse_sweep
     from vara.eval.runner import evaluate
     from vara.prompts.loader import load_labelset
     from vara.tools.datasets import load_dataset
@@ -71,6 +72,9 @@ def _cmd_eval(args: argparse.Namespace) -> int:
     strategies = [
         load_strategy(s, run_overrides(args)) for s in args.strategy or ["caption-reason"]
     ]
+    sweep = None
+    if args.sweep:
+        strategies, sweep = expand(strategies, parse_sweep(args.sweep))
     given = {"window_s": args.window_s, "overlap": args.overlap, "min_overlap": args.min_overlap}
     windowing = {k: v for k, v in given.items() if v is not None}  # None: the protocol's
     dataset = load_dataset(args.manifest, labelset, **windowing)
@@ -88,6 +92,7 @@ def _cmd_eval(args: argparse.Namespace) -> int:
         prompts_dir=args.prompts_dir,
         cache=open_cache(args),
         progress=not args.no_progress,
+        sweep=sweep,
     )
     return _print_results(paths, args.out)
 
@@ -95,7 +100,7 @@ def _cmd_eval(args: argparse.Namespace) -> int:
 def _print_results(paths: list[Path], out: str) -> int:
     """One line per strategy; the report command; which failures files to read."""
     status, failed = EXIT_OK, []
-    head = f"{'strategy':<20} {'macro-F1':>8} {'95% CI':>15} {'exact':>6} {'halluc.':>7}"
+    head = f"{'strategy':<30} {'macro-F1':>8} {'95% CI':>15} {'exact':>6} {'halluc.':>7}"
     print(f"{head} {'quoted':>6} {'failed':>6}")
     for path in paths:
         r = json.loads(path.read_text())
@@ -106,7 +111,7 @@ def _print_results(paths: list[Path], out: str) -> int:
         share = m.get("evidence_verified_share")  # None: no quote could be checked
         quoted = "-" if share is None else f"{share:.3f}"
         print(
-            f"{r['run_info']['strategy']:<20} {m['macro_f1']:>8.3f} [{lo:.3f}, {hi:.3f}] "
+            f"{r['run_info']['strategy']:<30} {m['macro_f1']:>8.3f} [{lo:.3f}, {hi:.3f}] "
             f"{m['exact_match']:>6.3f} {halluc:>7} {quoted:>6} {c['n_failures']:>6}"
         )
         if c["n_failures"]:
@@ -154,6 +159,13 @@ def add(sub: argparse._SubParsersAction) -> None:
         type=float,
         help="intervals: a label is positive when it covers more than this share of a window "
         "(default: half, the newborn-resuscitation protocol)",
+    )
+    s.add_argument(
+        "--sweep",
+        metavar="perturb=LEVEL,...",
+        help="evaluate every strategy at every perturbation level, e.g. "
+        "perturb=none,mask:frac=0.1,mask:frac=0.3,mask:frac=0.5 (one results.json each; "
+        "docs/robustness.md)",
     )
     add_model_flags(s)
     s.set_defaults(func=_cmd_eval)
