@@ -29,6 +29,7 @@ from vara.finetune.data import (
     write_split,
 )
 from vara.prompts.loader import load_labelset
+from vara.tools import devices
 from vara.tools.datasets import Dataset, load_dataset
 from vara.types import Clip, LabelSet, SamplerSpec
 
@@ -106,11 +107,7 @@ def resolve_workers(workers: int | str, device: str) -> int:
 
 
 def resolve_device(device: str) -> str:
-    if device == "auto":
-        return "cuda" if torch.cuda.is_available() else "cpu"
-    if device.startswith("cuda") and not torch.cuda.is_available():
-        raise ConfigError(f"train.device={device!r} but no CUDA device is available; use cpu")
-    return device
+    return devices.resolve_device(device, "train.device")
 
 
 @dataclass(frozen=True)

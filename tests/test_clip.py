@@ -140,3 +140,13 @@ def test_vara_eval_with_the_clip_strategy(tiny, tmp_path, capsys):
     assert results["run_info"]["models"]["scorer"].startswith(f"clip:{path.name}@")
     assert results["run_info"]["counts"]["n_predictions"] == 2
     assert results["metrics"]["hallucination_rate"] is None  # no language model answered
+
+
+def test_a_gpu_asked_for_where_there_is_none_is_one_line_naming_the_setting(tiny):
+    from vara.errors import ConfigError
+
+    if torch.cuda.is_available():
+        pytest.skip("this machine has a CUDA device")
+    _, path = tiny
+    with pytest.raises(ConfigError, match=r"scorer.device='cuda' but no CUDA device .*use cpu"):
+        _scorer(path, "scorer.device=cuda")

@@ -39,6 +39,7 @@ import numpy as np
 from vara.config import ScorerSpec
 from vara.errors import ConfigError, InputError
 from vara.tools.batching import Batcher
+from vara.tools.devices import resolve_device
 from vara.tools.timesformer import load_timesformer
 from vara.types import ClassScores, FrameBatch, LabelSet, SamplerSpec
 
@@ -134,7 +135,7 @@ class Classifier:
         self.info = read_info(self.run_dir)
         self.labels = self.info.labels
         self.batch_size = batch_size
-        self.device = _device(device)
+        self.device = resolve_device(device, "scorer.device")
         self.precision = _precision(precision, self.info, self.device)
         self._autocast = precision_autocast
         self.thresholds = _thresholds(self.run_dir, self.info)
@@ -219,16 +220,6 @@ def check_run_dir(spec: ScorerSpec, labelset: LabelSet, sampler: SamplerSpec) ->
             sampler.max_side,
             *trained,
         )
-
-
-def _device(device: str) -> str:
-    import torch
-
-    if device == "auto":
-        return "cuda" if torch.cuda.is_available() else "cpu"
-    if device.startswith("cuda") and not torch.cuda.is_available():
-        raise InputError(f"scorer.device={device!r} but no CUDA device is available; use cpu")
-    return device
 
 
 def _precision(requested: str, info: ClassifierInfo, device: str) -> str:

@@ -34,6 +34,7 @@ from vara.errors import ConfigError, InputError
 from vara.prompts.loader import PromptTemplate, load_prompt
 from vara.tools.batching import Batcher
 from vara.tools.chat import weights_fingerprint
+from vara.tools.devices import resolve_device
 from vara.tools.local_engine import model_source, not_loadable
 from vara.types import ClassScores, FrameBatch, LabelSet, SamplerSpec
 
@@ -98,9 +99,7 @@ class ClipScorer:
                 f"'{spec.model}' is a {type(self._model).__name__}, not a CLIP-family model "
                 "(no image/text embeddings): pass a CLIP or SigLIP checkpoint"
             )
-        self._device = "cuda" if spec.device == "auto" and torch.cuda.is_available() else "cpu"
-        if spec.device not in ("auto", "cpu"):
-            self._device = spec.device
+        self._device = resolve_device(spec.device, "scorer.device")
         self._model.to(self._device).eval()
         self._torch = torch
         self._sigmoid = getattr(self._model, "logit_bias", None) is not None  # SigLIP

@@ -29,6 +29,7 @@ import numpy as np
 
 from vara.errors import EndpointError, InputError, VaraError
 from vara.tools.chat import Completion, Message, weights_fingerprint
+from vara.tools.devices import resolve_device
 
 
 class LocalEngine:
@@ -45,7 +46,7 @@ class LocalEngine:
         self.model_id = str(model)
         self._lock = threading.RLock()
         model_source(self.model_id)  # a missing directory fails now, not at first use
-        self._device = _resolve_device(device)
+        self._device = resolve_device(device, "device")
         self._dtype = _resolve_dtype(dtype, self._device)
         self._model: Any = None
         self._closed = False
@@ -200,16 +201,6 @@ class LocalEngine:
                 f"JSON schema cannot be compiled for constrained decoding: {exc}"
             ) from exc
         return LogitsProcessor(grammar)
-
-
-def _resolve_device(device: str) -> str:
-    import torch
-
-    if device == "auto":
-        return "cuda" if torch.cuda.is_available() else "cpu"
-    if device.startswith("cuda") and not torch.cuda.is_available():
-        raise InputError(f"device '{device}' requested but no CUDA device is available")
-    return device
 
 
 def _resolve_dtype(dtype: str, device: str):
