@@ -17,7 +17,7 @@ from vara.agents.graphspec import GraphSpec
 from vara.config import Endpoint, ScorerSpec, StrategyConfig
 from vara.errors import ConfigError
 from vara.tools.chat import ChatModel, load_now
-from vara.tools.scorer import DeferredScorer, Scorer, check, configured, scorer_kind
+from vara.tools.scorer import DeferredScorer, Scorer, check, configured
 from vara.tools.vlm import connect
 from vara.types import LabelSet
 
@@ -87,13 +87,9 @@ class ModelPool:
     def _scorer(self, strategy: StrategyConfig, labelset: LabelSet) -> Scorer:
         if self._given.scorer is not None:
             return self._given.scorer
-        if not configured(strategy.scorer):
-            kind = scorer_kind(strategy.scorer)
-            raise ConfigError(
-                f"strategy {strategy.name}: graph {strategy.graph!r} needs a scorer: set "
-                f"scorer.{kind.source}={kind.hint}"
-            )
-        check(strategy.scorer, labelset, strategy.sampler)  # each strategy samples its own way
+        who = f"strategy {strategy.name}: graph {strategy.graph!r} "
+        # Every strategy is checked: each samples its own way.
+        check(strategy.scorer, labelset, strategy.sampler, who=who)
         key = (strategy.scorer, labelset)
         if key not in self._scorers:
             self._scorers[key] = DeferredScorer(strategy.scorer, labelset)

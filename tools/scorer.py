@@ -152,10 +152,11 @@ class DeferredScorer:
         return self.load().predict(batches)
 
 
-def check(spec: ScorerSpec, labelset: LabelSet, sampler: SamplerSpec) -> None:
+def check(spec: ScorerSpec, labelset: LabelSet, sampler: SamplerSpec, *, who: str = "") -> None:
     """Before any weights load: ``spec`` names a model made for ``labelset``; a warning where
-    it was made for other sampling than ``sampler``."""
+    it was made for other sampling than ``sampler``. ``who`` starts the error of a scorer
+    that names no model (``"strategy X: graph 'classifier' "``)."""
     kind = scorer_kind(spec)
     if not configured(spec):
-        raise ConfigError(f"scorer kind {spec.kind!r} needs scorer.{kind.source}={kind.hint}")
+        raise ConfigError(f"{who}needs a scorer: set scorer.{kind.source}={kind.hint}")
     kind.check(spec, labelset, sampler)
