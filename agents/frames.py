@@ -50,7 +50,7 @@ class FrameStore:
     def plans(self, path: str, clips: Sequence[Clip]) -> list[FramePlan | None]:
         """The plans of ``clips`` of video ``path``, not stored; None where only decoding
         tells the frame times (VFR video, GIF)."""
-        return [video.frame_plan(path, c, self.sampler, self.pixels) for c in clips]
+        return [self._plan(c, self.sampler) for c in clips]
 
     def get(self, clip: Clip) -> FrameBatch:
         with self._lock:
@@ -59,20 +59,14 @@ class FrameStore:
             return item
         planned = item if isinstance(item, FramePlan) else None
         sampler = planned.sampler if planned else self.sampler
-        pixels = planned.pixels if planned else self.pixels
-        batch = next(iter(video.iter_frame_batches(clip.video, [clip], sampler, pixels=pixels)))
+        batch = self._decode(clip, sampler, planned.pixels if planned else self.pixels)
         self.put(batch)
         return batch
 
     def add_part(self, part: Clip, n_frames: int) -> None:
         """Plan ``n_frames`` of a part of a window (decoding only where planning cannot)."""
         sampler = SamplerSpec(n_frames=n_frames, max_side=self.sampler.max_side)
-        plan = self._plan(part, sampler)
-        if plan is None:
-            decoded = video.iter_frame_batches(part.video, [part], sampler, pixels=self.pixels)
-            self.put(next(iter(decoded)))
-        else:
-            self.put(plan)
+        self.put(self._plan(part, sampler) or self._decode(part, sampler, self.pixels))
 
     def stream(
         self, path: str, clips: Sequence[Clip], on_error: Callable[[Clip, VideoError], None]
@@ -89,3 +83,7 @@ class FrameStore:
 
     def _plan(self, clip: Clip, sampler: SamplerSpec) -> FramePlan | None:
         return video.frame_plan(clip.video, clip, sampler, self.pixels)
+
+    @staticmethod
+    def _decode(clip: Clip, sampler: SamplerSpec, pixels: PixelSpec) -> FrameBatch:
+        return next(iter(video.iter_frame_batches(clip.video, [clip], sampler, pixels=pixels)))
