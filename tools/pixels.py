@@ -84,9 +84,10 @@ def parse_step(text: str) -> PixelStep:
 
 def pixel_spec(max_side: int | None, perturb: Sequence[str] = ()) -> PixelSpec:
     """The sampler's resize, then each perturbation in order."""
-    if any(parse_step(p).name == "resize" for p in perturb):
+    steps = [parse_step(p) for p in perturb]
+    if any(step.name == "resize" for step in steps):
         raise ConfigError("resize is set by sampler.max_side (--max-side), not pixels.perturb")
-    return PixelSpec((PixelSpec.resize_only(max_side).steps[0], *map(parse_step, perturb)))
+    return PixelSpec((PixelSpec.resize_only(max_side).steps[0], *steps))
 
 
 def process(spec: PixelSpec, frame: np.ndarray, where: Where) -> np.ndarray:
