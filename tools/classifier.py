@@ -152,9 +152,7 @@ class Classifier:
     def logits(self, windows: Sequence[np.ndarray]) -> np.ndarray:
         """Raw head outputs (float32) for (T, H, W, 3) uint8 windows, batched with the
         windows of concurrent callers (tools.batching)."""
-        return np.asarray(self._batcher(windows), dtype=np.float32).reshape(
-            len(windows), len(self.labels)
-        )
+        return self._batcher(windows)
 
     def _forward(self, windows: list[np.ndarray]) -> np.ndarray:
         n = self.info.n_frames
