@@ -1,4 +1,5 @@
-"""Report plots as PNG bytes: per-class F1 across runs and one confusion plot per run.
+"""Report plots as PNG bytes: per-class F1 across runs, one confusion plot per run, and the
+robustness curves of a sweep.
 
 Figures are built with ``matplotlib.figure.Figure`` and rendered by the Agg canvas, so no
 pyplot state, GUI backend or display is involved and plots can be made from any thread.
@@ -16,7 +17,7 @@ import numpy as np
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
-__all__ = ["confusion_png", "per_class_f1_png"]
+__all__ = ["confusion_png", "curves_png", "per_class_f1_png"]
 
 _DPI = 100
 _GRID_MAX_CLASSES = 24  # more classes than this: FP/FN bars instead of 2x2 small multiples
@@ -163,4 +164,27 @@ def _matrix(name: str, labels: list[str], matrix: np.ndarray) -> bytes:
     ax.set_xlabel("predicted")
     ax.set_ylabel("true")
     ax.set_title(f"{name}: confusion (row-normalised colour, counts)", fontsize="medium")
+    return _png(fig)
+
+
+def curves_png(levels: Sequence[str], series: dict[str, list[tuple[str, dict[str, Any]]]]) -> bytes:
+    """Macro-F1 against the perturbation level, one line per strategy, with the bootstrap
+    95% intervals of its metrics (``series``: strategy -> [(level, metrics)])."""
+    fig = Figure(figsize=(max(5.0, 1.3 * len(levels)), 3.6))
+    ax = fig.add_subplot()
+    for strategy, points in series.items():
+        by_level = dict(points)
+        xs = [i for i, level in enumerate(levels) if level in by_level]
+        ys = [_num(by_level[levels[i]].get("macro_f1")) for i in xs]
+        lo, hi = [], []
+        for i, y in zip(xs, ys, strict=True):
+            ci = by_level[levels[i]].get("macro_f1_ci95") or (y, y)
+            lo.append(max(0.0, y - ci[0]))
+            hi.append(max(0.0, ci[1] - y))
+        ax.errorbar(xs, ys, yerr=[lo, hi], marker="o", capsize=3, label=strategy)
+    ax.set_xticks(range(len(levels)), levels, rotation=20, ha="right")
+    ax.set_ylabel("macro-F1 (95% CI)")
+    ax.set_ylim(0, 1.05)
+    ax.legend(fontsize=8)
+    ax.grid(alpha=0.3)
     return _png(fig)

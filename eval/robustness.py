@@ -4,14 +4,11 @@ the curves with the bootstrap 95% intervals of results.json."""
 
 from __future__ import annotations
 
-import io
 import math
 from collections.abc import Sequence
 from typing import Any
 
-from matplotlib.backends.backend_agg import FigureCanvasAgg
-from matplotlib.figure import Figure
-
+from vara.eval.plots import curves_png
 from vara.eval.report_html import Table
 
 __all__ = ["robustness_png", "robustness_table", "sweep_series"]
@@ -61,28 +58,6 @@ def robustness_table(runs: Sequence[Any]) -> Table | None:
 
 
 def robustness_png(runs: Sequence[Any]) -> bytes | None:
-    """Macro-F1 against the perturbation level, one line per strategy, with 95% CIs."""
+    """The sweep's curves (eval/plots.py draws them); None when there is no sweep to draw."""
     levels, series = sweep_series(runs)
-    if not series or len(levels) < 2:
-        return None
-    fig = Figure(figsize=(max(5.0, 1.3 * len(levels)), 3.6))
-    ax = fig.add_subplot()
-    for strategy, points in series.items():
-        by_level = dict(points)
-        xs = [i for i, level in enumerate(levels) if level in by_level]
-        ys = [_f1(by_level[levels[i]]) for i in xs]
-        lo, hi = [], []
-        for i, y in zip(xs, ys, strict=True):
-            ci = by_level[levels[i]].get("macro_f1_ci95") or (y, y)
-            lo.append(max(0.0, y - ci[0]))
-            hi.append(max(0.0, ci[1] - y))
-        ax.errorbar(xs, ys, yerr=[lo, hi], marker="o", capsize=3, label=strategy)
-    ax.set_xticks(range(len(levels)), levels, rotation=20, ha="right")
-    ax.set_ylabel("macro-F1 (95% CI)")
-    ax.set_ylim(0, 1.05)
-    ax.legend(fontsize=8)
-    ax.grid(alpha=0.3)
-    FigureCanvasAgg(fig)
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=100, bbox_inches="tight")
-    return buf.getvalue()
+    return curves_png(levels, series) if series and len(levels) > 1 else None
