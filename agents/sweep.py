@@ -36,9 +36,7 @@ class SweepLevel:
         """A name fit for a folder: ``mask-frac0.3``."""
         if not self.steps:
             return "none"
-        text = "+".join(
-            s.split(":", 1)[0] + "-" + s.split(":", 1)[1] if ":" in s else s for s in self.steps
-        )
+        text = "+".join(step.replace(":", "-", 1) for step in self.steps)
         return re.sub(r"[^A-Za-z0-9.+_-]+", "", text.replace("=", "").replace(",", "_"))[:80]
 
 
