@@ -40,6 +40,7 @@ from vara.agents.context import Context
 from vara.agents.state import WindowInput, WindowState
 from vara.agents.steps import StepGraph
 from vara.tools.chat import Message, ToolCall
+from vara.tools.evidence import sources_of
 from vara.tools.reason import caption_items
 from vara.types import Evidence
 
@@ -190,7 +191,7 @@ def answer(state: AgentState, runtime: Runtime[Context]) -> dict:
     rendered = ctx.prompts["answer"].render(
         labelset=ctx.labelset, captions=items, start_s=clip.start_s, end_s=clip.end_s
     )
-    sources = {item["ref"]: item["text"] for item in items}  # captions and tool results
+    sources = sources_of(items)  # captions and tool results
     first = nodes.chat_turns(rendered.system, rendered.user)
     return nodes.ask_answer(state, ctx, ctx.llm, first, sources)
 

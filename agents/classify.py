@@ -20,7 +20,7 @@ from langgraph.runtime import Runtime
 from vara.agents.context import Context
 from vara.agents.nodes import ask_until_valid, chat_turns, quotes_final
 from vara.agents.state import WindowState
-from vara.tools.evidence import check_evidence
+from vara.tools.evidence import check_evidence, sources_of
 from vara.tools.reason import (
     Answer,
     caption_items,
@@ -77,11 +77,11 @@ def explain(state: WindowState, runtime: Runtime[Context]) -> dict:
     clip = state["clip"]
     scores = state["scores"]
     labels = labels_for(scores, ctx.labelset.multi_label)
-    captions = state["captions"]
+    items = caption_items(state["captions"])
     prompt = ctx.prompts["explain"]
     rendered = prompt.render(
         labelset=ctx.labelset,
-        captions=caption_items(captions),
+        captions=items,
         scores=[
             {"label": lab, "prob": p, "threshold": t}
             for lab, p, t in zip(scores.labels, scores.probs, scores.thresholds, strict=True)
@@ -90,7 +90,7 @@ def explain(state: WindowState, runtime: Runtime[Context]) -> dict:
         start_s=clip.start_s,
         end_s=clip.end_s,
     )
-    sources = {item["ref"]: item["text"] for item in caption_items(captions)}
+    sources = sources_of(items)
     # The scores as explain.v1 shows them under [classifier]: what a quote of them must match.
     shown = ", ".join(f"{lab}={p:.2f}" for lab, p in zip(scores.labels, scores.probs, strict=True))
     sources[CLASSIFIER_REF] = f"scores: {shown}"

@@ -25,7 +25,7 @@ from langgraph.runtime import Runtime
 from vara.agents.context import Context
 from vara.agents.nodes import ask_until_valid, chat_turns, quotes_final
 from vara.agents.state import WindowState
-from vara.tools.evidence import check_evidence
+from vara.tools.evidence import check_evidence, sources_of
 from vara.tools.reason import (
     Answer,
     Judgement,
@@ -48,7 +48,7 @@ def judge(state: WindowState, runtime: Runtime[Context]) -> dict:
     prompt = ctx.prompts["judge"]
     schema = judge_schema(prompt.schema, [caption_ref(i) for i in range(1, len(captions) + 1)])
     items = caption_items(captions)
-    sources = {item["ref"]: item["text"] for item in items}
+    sources = sources_of(items)
 
     def verify(j: Judgement, final: bool) -> Judgement:
         checked = check_evidence(j.evidence, sources, final=quotes_final(ctx, final))

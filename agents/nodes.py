@@ -20,7 +20,7 @@ from vara.agents.state import Step, WindowState
 from vara.errors import StructuredOutputError
 from vara.prompts.loader import PromptTemplate
 from vara.tools.chat import ChatModel, Message
-from vara.tools.evidence import check_evidence
+from vara.tools.evidence import check_evidence, sources_of
 from vara.tools.reason import (
     TAG_FIELDS,
     AnswerInvalid,
@@ -148,15 +148,12 @@ def ask_answer(
 def answer_from_captions(state: WindowState, runtime: Runtime[Context]) -> dict:
     ctx = runtime.context
     clip = state["clip"]
-    captions = state["captions"]
+    items = caption_items(state["captions"])
     rendered = ctx.prompts["answer"].render(
-        labelset=ctx.labelset,
-        captions=caption_items(captions),
-        start_s=clip.start_s,
-        end_s=clip.end_s,
+        labelset=ctx.labelset, captions=items, start_s=clip.start_s, end_s=clip.end_s
     )
-    sources = {item["ref"]: item["text"] for item in caption_items(captions)}
-    return ask_answer(state, ctx, ctx.llm, chat_turns(rendered.system, rendered.user), sources)
+    first = chat_turns(rendered.system, rendered.user)
+    return ask_answer(state, ctx, ctx.llm, first, sources_of(items))
 
 
 def answer_from_frames(state: WindowState, runtime: Runtime[Context]) -> dict:

@@ -22,17 +22,31 @@ import dataclasses
 import difflib
 import re
 from collections.abc import Mapping, Sequence
+from typing import Any
 
 from vara.tools.reason import AnswerInvalid
 from vara.types import Evidence
 
-__all__ = ["MIN_RUN", "QUOTE_THRESHOLD", "check_evidence", "normalise", "quote_score"]
+__all__ = [
+    "MIN_RUN",
+    "QUOTE_THRESHOLD",
+    "check_evidence",
+    "normalise",
+    "quote_score",
+    "sources_of",
+]
 
 QUOTE_THRESHOLD = 0.85
 MIN_RUN = 3  # characters: shorter common runs (single letters, "th") are chance
 _NOT_WORD = re.compile(r"[^\w]+")
 
 Sources = Mapping[str, str | None]  # ref -> the text it stands for; None: no text (a frame)
+
+
+def sources_of(items: Sequence[Mapping[str, Any]]) -> dict[str, str | None]:
+    """ref -> text of the items a prompt shows (``tools.reason.caption_items``, tool results):
+    what their quotes must come from."""
+    return {item["ref"]: item["text"] for item in items}
 
 
 def normalise(text: str) -> str:
