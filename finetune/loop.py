@@ -94,9 +94,12 @@ def train_loop(
     *,
     device: str,
     progress: bool = True,
+    train_collate: Collate | None = None,
 ) -> list[dict[str, Any]]:
     """Epochs of AdamW steps (accumulation, clipping, autocast) with a validation pass after
-    each; checkpoints the trainable weights after every epoch. Returns per-epoch metrics."""
+    each; checkpoints the trainable weights after every epoch. Returns per-epoch metrics.
+    ``train_collate``: the training batches' own (augmenting) collation; validation always
+    uses ``collate``."""
     t = cfg.train
     ckpt = out / CHECKPOINT
     start, history = _resume(ckpt, model, optimizer, data)
@@ -106,7 +109,7 @@ def train_loop(
             break
         t_epoch = time.perf_counter()
         epoch_run = _Epoch(cfg, model, optimizer, loss_fn, device, step)
-        losses, steps = epoch_run.train(collate, data, epoch, progress)
+        losses, steps = epoch_run.train(train_collate or collate, data, epoch, progress)
         step += steps
         record = {
             "epoch": epoch + 1,

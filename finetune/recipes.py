@@ -14,7 +14,11 @@ from vara.errors import ConfigError
 __all__ = ["RECIPES", "list_configs", "resolve_config", "run_config"]
 
 # recipe key -> module under vara.finetune with ``main(config, overrides, progress=)``
-RECIPES = {"lora_classifier": "lora_classifier", "timesformer": "timesformer"}
+RECIPES = {
+    "lora_classifier": "lora_classifier",
+    "timesformer": "timesformer",
+    "clip_noise": "clip_noise",
+}
 
 
 def list_configs() -> list[str]:

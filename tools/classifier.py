@@ -3,8 +3,8 @@
 The run directory is an on-disk contract (docs/finetune.md), read here without importing
 ``vara.finetune``::
 
-    classifier.json    kind ("vlm-lora" | "timesformer"), backbone, labels, multi_label,
-                       n_frames, precision ("fp32" | "bf16": the backbone's autocast in
+    classifier.json    kind ("vlm-lora" | "timesformer" | "clip-noise"), backbone, labels,
+                       multi_label, n_frames, precision ("fp32" | "bf16": the backbone's autocast in
                        validation, where the thresholds were tuned), and for vlm-lora:
                        instruction, pooling, head_hidden
     label_map.json     label -> output index
@@ -12,6 +12,8 @@ The run directory is an on-disk contract (docs/finetune.md), read here without i
     adapter/           PEFT LoRA adapter of the backbone           (vlm-lora)
     head.safetensors   pooling + MLP head weights                   (vlm-lora)
     model/             save_pretrained TimeSformer + its processor  (timesformer)
+    noise.safetensors  per-class noise + class text embeddings      (clip-noise; the CLIP
+                       itself is loaded from ``backbone``, tools/clip_noise.py)
 
 ``load_run_dir`` gives the scorer of kind ``run-dir`` (``tools.scorer``), after
 ``check_run_dir`` compared the run with the strategy without loading weights.
@@ -48,6 +50,7 @@ __all__ = [
     "ClassifierInfo",
     "classifier_id",
     "check_run_dir",
+    "check_run_kind",
     "load_classifier",
     "load_run_dir",
     "read_info",
@@ -56,7 +59,7 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
-KINDS = ("vlm-lora", "timesformer")
+KINDS = ("vlm-lora", "timesformer", "clip-noise")
 FORMAT = 1
 
 
@@ -142,10 +145,7 @@ class Classifier:
         _check_label_map(self.run_dir, self.info)
         self.model_id = classifier_id(self.run_dir, self.info)
         self._batcher = Batcher(lambda windows: self._forward(windows))  # looked up per call
-        if self.info.kind == "vlm-lora":
-            self._model, self._encode = _load_vlm_lora(self.run_dir, self.info)
-        else:
-            self._model, self._encode = load_timesformer(self.run_dir)
+        self._model, self._encode = _LOADERS[self.info.kind](self.run_dir, self.info)
         self._model.to(self.device).eval()
         self._torch = torch
 
@@ -218,6 +218,21 @@ def check_run_dir(spec: ScorerSpec, labelset: LabelSet, sampler: SamplerSpec) ->
             sampler.max_side,
             *trained,
         )
+
+
+def check_run_kind(kind: str):
+    """``check_run_dir`` for a scorer kind that takes only runs of ``kind`` (clip-noise)."""
+
+    def check(spec: ScorerSpec, labelset: LabelSet, sampler: SamplerSpec) -> None:
+        info = read_info(spec.run_dir)
+        if info.kind != kind:
+            raise ConfigError(
+                f"'{spec.run_dir}' is a {info.kind} run, not a {kind} one: pass it with "
+                f"scorer.kind=run-dir, or the out dir of `vara finetune` {kind.replace('-', '_')}"
+            )
+        check_run_dir(spec, labelset, sampler)
+
+    return check
 
 
 def _precision(requested: str, info: ClassifierInfo, device: str) -> str:
@@ -324,3 +339,16 @@ def _load_vlm_lora(run: Path, info: ClassifierInfo):
     )
     model.load_head_state(load_file(str(run / "head.safetensors")))
     return model, FrameEncoder(processor, info.instruction)
+
+
+def _load_clip_noise(run: Path, info: ClassifierInfo):
+    from vara.tools.clip_noise import load_clip_noise
+
+    return load_clip_noise(run, info)
+
+
+_LOADERS = {
+    "vlm-lora": _load_vlm_lora,
+    "timesformer": lambda run, info: load_timesformer(run),
+    "clip-noise": _load_clip_noise,
+}

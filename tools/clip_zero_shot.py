@@ -38,7 +38,17 @@ from vara.tools.devices import resolve_device
 from vara.tools.local_engine import model_source, not_loadable
 from vara.types import ClassScores, FrameBatch, LabelSet, SamplerSpec
 
-__all__ = ["ClipScorer", "check_clip", "clip_id", "ensemble_texts", "load_clip"]
+__all__ = [
+    "ClipScorer",
+    "check_clip",
+    "class_embeddings",
+    "clip_id",
+    "ensemble_texts",
+    "features",
+    "is_sigmoid",
+    "load_clip",
+    "load_clip_model",
+]
 
 log = logging.getLogger(__name__)
 
@@ -76,55 +86,74 @@ def load_clip(spec: ScorerSpec, labelset: LabelSet) -> ClipScorer:
     return ClipScorer(spec, labelset)
 
 
+def load_clip_model(model: str) -> tuple[Any, Any]:
+    """(model, processor) of a CLIP-family checkpoint (hub id or local path), on the CPU in
+    eval mode; an InputError names a checkpoint that is not one."""
+    from transformers import AutoModel, AutoProcessor
+
+    source, kwargs = model_source(model)
+    try:
+        net = AutoModel.from_pretrained(source, **kwargs)
+        processor = AutoProcessor.from_pretrained(source, **kwargs)
+    except (OSError, ValueError) as exc:
+        raise not_loadable(model, exc) from None
+    if not hasattr(net, "get_image_features"):
+        raise InputError(
+            f"'{model}' is a {type(net).__name__}, not a CLIP-family model "
+            "(no image/text embeddings): pass a CLIP or SigLIP checkpoint"
+        )
+    return net.eval(), processor
+
+
+def is_sigmoid(net: Any) -> bool:
+    """SigLIP-style (a ``logit_bias``: sigmoid per class) rather than CLIP's softmax."""
+    return getattr(net, "logit_bias", None) is not None
+
+
+def features(out: Any) -> Any:
+    """L2-normalised embeddings from ``get_image_features`` / ``get_text_features`` (in
+    transformers 5 a model output whose ``pooler_output`` is the projected embedding)."""
+    emb = getattr(out, "pooler_output", out)
+    return emb / emb.norm(dim=-1, keepdim=True)
+
+
+def class_embeddings(net: Any, processor: Any, texts: list[list[str]]) -> Any:
+    """(K, D) class embeddings: per class the normalised mean of its texts' embeddings."""
+    import torch
+
+    flat = [t for group in texts for t in group]
+    padding = "max_length" if is_sigmoid(net) else True  # SigLIP was trained on fixed length
+    tokens = processor(text=flat, padding=padding, truncation=True, return_tensors="pt")
+    device = next(net.parameters()).device
+    with torch.inference_mode():
+        emb = features(net.get_text_features(**tokens.to(device)))
+    out, start = [], 0
+    for group in texts:  # the mean over each class's ensemble, normalised again
+        mean = emb[start : start + len(group)].mean(dim=0)
+        out.append(mean / mean.norm())
+        start += len(group)
+    return torch.stack(out)
+
+
 class ClipScorer:
     """A loaded CLIP-family model scoring windows against a label set (the Scorer protocol)."""
 
     def __init__(self, spec: ScorerSpec, labelset: LabelSet):
         import torch
-        from transformers import AutoModel, AutoProcessor
 
         self.spec, self.labelset = spec, labelset
         self.labels = labelset.names
         self.model_id = clip_id(spec)
         self.batch_size = spec.batch_size
         self.prompt = load_prompt(spec.prompt)
-        source, kwargs = model_source(spec.model)
-        try:
-            self._model = AutoModel.from_pretrained(source, **kwargs)
-            self._processor = AutoProcessor.from_pretrained(source, **kwargs)
-        except (OSError, ValueError) as exc:
-            raise not_loadable(spec.model, exc) from None
-        if not hasattr(self._model, "get_image_features"):
-            raise InputError(
-                f"'{spec.model}' is a {type(self._model).__name__}, not a CLIP-family model "
-                "(no image/text embeddings): pass a CLIP or SigLIP checkpoint"
-            )
+        self._model, self._processor = load_clip_model(spec.model)
         self._device = resolve_device(spec.device, "scorer.device")
         self._model.to(self._device).eval()
         self._torch = torch
-        self._sigmoid = getattr(self._model, "logit_bias", None) is not None  # SigLIP
+        self._sigmoid = is_sigmoid(self._model)
         self._batcher = Batcher(self._score)
         self.texts = ensemble_texts(self.prompt, labelset)
-        self._classes = self._class_embeddings()
-
-    def _features(self, out: Any) -> Any:
-        # transformers 5 returns a model output whose pooler_output is the projected embedding
-        emb = getattr(out, "pooler_output", out)
-        return emb / emb.norm(dim=-1, keepdim=True)
-
-    def _class_embeddings(self) -> Any:
-        torch = self._torch
-        flat = [t for texts in self.texts for t in texts]
-        padding = "max_length" if self._sigmoid else True  # SigLIP was trained on fixed length
-        tokens = self._processor(text=flat, padding=padding, truncation=True, return_tensors="pt")
-        with torch.inference_mode():
-            emb = self._features(self._model.get_text_features(**tokens.to(self._device)))
-        out, start = [], 0
-        for texts in self.texts:  # the mean over each class's ensemble, normalised again
-            mean = emb[start : start + len(texts)].mean(dim=0)
-            out.append(mean / mean.norm())
-            start += len(texts)
-        return torch.stack(out)
+        self._classes = class_embeddings(self._model, self._processor, self.texts)
 
     def _frame_embeddings(self, frames: list[np.ndarray]) -> Any:
         torch, chunks = self._torch, []
@@ -133,9 +162,7 @@ class ClipScorer:
                 pixels = self._processor(
                     images=frames[i : i + self.batch_size], return_tensors="pt"
                 )
-                chunks.append(
-                    self._features(self._model.get_image_features(**pixels.to(self._device)))
-                )
+                chunks.append(features(self._model.get_image_features(**pixels.to(self._device))))
         return torch.cat(chunks)
 
     def _probs(self, emb: Any) -> np.ndarray:

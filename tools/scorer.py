@@ -9,6 +9,8 @@ provenance see only the ``Scorer`` protocol. A new kind is one module implementi
               (tools/classifier.py)
     clip      a zero-shot CLIP / SigLIP checkpoint and a template ensemble
               (tools/clip_zero_shot.py)
+    clip-noise  a ``vara finetune clip_noise`` run: a frozen CLIP plus learned
+              class-specific noise (tools/clip_noise.py, loaded as a run directory)
 
 ``DeferredScorer`` is what a run holds: its ``model_id`` is known at once (the resume check
 needs it), its weights load on ``load()`` or the first ``predict``, so a refused or finished
@@ -81,6 +83,14 @@ SCORERS: dict[str, ScorerKind] = {
             hint="RUN_DIR (the out dir of `vara finetune`)",
             model_id=lambda spec: classifier.classifier_id(spec.run_dir),
             check=classifier.check_run_dir,
+            load=lambda spec, labelset: classifier.load_run_dir(spec),
+        ),
+        ScorerKind(
+            kind="clip-noise",
+            source="run_dir",
+            hint="RUN_DIR (the out dir of `vara finetune clip_noise`)",
+            model_id=lambda spec: classifier.classifier_id(spec.run_dir),
+            check=classifier.check_run_kind("clip-noise"),
             load=lambda spec, labelset: classifier.load_run_dir(spec),
         ),
         ScorerKind(

@@ -31,9 +31,13 @@ def _cmd_finetune(args: argparse.Namespace) -> int:
     sampling = f"--frames {info['n_frames']}"
     if info.get("max_side"):
         sampling += f" --max-side {info['max_side']}"
+    if info["kind"] == "clip-noise":  # beside zero-shot CLIP, the same checkpoint
+        strategies = f"--strategy clip --strategy clip-noise --set scorer.model={info['backbone']}"
+    else:
+        strategies = "--strategy classifier"
     print(
         f"evaluate it: vara eval {out / 'val.jsonl'} --labels {card['data']['labelset']} "
-        f"--strategy classifier --set scorer.run_dir={out} {sampling} "
+        f"{strategies} --set scorer.run_dir={out} {sampling} "
         f"--out {out.parent / (out.name + '-eval')}"
     )
     return EXIT_OK
@@ -55,9 +59,12 @@ def _cmd_tiny_clip(args: argparse.Namespace) -> int:
 
 def add(sub: argparse._SubParsersAction) -> None:
     s = sub.add_parser(
-        "finetune", help="train a classifier (LoRA VLM or TimeSformer) from a recipe config"
+        "finetune",
+        help="train a classifier (LoRA VLM, TimeSformer, CLIP noise) from a recipe config",
     )
-    s.add_argument("config", help="packaged config name (lora_classifier, timesformer) or a .yaml")
+    s.add_argument(
+        "config", help="packaged config name (lora_classifier, timesformer, clip_noise) or a .yaml"
+    )
     s.add_argument("overrides", nargs="*", help="key.sub=value, e.g. data.manifest=labels.csv")
     s.add_argument("--quiet", action="store_true", help="no progress bars")
     s.set_defaults(func=_cmd_finetune)
