@@ -30,7 +30,8 @@ from vara.finetune.data import (
 )
 from vara.prompts.loader import load_labelset
 from vara.tools import devices
-from vara.tools.datasets import Dataset, load_dataset
+from vara.tools.dataset_sources import open_dataset
+from vara.tools.datasets import Dataset
 from vara.types import Clip, LabelSet, SamplerSpec
 
 log = logging.getLogger(__name__)
@@ -139,11 +140,15 @@ def frames_root(cfg: Config, out: Path) -> Path:
 
 
 def load_data(cfg: Config, out: Path, labelset: LabelSet, *, progress: bool = True) -> TrainData:
-    """Manifest -> windows -> split by video -> decoded frames (cached, see frames_root)."""
+    """Manifest -> windows -> split by video (and group) -> decoded frames (cached, see
+    frames_root). ``ucf101:ROOT`` with ``data.split=N`` trains on split N's train list."""
     d = cfg.data
-    dataset = load_dataset(
+    dataset = open_dataset(
         d.manifest,
         labelset,
+        split=d.split,
+        subset=d.subset or ("train" if d.split is not None else None),
+        video_root=d.video_root,
         window_s=d.window_s,
         overlap=d.overlap,
         min_overlap=d.min_overlap,

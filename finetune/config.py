@@ -21,7 +21,11 @@ __all__ = ["Config", "DataSpec", "SplitSpec", "TrainSpec", "load_config"]
 
 @dataclass(frozen=True)
 class DataSpec:
-    manifest: str | None = None  # clips or interval manifest (CSV/JSONL), as for vara eval
+    # clips or interval manifest (CSV/JSONL), ucf101:ROOT or kinetics:CSV, as for vara eval
+    manifest: str | None = None
+    split: int | None = None  # ucf101: train on official split N's list (null: every video)
+    subset: str | None = None  # ucf101 + split: train (default) | test | all; kinetics: a split
+    video_root: str | None = None  # kinetics videos / manifest-relative paths (null: its folder)
     labels: str = "newborn-resuscitation"  # packaged label set or a YAML path
     format: str = "auto"  # auto | clips | intervals
     window_s: float = 2.0  # interval manifests: window length (the study's 2 s)

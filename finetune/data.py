@@ -3,8 +3,9 @@
 Windows come from the same manifests and windowing rule as ``vara eval``
 (``vara.tools.datasets.load_dataset``), so a model trains and is evaluated on identical
 windows. The split is by video: every window of one video lands on the same side, so the
-validation score is never inflated by near-duplicate neighbouring windows. Frames are decoded
-once, exactly as the classifier tool will see them at inference (``tools.video`` with the
+validation score is never inflated by near-duplicate neighbouring windows; the videos of one
+group (``Clip.group``: UCF-101's gXX, one actor and scene) land on one side too. Frames are
+decoded once, exactly as the classifier tool will see them at inference (``tools.video`` with the
 same sampler), into one ``.npy`` per window under ``<out>/frames``; a re-run re-uses them.
 """
 
@@ -48,36 +49,50 @@ def split_by_video(
     seed: int = 0,
     val_videos: Sequence[str] = (),
 ) -> Split:
-    """Hold out whole videos: ``val_videos`` (paths or file names) if given, else a seeded
-    random ``val_fraction`` of the videos (at least one, and at least one left to train)."""
-    videos = sorted({c.video for c in clips})
-    if len(videos) < 2:
+    """Hold out whole groups of videos: the groups of ``val_videos`` (paths or file names) if
+    given, else a seeded random ``val_fraction`` of the groups (at least one, and at least one
+    left to train). A clip's group is ``Clip.group`` (UCF-101's gXX: the same actor and scene
+    in several videos), else its video, so a split never puts one scene on both sides."""
+    group_of = {c.video: c.group or c.video for c in clips}
+    videos = sorted(group_of)
+    groups = sorted(set(group_of.values()))
+    if len(groups) < 2:
+        what = "video(s)" if groups == videos else "group(s) of videos (UCF-101's gXX)"
         raise InputError(
-            f"the manifest has {len(videos)} video(s); a split by video needs at least 2 "
-            "(windows of one video on both sides would leak)"
+            f"the manifest has {len(groups)} {what}; a split by video needs at least 2 "
+            "(windows of one video, or videos of one group, on both sides would leak)"
         )
     if val_videos:
-        wanted = set(val_videos)
-        held = [v for v in videos if v in wanted or Path(v).name in wanted]
-        found = {Path(v).name for v in held} | set(held)
-        unknown = sorted(w for w in wanted if w not in found)
-        if unknown:
-            raise InputError(f"split.val_videos {unknown} are not videos of the manifest")
+        held_groups = {group_of[v] for v in _named_videos(videos, val_videos)}
     else:
         if not 0 < val_fraction < 1:
             raise InputError(f"split.val_fraction must be in (0, 1), got {val_fraction}")
-        order = videos[:]
+        order = groups[:]
         random.Random(seed).shuffle(order)
-        n_val = min(len(videos) - 1, max(1, round(val_fraction * len(videos))))
-        held = sorted(order[:n_val])
-    if len(held) == len(videos):
+        n_val = min(len(groups) - 1, max(1, round(val_fraction * len(groups))))
+        held_groups = set(order[:n_val])
+    if len(held_groups) == len(groups):
         raise InputError("split.val_videos holds every video: nothing left to train on")
+    held = [v for v in videos if group_of[v] in held_groups]
+    if val_videos and len(held) > len(set(val_videos)):
+        log.info("split.val_videos: held out %d videos, the whole groups of those named", len(held))
     is_val = set(held)
     return Split(
         train=tuple(c for c in clips if c.video not in is_val),
         val=tuple(c for c in clips if c.video in is_val),
         val_videos=tuple(held),
     )
+
+
+def _named_videos(videos: Sequence[str], names: Sequence[str]) -> list[str]:
+    """The videos ``split.val_videos`` names (by path or file name); raises on unknown names."""
+    wanted = set(names)
+    held = [v for v in videos if v in wanted or Path(v).name in wanted]
+    found = {Path(v).name for v in held} | set(held)
+    unknown = sorted(w for w in wanted if w not in found)
+    if unknown:
+        raise InputError(f"split.val_videos {unknown} are not videos of the manifest")
+    return held
 
 
 def targets(clips: Sequence[Clip], labelset: LabelSet) -> np.ndarray:

@@ -82,13 +82,19 @@ class LabelSet(_Record):
 
 @dataclass(frozen=True)
 class Clip(_Record):
-    """A time window of one video. ``labels`` is ground truth (eval only), None when unknown."""
+    """A time window of one video. ``labels`` is ground truth (eval only), None when unknown.
+
+    ``group``: videos that must stay on one side of a train/validation split (UCF-101's
+    ``gXX``: one actor and scene; a Kinetics YouTube id); "" = the video is its own group.
+    ``to_dict`` leaves an empty group out, so records written before it existed still match.
+    """
 
     clip_id: str
     video: str
     start_s: float
     end_s: float
     labels: tuple[str, ...] | None = None
+    group: str = ""
 
     def __post_init__(self) -> None:
         if not self.end_s > self.start_s >= 0:
@@ -100,6 +106,12 @@ class Clip(_Record):
     @property
     def duration_s(self) -> float:
         return self.end_s - self.start_s
+
+    def to_dict(self) -> dict[str, Any]:
+        out = super().to_dict()
+        if not self.group:
+            del out["group"]
+        return out
 
 
 @dataclass(frozen=True)

@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from pathlib import Path
 
 from vara.commands.common import EXIT_FAILURES, EXIT_OK
 from vara.errors import InputError, VaraError
@@ -37,6 +38,8 @@ def _cmd_compare(args: argparse.Namespace) -> int:
 def _cmd_labels(args: argparse.Namespace) -> int:
     from vara.prompts.loader import list_labelsets, load_labelset
 
+    if args.source or args.out:
+        return _labels_from(args)
     if not args.name:
         print("\n".join(list_labelsets()))
         return EXIT_OK
@@ -57,6 +60,32 @@ def _cmd_labels(args: argparse.Namespace) -> int:
         print(f"  - {lab.name}: {lab.description}")
     for rule in ls.rules:
         print(f"  rule: {rule}")
+    return EXIT_OK
+
+
+def _labels_from(args: argparse.Namespace) -> int:
+    """``vara labels --from ucf101:ROOT [--out FILE]``: a label set of a dataset's classes,
+    written as a file (the user may refine its descriptions) and validated as it is loaded."""
+    from vara.prompts.loader import load_labelset
+    from vara.tools.dataset_sources import labelset_yaml, source_classes
+
+    if not args.source:
+        raise InputError("vara labels --out FILE needs --from ucf101:ROOT or --from kinetics:CSV")
+    if args.name or args.files:
+        raise InputError("vara labels --from SOURCE takes no label-set name; drop it")
+    out = Path(args.out) if args.out else None
+    if out is not None and (out.suffix not in (".yaml", ".yml") or out.exists()):
+        why = "exists (it may hold edited descriptions)" if out.exists() else "is not .yaml"
+        raise InputError(f"--out {str(out)!r} {why}; give a new .yaml path")
+    kind, origin, classes = source_classes(args.source)
+    text = labelset_yaml(kind, origin, classes, name=out.stem if out else kind)
+    if out is None:
+        print(text, end="")
+        return EXIT_OK
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(text)
+    ls = load_labelset(out)
+    print(f"wrote {out}: {ls.name!r}, {len(ls.labels)} labels, single-label; use --labels {out}")
     return EXIT_OK
 
 
@@ -86,10 +115,20 @@ def add_compare(sub: argparse._SubParsersAction) -> None:
 
 def add_lists(sub: argparse._SubParsersAction) -> None:
     s = sub.add_parser(
-        "labels", help="list label sets, show one, or check files: vara labels check FILE..."
+        "labels",
+        help="list label sets, show one, check files (vara labels check FILE...), or make one "
+        "from a dataset (vara labels --from ucf101:ROOT --out ucf101.yaml)",
     )
     s.add_argument("name", nargs="?", help="label set name or .yaml path, or 'check'")
     s.add_argument("files", nargs="*", help="with check: label-set files to validate")
+    s.add_argument(
+        "--from",
+        dest="source",
+        metavar="SOURCE",
+        help="make a single-label set of a dataset's classes: ucf101:ROOT (classInd.txt or the "
+        "class folders) or kinetics:CSV (its labels); docs/datasets.md",
+    )
+    s.add_argument("--out", metavar="FILE", help="with --from: write it here (default: print it)")
     s.set_defaults(func=_cmd_labels)
 
     s = sub.add_parser("strategies", help="list strategies")

@@ -66,7 +66,7 @@ def _cmd_eval(args: argparse.Namespace) -> int:
     from vara.agents.sweep import expand, parse_sweep
     from vara.eval.runner import evaluate
     from vara.prompts.loader import load_labelset
-    from vara.tools.datasets import load_dataset
+    from vara.tools.dataset_sources import open_dataset
 
     labelset = load_labelset(args.labels)
     strategies = [
@@ -77,7 +77,8 @@ def _cmd_eval(args: argparse.Namespace) -> int:
         strategies, sweep = expand(strategies, parse_sweep(args.sweep))
     given = {"window_s": args.window_s, "overlap": args.overlap, "min_overlap": args.min_overlap}
     windowing = {k: v for k, v in given.items() if v is not None}  # None: the protocol's
-    dataset = load_dataset(args.manifest, labelset, **windowing)
+    source = {"split": args.split, "subset": args.subset, "video_root": args.video_root}
+    dataset = open_dataset(args.manifest, labelset, **source, **windowing)
     if dataset.n_tied:
         print(
             f"{dataset.n_tied} window(s) lay half on one label, half on another: each took the "
@@ -146,8 +147,30 @@ def add(sub: argparse._SubParsersAction) -> None:
     s = sub.add_parser(
         "eval", help="evaluate strategies on a labelled manifest; write results.json"
     )
-    s.add_argument("manifest", help="clip manifest or interval annotations (.csv or .jsonl)")
+    s.add_argument(
+        "manifest",
+        help="clip manifest or interval annotations (.csv or .jsonl), ucf101:ROOT (class "
+        "folders + split lists) or kinetics:CSV (docs/datasets.md)",
+    )
     s.add_argument("--labels", required=True, help="label set name or .yaml path")
+    s.add_argument(
+        "--split",
+        type=int,
+        metavar="N",
+        help="ucf101: evaluate official split N (its testlist0N.txt; default: every video)",
+    )
+    s.add_argument(
+        "--subset",
+        choices=("train", "val", "test", "all"),
+        help="ucf101 with --split: which list (default test); kinetics: rows whose 'split' "
+        "column is this (default: every row)",
+    )
+    s.add_argument(
+        "--video-root",
+        metavar="DIR",
+        help="where videos are looked up: kinetics (default: the CSV's folder, also DIR/<label>/)"
+        " and manifests' relative paths (default: the manifest's folder)",
+    )
     s.add_argument(
         "--strategy",
         action="append",
