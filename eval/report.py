@@ -8,7 +8,8 @@ A run directory is what ``vara eval`` writes per strategy (docs/results-format.m
 holds a strategies x metrics table (best value per column marked, direction from the
 metrics' ``higher_is_better``), a per-class F1 chart, a confusion plot per run, and cards for
 the windows worth looking at (failures and wrong or disagreeing predictions first) with
-thumbnails read from the clip's video. The view model and its HTML/Markdown rendering live
+thumbnails read from the clip's video; for a sweep, robustness curves and one example frame
+per perturbation level (``vara.eval.examples``). The view model and its HTML/Markdown rendering live
 in ``vara.eval.report_html``, plots in ``vara.eval.plots``.
 """
 
@@ -25,6 +26,7 @@ from typing import Any
 from PIL import Image
 
 from vara.errors import InputError
+from vara.eval.examples import example_frames, video_path
 from vara.eval.plots import confusion_png, per_class_f1_png
 from vara.eval.report_html import (
     Card,
@@ -35,8 +37,8 @@ from vara.eval.report_html import (
     Thumbs,
     label_diff,
     render_html,
-    render_markdown,
 )
+from vara.eval.report_md import render_markdown
 from vara.eval.robustness import robustness_png, robustness_table
 from vara.records import read_jsonl
 from vara.tools.video import probe, read_frames
@@ -300,18 +302,6 @@ def select_cards(
     return ranked[:max_cards], len(cards)
 
 
-def _video_path(video: str, runs: Sequence[RunResult]) -> Path:
-    """A relative video path as given, else next to a run's manifest (dataset.path)."""
-    path = Path(video)
-    if path.is_absolute() or path.exists():
-        return path
-    for run in runs:
-        manifest = (run.run_info.get("dataset") or {}).get("path")
-        if manifest and (Path(manifest).parent / path).exists():
-            return Path(manifest).parent / path
-    return path
-
-
 def _jpeg(frame: Any) -> bytes:
     buf = io.BytesIO()
     Image.fromarray(frame).save(buf, format="JPEG", quality=85)
@@ -346,7 +336,7 @@ def add_thumbnails(cards: list[Card], runs: Sequence[RunResult], n: int) -> list
         return cards
     by_video: dict[Path, list[int]] = {}
     for k, card in enumerate(cards):
-        by_video.setdefault(_video_path(card.clip.video, runs), []).append(k)
+        by_video.setdefault(video_path(card.clip.video, runs), []).append(k)
     thumbs: dict[int, Thumbs] = {}
     spec = SamplerSpec(n_frames=n, max_side=None)
     for path, idx in by_video.items():
@@ -393,6 +383,7 @@ def build_report(runs: Sequence[RunResult], *, max_cards: int = 24, thumbs: int 
         f1_plot=Plot("per-class F1", "per_class_f1.png", f1) if f1 else None,
         confusion_plots=tuple(confusion),
         robustness_plot=Plot("robustness", "robustness.png", curves) if curves else None,
+        examples=example_frames(runs),
         cards=tuple(add_thumbnails(cards, runs, thumbs)),
         n_windows=n_windows,
     )
@@ -416,7 +407,8 @@ def write_report(
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     extra = tuple(p for p in (report.f1_plot, report.robustness_plot) if p)
-    for plot in extra + report.confusion_plots:
+    examples = tuple(x for x in (report.examples.frames if report.examples else ()) if x.png)
+    for plot in extra + report.confusion_plots + examples:
         (out / plot.file_name).write_bytes(plot.png)
     md_path, html_path = out / "report.md", out / "report.html"
     md_path.write_text(render_markdown(report), encoding="utf-8")

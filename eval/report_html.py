@@ -3,7 +3,7 @@
 ``vara.eval.report`` turns run directories into a ``Report`` (tables of strings, PNG plots,
 window cards); ``render_html`` writes it with inline CSS and images as base64 data URIs, so
 the page is a single file that opens anywhere, offline, and needs no JavaScript.
-``render_markdown`` writes the same tables and cards (plots as PNG files beside it).
+``eval/report_md.py`` writes the same view model as Markdown.
 Every string that reaches either goes through ``html.escape``: captions, explanations and raw
 answers are model output and may contain markup (Markdown also gets ``|`` and newlines
 escaped so a cell stays a cell).
@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import base64
 import html
-import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -22,13 +21,16 @@ from vara.types import Caption, Clip, Failure, Prediction
 __all__ = [
     "Card",
     "CardEntry",
+    "Example",
+    "Examples",
     "Plot",
     "Report",
     "Table",
     "Thumbs",
+    "EXAMPLES_HEADING",
     "label_diff",
+    "one_plot",
     "render_html",
-    "render_markdown",
 ]
 
 
@@ -59,6 +61,27 @@ class Thumbs:
 
 
 @dataclass(frozen=True)
+class Example:
+    """One perturbation level's example frame as the model got it (PNG), or why there is none."""
+
+    level: str
+    file_name: str = ""  # the PNG's name beside report.md
+    png: bytes = b""
+    caption: str = ""  # which run, frame and size
+    note: str = ""
+
+
+@dataclass(frozen=True)
+class Examples:
+    """A sweep's row of example frames (one per level, in level order) and the window they
+    come from; with no frames, ``note`` says why (shown as the thumbnails' placeholder)."""
+
+    window: str = ""
+    frames: tuple[Example, ...] = ()
+    note: str = ""
+
+
+@dataclass(frozen=True)
 class CardEntry:
     """What one run did with a window: a prediction, a failure, or neither (not finished)."""
 
@@ -84,6 +107,7 @@ class Report:
     cards: tuple[Card, ...]
     n_windows: int  # windows the cards were chosen from
     robustness_plot: Plot | None = None  # macro-F1 per perturbation level (a sweep's runs)
+    examples: Examples | None = None  # one frame per perturbation level (a sweep's runs)
 
 
 def label_diff(truth: tuple[str, ...] | None, predicted: tuple[str, ...]) -> list[tuple[str, str]]:
@@ -102,6 +126,7 @@ def _data_uri(data: bytes, mime: str) -> str:
     return f"data:{mime};base64,{base64.b64encode(data).decode('ascii')}"
 
 
+EXAMPLES_HEADING = "Example frames per perturbation"
 _CSS = """
 :root{--fg:#1f2328;--muted:#59636e;--line:#d1d9e0;--bg:#f6f8fa;--hit:#1a7f37;--miss:#cf222e;
 --fa:#bc4c00;--best:#dafbe1}
@@ -127,6 +152,10 @@ min-width:0;overflow-wrap:anywhere}
 .thumbs figure{margin:0;flex:0 1 160px;min-width:0;text-align:center;font-size:11px;
 color:var(--muted)}
 .thumbs img{display:block;width:100%;height:auto;border-radius:4px}
+.examples{display:flex;flex-wrap:wrap;gap:12px}
+.examples figure{margin:0;flex:0 1 240px;min-width:0;font-size:12px;color:var(--muted)}
+.examples figcaption strong{color:var(--fg)}
+.examples img{display:block;width:100%;height:auto;border:1px solid var(--line);border-radius:4px}
 .placeholder{background:var(--bg);border:1px dashed var(--line);border-radius:4px;
 padding:18px;color:var(--muted);margin:0 0 8px;font-size:12px;overflow-wrap:anywhere}
 .entry{border-top:1px solid var(--line);padding:8px 0 4px}
@@ -185,6 +214,27 @@ def _thumbs_html(thumbs: Thumbs) -> str:
         for img, t in zip(thumbs.images, thumbs.times_s, strict=True)
     )
     return f'<div class="thumbs">{figs}</div>'
+
+
+def _example_html(x: Example) -> str:
+    if x.png:
+        pic = f'<img class="example" alt="{_e(x.level)}" src="{_data_uri(x.png, "image/png")}">'
+    else:
+        pic = f'<p class="placeholder">{_e(x.note)}</p>'
+    caption = f"<strong>{_e(x.level)}</strong><br>{_e(x.caption)}" if x.caption else _e(x.level)
+    return f"<figure>{pic}<figcaption>{caption}</figcaption></figure>"
+
+
+def _examples_html(examples: Examples | None) -> str:
+    """The sweep's example frames in level order, or the placeholder saying why none."""
+    if examples is None:
+        return ""
+    if examples.frames:
+        figs = "".join(_example_html(x) for x in examples.frames)
+        body = f'<p class="note">{_e(examples.window)}</p><div class="examples">{figs}</div>'
+    else:
+        body = f'<p class="placeholder">{_e(examples.note)}</p>'
+    return f"<section><h2>{EXAMPLES_HEADING}</h2>{body}</section>"
 
 
 def _caption_html(c: Caption) -> str:
@@ -293,7 +343,7 @@ def _cards_html(report: Report) -> str:
     )
 
 
-def _one(plot: Plot | None) -> tuple[Plot, ...]:
+def one_plot(plot: Plot | None) -> tuple[Plot, ...]:
     return (plot,) if plot else ()
 
 
@@ -310,89 +360,7 @@ def render_html(report: Report) -> str:
         f"<title>{_e(report.title)}</title><style>{_CSS}</style></head><body>"
         f"<header><h1>{_e(report.title)}</h1>{notes}</header>"
         f"{tables}{_plots_html('Per-class F1', f1)}"
-        f"{_plots_html('Robustness', _one(report.robustness_plot))}"
+        f"{_plots_html('Robustness', one_plot(report.robustness_plot))}"
+        f"{_examples_html(report.examples)}"
         f"{_plots_html('Confusion', report.confusion_plots)}{_cards_html(report)}</body></html>\n"
     )
-
-
-_MD_SPECIAL = re.compile(r"([\\`*_\[\]|])")
-
-
-def _md(text: object) -> str:
-    """Model text made inert for Markdown: no raw HTML, no table breaks, no emphasis/links."""
-    flat = " ".join(str(text).split())
-    return _MD_SPECIAL.sub(r"\\\1", html.escape(flat, quote=False))
-
-
-def _md_table(table: Table) -> list[str]:
-    def cell(i: int, j: int, text: str) -> str:
-        return f"**{_md(text)}**" if (i, j) in table.best else _md(text)
-
-    lines = ["| " + " | ".join(_md(c) for c in table.columns) + " |"]
-    lines.append(
-        "|"
-        + "|".join("---:" if j in table.numeric else "---" for j in range(len(table.columns)))
-        + "|"
-    )
-    lines += [
-        "| " + " | ".join(cell(i, j, t) for j, t in enumerate(row)) + " |"
-        for i, row in enumerate(table.rows)
-    ]
-    return lines
-
-
-def _md_card(card: Card) -> list[str]:
-    clip = card.clip
-    truth = ", ".join(clip.labels) if clip.labels is not None else "unknown"
-    lines = [
-        f"### {_md(clip.clip_id)}",
-        "",
-        f"{_md(clip.video)}, {clip.start_s:.2f}-{clip.end_s:.2f} s; truth: {_md(truth)}",
-        "",
-    ]
-    lines += [
-        "| strategy | predicted | missed | false alarms | explanation / failure |",
-        "|---|---|---|---|---|",
-    ]
-    for e in card.entries:
-        if e.prediction is None:
-            why = (
-                f"failed at {e.failure.stage}: {e.failure.error}" if e.failure else "no prediction"
-            )
-            lines.append(f"| {_md(e.run)} | – | – | – | {_md(why)} |")
-            continue
-        diff = label_diff(clip.labels, e.prediction.labels)
-        pick = [
-            ", ".join(lab for lab, k in diff if k in kinds)
-            for kinds in (("hit", "false-alarm", "predicted"), ("miss",), ("false-alarm",))
-        ]
-        lines.append(
-            f"| {_md(e.run)} | "
-            + " | ".join(_md(p) for p in pick)
-            + f" | {_md(e.prediction.explanation)} |"
-        )
-    return lines + [""]
-
-
-def render_markdown(report: Report) -> str:
-    """The report as Markdown; plots are referenced as PNG files beside it."""
-    lines = [f"# {_md(report.title)}", ""] + [f"{_md(n)}  " for n in report.notes] + [""]
-    for heading, table in report.tables:
-        lines += [f"## {_md(heading)}", "", *_md_table(table), ""]
-    for heading, plots in (
-        ("Per-class F1", (report.f1_plot,) if report.f1_plot else ()),
-        ("Robustness", _one(report.robustness_plot)),
-        ("Confusion", report.confusion_plots),
-    ):
-        if plots:
-            lines += [f"## {heading}", ""] + [f"![{_md(p.title)}]({p.file_name})\n" for p in plots]
-    lines += [
-        "## Windows",
-        "",
-        f"{len(report.cards)} of {report.n_windows} windows, failures and disagreements "
-        "first; thumbnails are in report.html.",
-        "",
-    ]
-    for card in report.cards:
-        lines += _md_card(card)
-    return "\n".join(lines)

@@ -5,28 +5,37 @@ the curves with the bootstrap 95% intervals of results.json."""
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Sequence
 from typing import Any
 
 from vara.eval.plots import curves_png
 from vara.eval.report_html import Table
 
-__all__ = ["robustness_png", "robustness_table", "sweep_series"]
+__all__ = ["level_order", "robustness_png", "robustness_table", "sweep_series"]
 
 Series = dict[str, list[tuple[str, dict[str, Any]]]]  # base strategy -> [(level, metrics)]
 
 
+def level_order(level: str) -> tuple[bool, tuple[str | float, ...]]:
+    """Sort key of a level: ``none`` first, then by text with numbers read as numbers
+    (``noise:5`` before ``noise:10``). results.json does not record the order the levels
+    were given in, and run directories are listed by name, which puts ``none`` last."""
+    parts = re.split(r"(\d+(?:\.\d+)?)", level)
+    return level != "none", tuple(float(p) if i % 2 else p for i, p in enumerate(parts))
+
+
 def sweep_series(runs: Sequence[Any]) -> tuple[list[str], Series]:
-    """The levels (in order of first appearance) and, per base strategy, its runs' metrics."""
-    levels: dict[str, None] = {}
+    """The levels (``level_order``) and, per base strategy, its runs' metrics."""
+    levels: set[str] = set()
     series: Series = {}
     for run in runs:
         sweep = run.run_info.get("sweep")
         if not sweep:
             continue
-        levels.setdefault(sweep["level"], None)
+        levels.add(sweep["level"])
         series.setdefault(sweep["strategy"], []).append((sweep["level"], run.metrics))
-    return list(levels), series
+    return sorted(levels, key=level_order), series
 
 
 def _f1(metrics: dict[str, Any] | None) -> float:

@@ -11,7 +11,6 @@ from __future__ import annotations
 import dataclasses
 import json
 import shutil
-import subprocess
 from html.parser import HTMLParser
 from pathlib import Path
 
@@ -19,13 +18,13 @@ import pytest
 
 from vara.errors import InputError
 from vara.eval.report import find_runs, load_run, metrics_table, write_report
+from vara.testing.browser import CHROMIUM, dump_dom
 from vara.testing.synth_video import write_test_video
 from vara.types import Caption, Clip, Evidence, Failure, Prediction, PromptRef
 
 LABELS = ("Ventilation", "Stimulation", "Suction")
 XSS = "<script>alert(1)</script>"
 IMG_XSS = "<img src=x onerror=alert(2)>"
-CHROMIUM = "/usr/bin/chromium"
 
 
 def _clips(video: Path) -> list[Clip]:
@@ -280,21 +279,7 @@ def test_non_results_dir_is_an_input_error_naming_it(tmp_path, parent):
 
 @pytest.mark.skipif(not Path(CHROMIUM).exists(), reason=f"{CHROMIUM} not installed")
 def test_chromium_renders_table_and_escaped_caption(report, tmp_path):
-    cmd = [
-        CHROMIUM,
-        "--headless",
-        "--no-sandbox",
-        "--disable-gpu",
-        "--disable-quic",
-        "--no-first-run",
-        "--disable-background-networking",
-        "--disable-component-update",
-        "--disable-sync",
-        f"--user-data-dir={tmp_path / 'profile'}",
-        "--dump-dom",
-        report[1].resolve().as_uri(),
-    ]
-    dom = subprocess.run(cmd, capture_output=True, text=True, timeout=120, check=True).stdout
+    dom = dump_dom(report[1], tmp_path / "profile")
     assert "<table>" in dom and "macro-F1 [95% CI]" in dom
     assert "&lt;script&gt;alert(1)&lt;/script&gt;" in dom
     assert "<script" not in dom.lower()
