@@ -11,6 +11,13 @@ needs no pixels: the runner ``put``s only its FramePlan (``plan_all``), nodes re
 and times through ``plan``, and ``get`` decodes its frames only if something asks for them
 after all (as it does for a window nobody put, e.g. a graph invoked directly). Tools look at
 parts of a window with a sampler of their own (``add_part``).
+
+Runs side by side (a sweep's variants of one strategy, ``agents.runner``) share one
+decoding pass: ``shared`` is the store that decodes for all of them, under their common
+sampler and its resize alone unless their pixels agree, and each run ``adopt``s a batch,
+putting those resized frames through its own perturbation steps (``tools.pixels.perturb``:
+the same frames a decode under its own steps gives). Runs that sample differently (frame
+count, rate, max side) decode apart: ``shares_decoding`` says which may share.
 """
 
 from __future__ import annotations
@@ -20,6 +27,7 @@ from collections.abc import Callable, Iterator, Sequence
 
 from vara.errors import VideoError
 from vara.tools import video
+from vara.tools.pixels import perturb
 from vara.types import Clip, FrameBatch, FramePlan, PixelSpec, SamplerSpec
 
 __all__ = ["FrameStore"]
@@ -31,6 +39,34 @@ class FrameStore:
         self.pixels = pixels or PixelSpec.resize_only(sampler.max_side)  # None: resize only
         self._items: dict[str, FrameBatch | FramePlan] = {}
         self._lock = threading.Lock()
+
+    @property
+    def decoded(self) -> PixelSpec:
+        """What decoding alone makes of a frame (the sampler's resize): what runs share."""
+        return PixelSpec(self.pixels.steps[:1])
+
+    def shares_decoding(self, other: FrameStore) -> bool:
+        """Whether ``other``'s windows come from the same decoded frames as this store's."""
+        return self.sampler == other.sampler and self.decoded == other.decoded
+
+    @classmethod
+    def shared(cls, stores: Sequence[FrameStore]) -> FrameStore:
+        """The store to decode once for ``stores`` (which must share decoding): under their
+        own pixels when they all agree, so nobody perturbs again, else the resize alone."""
+        first = stores[0]
+        if not all(first.shares_decoding(s) for s in stores):
+            raise ValueError("FrameStore.shared: the stores sample or resize differently")
+        if all(s.pixels == first.pixels for s in stores):
+            return first
+        return cls(first.sampler, first.decoded)
+
+    def adopt(self, batch: FrameBatch, path: str) -> FrameBatch:
+        """``batch`` (from ``shared``'s decoding of video ``path``) as this store's frames."""
+        if batch.pixels == self.pixels:
+            return batch
+        if batch.sampler != self.sampler:
+            raise ValueError(f"FrameStore.adopt: {batch.sampler} is not {self.sampler}")
+        return perturb(self.pixels, batch, path)
 
     def put(self, item: FrameBatch | FramePlan) -> None:
         with self._lock:

@@ -9,6 +9,17 @@ appended as they finish; a re-run into the same out dir skips windows already th
 out dir made by another configuration is refused (``agents.rundir``). A bad video or a window
 whose answer never validates becomes a ``Failure`` row and the rest continue; only an
 unreachable model server stops the run, because then nothing can finish.
+
+``run_clips_together`` runs several strategies side by side, video by video, each into its
+own out dir exactly as ``run_clips`` would (resume, run.json, predictions), while one
+decoding pass per video feeds them all: each window is decoded once and every run puts the
+same resized frames through its own perturbation steps (``FrameStore.adopt``). It is for a
+robustness sweep's variants of one strategy (eval/runner.py groups them; agents/sweep.py says
+why side by side). Memory stays that of the windows in flight, per run, whatever the length
+of the videos. run.json's stats say where frames came from: ``windows_decoded`` and
+``decode_ms`` (this run's decoding pass: the first run wanting a window counts it),
+``windows_decode_shared`` (taken from a pass another run counted) and ``pixel_steps_ms``
+(this run's own steps on shared frames).
 """
 
 from __future__ import annotations
@@ -20,11 +31,12 @@ import traceback
 from collections.abc import Callable, Sequence
 from concurrent.futures import ALL_COMPLETED, FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from tqdm import tqdm
 
 from vara.agents.context import Context
+from vara.agents.frame_share import label_videos
 from vara.agents.frames import FrameStore
 from vara.agents.graphspec import GraphSpec
 from vara.agents.inputs import plan_videos, window_videos
@@ -42,7 +54,7 @@ from vara.tools.pixels import pixel_spec
 from vara.tools.vlm import EndpointUnreachable
 from vara.types import Clip, Failure, FrameBatch, FramePlan, LabelSet, Prediction
 
-__all__ = ["RunAborted", "run_clips", "run_videos"]
+__all__ = ["RunAborted", "run_clips", "run_clips_together", "run_videos"]
 
 log = logging.getLogger(__name__)
 
@@ -57,24 +69,27 @@ class RunAborted(EndpointUnreachable):
 
 
 class _Run:
-    """The window loop of one session: a graph per window, its prediction or failure."""
+    """The window loop of one session: a graph per window, its prediction or failure.
 
-    def __init__(self, ctx: Context, spec: GraphSpec, rundir: RunDir, done: set[str]):
+    Per video: ``open_video`` submits the windows needing no pixels and says which need
+    decoding, ``submit`` takes their batches as a decoding pass makes them, ``close_video``
+    waits for the last ones."""
+
+    def __init__(self, ctx: Context, spec: GraphSpec, rundir: RunDir, done: set[str], bar: tqdm):
         self.ctx = ctx
         self.spec = spec
         self.graph = spec.build()
         self.writer = JsonlWriter(rundir.predictions)
         self.done = done
+        self.bar = bar
         self.failures: list[Failure] = []
         self.n_predicted = 0
         self.abort: EndpointUnreachable | None = None
+        self._pool: ThreadPoolExecutor | None = None
+        self._inflight: dict[Future, Clip] = {}
 
-    def label(self, plans: Sequence[VideoPlan], bar: tqdm) -> str:
-        """Every video in turn, until done or a server is gone; the run's status."""
-        for plan in plans:
-            if self.abort:
-                break
-            self.video(plan, bar)
+    @property
+    def status(self) -> Literal["aborted", "complete_with_failures", "complete"]:
         if self.abort:
             return "aborted"
         return "complete_with_failures" if self.failures else "complete"
@@ -105,52 +120,48 @@ class _Run:
             self.writer.append(pred.to_dict())
             self.n_predicted += 1
 
-    def video(self, plan: VideoPlan, bar: tqdm) -> None:
+    def open_video(self, plan: VideoPlan) -> list[Clip]:
+        """Start ``plan``'s windows not done yet: those needing no pixels now; returns the
+        ones to decode (in ``plan``'s order), for ``submit``."""
         todo = [c for c in plan.clips if c.clip_id not in self.done]
-        if not todo:
-            return
-        bar.set_description(f"vara {self.ctx.strategy.name} {Path(plan.path).name}", refresh=False)
-        inflight: dict[Future, Clip] = {}
-        workers = self.ctx.strategy.concurrency
+        if not todo or self.abort:
+            return []
+        name = f"vara {self.ctx.strategy.name} {Path(plan.path).name}"
+        self.bar.set_description(name, refresh=False)
+        self._pool = ThreadPoolExecutor(max_workers=self.ctx.strategy.concurrency)
+        try:
+            cached = self._cached_plans(plan.path, todo)
+        except VideoError as exc:
+            self.failures.append(Failure(plan.path, "decode", str(exc)))
+            return []
+        for item in cached:
+            self.submit(item)
+        skip = {p.clip.clip_id for p in cached}
+        return [] if self.abort else [c for c in todo if c.clip_id not in skip]
+
+    def submit(self, item: FrameBatch | FramePlan) -> None:
         # Decoded windows wait in the pool's queue, so a worker that frees up starts the next
         # window at once instead of waiting for it to be decoded; memory stays bounded.
-        queued = 2 * workers
-        with ThreadPoolExecutor(max_workers=workers) as pool:
+        while len(self._inflight) >= 2 * self.ctx.strategy.concurrency:
+            self._drain(FIRST_COMPLETED)
+        if not self.abort:
+            self.ctx.frames.put(item)
+            self._inflight[self._pool.submit(self.window, item.clip)] = item.clip
 
-            def submit(item: FrameBatch | FramePlan) -> None:
-                while len(inflight) >= queued:
-                    self._drain(inflight, bar, FIRST_COMPLETED)
-                if not self.abort:
-                    self.ctx.frames.put(item)
-                    inflight[pool.submit(self.window, item.clip)] = item.clip
-
-            try:
-                self._submit_all(plan.path, todo, submit, bar)
-            except VideoError as exc:
-                self.failures.append(Failure(plan.path, "decode", str(exc)))
-            finally:
-                self._drain(inflight, bar, ALL_COMPLETED)
-
-    def _submit_all(
-        self, path: str, todo: list[Clip], submit: Callable[[FrameBatch | FramePlan], None], bar
-    ) -> None:
-        """Windows needing no pixels first, then the others as one decoding pass makes them."""
-        cached = self._cached_plans(path, todo)
-        for plan in cached:
-            submit(plan)
-        skip = {p.clip.clip_id for p in cached}
-        rest = [c for c in todo if c.clip_id not in skip]
-        if not rest or self.abort:
-            return
-        for batch in self.ctx.frames.stream(path, rest, lambda c, e: self.undecodable(c, e, bar)):
-            submit(batch)
-            if self.abort:
-                break
-
-    def undecodable(self, clip: Clip, exc: VideoError, bar: tqdm) -> None:
+    def undecodable(self, clip: Clip, exc: VideoError) -> None:
         """A window whose frames do not decode (a damaged stretch): it fails, the rest go on."""
         self.failures.append(Failure(clip.clip_id, "decode", str(exc)))
-        bar.update(1)
+        self.bar.update(1)
+
+    def close_video(self) -> None:
+        """Wait for the video's windows in flight."""
+        if self._pool is None:
+            return
+        try:
+            self._drain(ALL_COMPLETED)
+        finally:
+            self._pool.shutdown()
+            self._pool = None
 
     def _cached_plans(self, path: str, clips: list[Clip]) -> list[FramePlan]:
         """Plans of the windows whose every VLM output is cached: they need no decoding."""
@@ -161,15 +172,77 @@ class _Run:
         ctx.stats.add(windows_not_decoded=len(cached))
         return cached
 
-    def _drain(self, inflight: dict[Future, Clip], bar: tqdm, when: str) -> None:
-        if not inflight:
+    def _drain(self, when: str) -> None:
+        if not self._inflight:
             return
-        finished, _ = wait(list(inflight), return_when=when)
+        finished, _ = wait(list(self._inflight), return_when=when)
         for fut in finished:
-            clip = inflight.pop(fut)
+            clip = self._inflight.pop(fut)
             self.finish(clip, fut)
-            bar.update(1)
-            bar.set_postfix(failed=len(self.failures), refresh=False)
+            self.bar.update(1)
+            self.bar.set_postfix(failed=len(self.failures), refresh=False)
+
+
+class _Session:
+    """One strategy's run into its out dir: checks first (a refused run writes nothing),
+    then ``start``, the window loop's ``_Run``, then ``finish`` (timelines, run.json)."""
+
+    def __init__(
+        self,
+        groups: Sequence[tuple[str, Sequence[Clip]]],
+        strategy: StrategyConfig,
+        labelset: LabelSet,
+        out_dir: str | Path,
+        *,
+        prompts_dir: str | None,
+        models: ModelPool,
+        cache: CaptionCache | None,
+        failures: Sequence[Failure],
+    ):
+        self.t0 = time.perf_counter()
+        self.out = Path(out_dir)
+        self.spec = graph_spec(strategy.graph)
+        self.ctx = _context(strategy, self.spec, labelset, prompts_dir, models, cache)
+        self.failures = list(failures)
+        self.plans = plan_videos(groups, self.failures)
+        self.n_videos = len({p for p, _ in groups} | {f.item for f in self.failures})
+        self.rundir = RunDir(self.out, fingerprint(self.ctx))  # refuses, loading nothing
+        self.total = sum(len(p.clips) for p in self.plans)
+        self.todo = self.total  # windows not in predictions.jsonl yet (known at start)
+        self.run: _Run | None = None
+
+    def start(
+        self, on_start: Callable[[Path], None] | None, progress: bool, position: int | None
+    ) -> _Run:
+        self.out.mkdir(parents=True, exist_ok=True)  # the checks passed: a refused run leaves none
+        done = self.rundir.done()
+        self.todo = sum(1 for p in self.plans for c in p.clips if c.clip_id not in done)
+        if self.todo:  # a finished run re-run loads nothing
+            Models(self.ctx.vlm, self.ctx.llm, self.ctx.scorer).load()
+        if on_start is not None:
+            on_start(self.out)
+        self.rundir.start()
+        bar = _bar(self.ctx.strategy.name, self.total, self.todo, progress, position)
+        self.run = _Run(self.ctx, self.spec, self.rundir, done, bar)
+        self.run.failures.extend(self.failures)
+        return self.run
+
+    def finish(self, status: str) -> RunSummary:
+        run = self.run
+        run.bar.close()
+        run.writer.close()
+        summary = RunSummary(
+            out_dir=str(self.out),
+            n_videos=self.n_videos,
+            n_windows=self.total,
+            n_predicted=run.n_predicted,
+            n_resumed=self.total - self.todo,
+            failures=tuple(run.failures),
+            wall_s=round(time.perf_counter() - self.t0, 3),
+            stats=self.ctx.stats.snapshot(),
+        )
+        self.rundir.finish(self.plans, summary, self.ctx, status)
+        return summary
 
 
 def run_videos(
@@ -208,44 +281,73 @@ def run_clips(
     ``failures`` are earlier ones to report with this run's; ``on_start`` is called once the
     out dir's checks pass, before the first window.
     """
-    t0 = time.perf_counter()
-    out = Path(out_dir)
-    spec = graph_spec(strategy.graph)
-    ctx = _context(strategy, spec, labelset, prompts_dir, models or ModelPool(), cache)
-    failures = list(failures)
-    plans = plan_videos(groups, failures)
-    rundir = RunDir(out, fingerprint(ctx))  # refuses another run's out dir, loading nothing
-    out.mkdir(parents=True, exist_ok=True)  # once the checks passed: a refused run leaves none
-    run = _Run(ctx, spec, rundir, rundir.done())
-    run.failures.extend(failures)
-    total = sum(len(p.clips) for p in plans)
-    todo = sum(1 for p in plans for c in p.clips if c.clip_id not in run.done)
-    if todo:  # a finished run re-run loads nothing
-        Models(ctx.vlm, ctx.llm, ctx.scorer).load()
-    if on_start is not None:
-        on_start()
-    rundir.start()
-    status = "interrupted"  # what run.json says if an exception (e.g. Ctrl-C) ends the loop
-    bar = _bar(strategy.name, total, todo, progress)
-    try:
-        status = run.label(plans, bar)
-    finally:
-        bar.close()
-        run.writer.close()
-        summary = RunSummary(
-            out_dir=str(out),
-            n_videos=len({p for p, _ in groups} | {f.item for f in failures}),
-            n_windows=total,
-            n_predicted=run.n_predicted,
-            n_resumed=total - todo,
-            failures=tuple(run.failures),
-            wall_s=round(time.perf_counter() - t0, 3),
-            stats=ctx.stats.snapshot(),
-        )
-        rundir.finish(plans, summary, ctx, status)
-    if run.abort:
-        raise RunAborted(run.abort, summary) from run.abort
+    [summary] = run_clips_together(
+        groups,
+        [(strategy, out_dir)],
+        labelset,
+        prompts_dir=prompts_dir,
+        progress=progress,
+        models=models,
+        cache=cache,
+        failures=failures,
+        on_start=None if on_start is None else lambda _out: on_start(),
+    )
     return summary
+
+
+def run_clips_together(
+    groups: Sequence[tuple[str, Sequence[Clip]]],
+    runs: Sequence[tuple[StrategyConfig, str | Path]],
+    labelset: LabelSet,
+    *,
+    prompts_dir: str | None = None,
+    progress: bool = True,
+    models: ModelPool | None = None,
+    cache: CaptionCache | None = None,
+    failures: Sequence[Failure] = (),
+    on_start: Callable[[Path], None] | None = None,
+) -> list[RunSummary]:
+    """Label the given clips with each (strategy, out dir) of ``runs``, side by side,
+    decoding each window once for all of them (see the module docstring); their summaries.
+
+    The strategies must sample alike (frames, rate, max side): only their pixel steps may
+    differ. The options are ``run_clips``'s, but ``on_start(out_dir)`` is called for each run
+    once every run's out dir checks pass. A server lost mid-run ends every run (each saved,
+    resumable) with ``RunAborted``.
+    """
+    pool = models or ModelPool()
+    sessions = [
+        _Session(
+            groups,
+            strategy,
+            labelset,
+            out,
+            prompts_dir=prompts_dir,
+            models=pool,
+            cache=cache,
+            failures=failures,
+        )
+        for strategy, out in runs
+    ]
+    stores = [s.ctx.frames for s in sessions]
+    if not all(stores[0].shares_decoding(other) for other in stores):
+        names = ", ".join(s.ctx.strategy.name for s in sessions)
+        raise ValueError(f"run_clips_together: {names} sample differently; run them apart")
+    started: list[_Session] = []
+    finished = False
+    try:
+        for i, session in enumerate(sessions):
+            where = None if len(sessions) == 1 else i  # one bar per run, stacked
+            session.start(on_start, progress, where)
+            started.append(session)
+        label_videos([s.run for s in sessions], sessions[0].plans)
+        finished = True
+    finally:
+        summaries = [s.finish(s.run.status if finished else "interrupted") for s in started]
+    for session, summary in zip(sessions, summaries, strict=True):
+        if session.run.abort:
+            raise RunAborted(session.run.abort, summary) from session.run.abort
+    return summaries
 
 
 def _context(
@@ -266,7 +368,7 @@ def _context(
     )
 
 
-def _bar(name: str, total: int, todo: int, progress: bool) -> tqdm:
+def _bar(name: str, total: int, todo: int, progress: bool, position: int | None) -> tqdm:
     """A resumed run's bar starts at the windows already done; the rate and ETA count this
     session. Into a log file (nohup, a batch job), one refresh every 30 s, not a stream."""
     on_terminal = sys.stderr is not None and sys.stderr.isatty()
@@ -277,5 +379,6 @@ def _bar(name: str, total: int, todo: int, progress: bool) -> tqdm:
         desc=f"vara {name}",
         postfix=f"{total - todo} resumed" if todo < total else None,
         disable=not progress,
+        position=position,
         mininterval=0.1 if on_terminal else 30,
     )

@@ -5,7 +5,16 @@ perturb=none,mask:frac=0.1,mask:frac=0.3`` evaluates every strategy at every lev
 variant ``clip@mask-frac0.3`` is the ``clip`` strategy with that level's pixel steps added
 after its own (``pixels.perturb``), in its own out dir with its own results.json, which
 records the base strategy and the level (``run_info.sweep``) for ``vara compare``.
-Each variant decodes its windows itself (decoding once per sweep is not built yet).
+
+Each window is decoded once per sweep: the variants of one strategy run side by side, video
+by video, one decoding pass feeding them all (``agents.frame_share``), and each puts the same
+resized frames through its own steps; its caption-cache keys, resume and results.json are
+what a run of its own would have. Side by side rather than one variant after another over a
+cache of decoded windows: memory stays that of the windows in flight (per variant) however
+many hours of video, no disk cache has to be sized, written and read back, and a crashed
+sweep resumes per variant as any run does. The price: the variants' ``wall_s`` is the time
+they took together. Strategies run one after another as before, each with its own decoding:
+they may sample differently, and strategies that caption alike reuse each other's captions.
 
 A level is ``none``, one pixel step (``mask:frac=0.3,shape=ellipse``) or several joined by
 ``+`` (``mask:frac=0.3+blur:1``). Levels are separated by commas; a comma followed by

@@ -15,11 +15,13 @@ from vara.tools.vllm_server import ServerOptions
 from vara.types import LabelSet
 
 
-def synthetic_dataset(work: Path, seconds: float, labelset: LabelSet) -> Dataset:
-    """A 320x240 25-fps H.264 video of ``seconds`` annotated as one interval of the first
-    label, as interval annotations -> 2-s windows with 50% overlap."""
+def synthetic_dataset(
+    work: Path, seconds: float, labelset: LabelSet, size: tuple[int, int] = (320, 240)
+) -> Dataset:
+    """A ``size`` (320x240) 25-fps H.264 video of ``seconds`` annotated as one interval of the
+    first label, as interval annotations -> 2-s windows with 50% overlap."""
     video = write_test_video(
-        work / "v.mp4", n_frames=int(seconds * 25), fps=25.0, size=(320, 240), codec="h264"
+        work / "v.mp4", n_frames=int(seconds * 25), fps=25.0, size=size, codec="h264"
     )
     manifest = work / "m.csv"
     label = labelset.names[0]

@@ -7,7 +7,10 @@ hits, timings, failures) + metrics (``vara.metrics``) + meta_info. The format is
 docs/results-format.md. Re-running resumes each strategy's missing clips; a directory that
 holds a different dataset is refused. Models are connected once per endpoint and shared by
 the strategies, and the caption cache lets strategies that caption the same way share
-captions (caption-reason and caption-judge do).
+captions (caption-reason and caption-judge do): strategies run one after another, so the later
+one finds the earlier one's captions. A sweep's variants of one strategy (agents/sweep.py)
+run side by side instead, decoding each window once for all of them
+(``agents.runner.run_clips_together``); their pixels differ, so they never share captions.
 """
 
 from __future__ import annotations
@@ -21,7 +24,7 @@ from typing import Any
 from vara.agents.models import ModelPool
 from vara.agents.registry import graph_spec
 from vara.agents.rundir import session_totals
-from vara.agents.runner import run_clips
+from vara.agents.runner import run_clips_together
 from vara.config import StrategyConfig
 from vara.errors import ConfigError
 from vara.metrics import compute_metrics, evidence_summary
@@ -71,31 +74,43 @@ def evaluate(
     dupes = sorted({n for n in names if names.count(n) > 1})
     if dupes:
         raise ConfigError(f"strategies {dupes} given twice: give each variant its own `name`")
-    models = models or ModelPool()
-    paths = []
-    for strategy in strategies:
-        out = Path(out_dir) / strategy.name
-        records = _check_clips(out, dataset)
-        summary = run_clips(
+    models, sweep = models or ModelPool(), sweep or {}
+    for group in _side_by_side(strategies, sweep):
+        outs = [Path(out_dir) / s.name for s in group]
+        records = {out: _check_clips(out, dataset) for out in outs}
+        summaries = run_clips_together(
             _groups(dataset.clips),
-            strategy,
+            list(zip(group, outs, strict=True)),
             labelset,
-            out,
             prompts_dir=prompts_dir,
             progress=progress,
             models=models,
             cache=cache,
-            # written once the run's own checks pass: a refused run leaves no clips.jsonl
-            on_start=lambda out=out, records=records: write_jsonl_atomic(
-                out / "clips.jsonl", records
+            # written once the runs' own checks pass: a refused run leaves no clips.jsonl
+            on_start=lambda out, records=records: write_jsonl_atomic(
+                out / "clips.jsonl", records[out]
             ),
         )
-        results = results_for(out, dataset, labelset, strategy, summary.failures)
-        if sweep and strategy.name in sweep:
-            results["run_info"]["sweep"] = sweep[strategy.name]
-        write_json_atomic(out / "results.json", results)
-        paths.append(out / "results.json")
-    return paths
+        for strategy, out, summary in zip(group, outs, summaries, strict=True):
+            results = results_for(out, dataset, labelset, strategy, summary.failures)
+            if strategy.name in sweep:
+                results["run_info"]["sweep"] = sweep[strategy.name]
+            write_json_atomic(out / "results.json", results)
+    return [Path(out_dir) / s.name / "results.json" for s in strategies]
+
+
+def _side_by_side(
+    strategies: Sequence[StrategyConfig], sweep: dict[str, dict[str, str]]
+) -> list[list[StrategyConfig]]:
+    """The strategies in groups run side by side, in order: a sweep's variants of one base
+    strategy that sample alike (one decode of each window feeds them all); any other
+    strategy alone, so strategies that caption alike still reuse each other's captions."""
+    groups: dict[tuple[str, str], list[StrategyConfig]] = {}
+    for s in strategies:
+        base = sweep.get(s.name, {}).get("strategy")
+        key = (f"sweep:{base}", json.dumps(s.sampler.to_dict())) if base else (s.name, "")
+        groups.setdefault(key, []).append(s)
+    return list(groups.values())
 
 
 def results_for(

@@ -120,11 +120,20 @@ def out_size(width: int, height: int, max_side: int | None) -> tuple[int, int]:
 
 
 def _mask(frame, where: Where, *, frac, shape, place, fill, seed) -> np.ndarray:
-    rng = where.rng(seed) if place == "random" or shape == "patches" else None
-    covered = perturb.area_mask(frame.shape[0], frame.shape[1], frac, shape, rng)
-    out = frame.copy()
-    out[covered] = perturb.fill_value(fill)
-    return out
+    h, w = frame.shape[:2]
+    if place == "random" or shape == "patches":
+        covered = perturb.area_mask(h, w, frac, shape, where.rng(seed))
+    else:  # the same for every frame of a size: computed once (an ellipse's takes ~9 ms)
+        covered = _centred_mask(h, w, frac, shape)
+    # one pass writing a new frame (boolean-index assignment is ~4x slower)
+    return np.where(covered[..., None], np.uint8(perturb.fill_value(fill)), frame)
+
+
+@functools.lru_cache(maxsize=64)
+def _centred_mask(height: int, width: int, frac: float, shape: str) -> np.ndarray:
+    mask = perturb.area_mask(height, width, frac, shape, None)
+    mask.flags.writeable = False  # shared by every caller
+    return mask
 
 
 def _check_mask(params: dict[str, Any]) -> dict[str, Any]:

@@ -4,7 +4,9 @@ A ``PixelSpec`` (vara.types) is an ordered tuple of named, parameterised steps; 
 always ``resize`` (the sampler's ``max_side``), perturbations follow. ``process`` applies a
 spec to one decoded RGB frame, and ``tools.video``'s reader is its only caller: every
 strategy, every model (VLM, scorer) and every cache sees the frames as the spec made them,
-and a frame shared by overlapping windows is processed once.
+and a frame shared by overlapping windows is processed once. ``perturb`` is the same
+pipeline split after the resize: the variants of a robustness sweep share one decode of a
+window (``agents/frames.py``) and each puts those resized frames through its own steps.
 
 A step kind is one ``StepKind`` in ``STEPS`` (the built-in ones, masks, region masking,
 blur, noise, frame drops, are in ``tools/pixel_steps.py``): its parameters with their
@@ -20,6 +22,7 @@ parameter), in ``pixels.perturb`` or with ``--perturb``; ``pixel_spec`` checks t
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Sequence
 
 import numpy as np
@@ -27,7 +30,7 @@ import yaml
 
 from vara.errors import ConfigError, InputError, did_you_mean
 from vara.tools.pixel_steps import BUILTIN, StepKind, Where, out_size, resize
-from vara.types import PixelSpec, PixelStep
+from vara.types import FrameBatch, PixelSpec, PixelStep
 
 __all__ = [
     "STEPS",
@@ -35,6 +38,7 @@ __all__ = [
     "Where",
     "out_size",
     "parse_step",
+    "perturb",
     "pixel_spec",
     "process",
     "register_step",
@@ -92,6 +96,39 @@ def pixel_spec(max_side: int | None, perturb: Sequence[str] = ()) -> PixelSpec:
 
 def process(spec: PixelSpec, frame: np.ndarray, where: Where) -> np.ndarray:
     """Apply every step of ``spec`` to one decoded RGB frame, in order."""
-    for step in spec.steps:
+    return _apply(spec.steps, frame, where)
+
+
+def perturb(spec: PixelSpec, batch: FrameBatch, video: str) -> FrameBatch:
+    """``batch``, decoded under ``spec``'s resize alone, through ``spec``'s other steps: the
+    frames a decode under the whole of ``spec`` gives (the same steps on the same resized
+    frame, with the same ``Where``), without decoding again. ``video`` is the path the batch
+    was decoded from, as the reader names it to the steps.
+
+    Each step gets a read-only view: the frames may be shared with other variants, so a
+    step that writes into its input fails loudly instead of perturbing theirs."""
+    base = PixelSpec(spec.steps[:1])
+    if batch.pixels != base:
+        raise ValueError(
+            f"perturb needs frames decoded under {base.canonical!r} alone, "
+            f"got {batch.pixels.canonical!r}"
+        )
+    if spec == base:
+        return batch
+    out = [
+        _apply(spec.steps[1:], _read_only(frame), Where(video, idx, t))
+        for frame, idx, t in zip(batch.frames, batch.frame_idx, batch.timestamps_s, strict=True)
+    ]
+    return dataclasses.replace(batch, frames=np.stack(out), pixels=spec)
+
+
+def _apply(steps: Sequence[PixelStep], frame: np.ndarray, where: Where) -> np.ndarray:
+    for step in steps:
         frame = STEPS[step.name].apply(frame, where, **dict(step.params))
     return frame
+
+
+def _read_only(frame: np.ndarray) -> np.ndarray:
+    view = frame.view()
+    view.flags.writeable = False
+    return view
