@@ -7,6 +7,8 @@ setting serve every strategy of an evaluation, so caption-reason and caption-jud
 VLM, and two classifier strategies one set of weights. Nothing loads here: ``Models.load``
 does that once a run is known to go ahead (a refused or finished re-run loads nothing).
 Models given to the pool (tests, benchmarks, a caller's own client) replace the strategy's.
+An endpoint with several URLs is one client too: a balanced pool of its replicas
+(``vara.tools.endpoints``), so graphs never see how many servers answer.
 """
 
 from __future__ import annotations
@@ -17,8 +19,8 @@ from vara.agents.graphspec import GraphSpec
 from vara.config import Endpoint, ScorerSpec, StrategyConfig
 from vara.errors import ConfigError
 from vara.tools.chat import ChatModel, load_now
+from vara.tools.endpoints import connect
 from vara.tools.scorer import DeferredScorer, Scorer, check, configured
-from vara.tools.vlm import connect
 from vara.types import LabelSet
 
 __all__ = ["ModelPool", "Models"]

@@ -5,6 +5,11 @@
     timeline.json/.csv  per video, consecutive windows with the same label merged into events
     run.json            run_info (fingerprint, status, counts, every session) + meta_info
 
+A session served over HTTP also records ``endpoints``: per role, each replica's chat requests,
+errors, mean/p95 latency and times taken out (``vara.tools.endpoints``); counted since the
+client connected in this process, so strategies of one ``vara eval`` that share a server
+report the same totals.
+
 The fingerprint is what must match for a re-run to resume an out dir (the strategy's
 sampling and generation settings, label set, prompt hashes, model ids, pixel steps), not
 URLs, timeouts or concurrency; a re-run with other settings is refused, naming what changed.
@@ -26,6 +31,7 @@ from vara.errors import ConfigError
 from vara.provenance import meta_info, utc_now
 from vara.records import iter_jsonl, write_json_atomic, write_jsonl_atomic
 from vara.timeline import WindowLabels, run_timeline, timeline_csv_rows
+from vara.tools.endpoints import endpoint_report
 from vara.types import Clip, Failure, PixelSpec, VideoInfo
 
 __all__ = ["RunDir", "RunSummary", "VideoPlan", "fingerprint", "session_totals"]
@@ -206,6 +212,9 @@ class RunDir:
             "n_predicted": summary.n_predicted,
             "stats": summary.stats,
         }
+        endpoints = endpoint_report({"vlm": ctx.vlm, "llm": ctx.llm})
+        if endpoints:
+            session["endpoints"] = endpoints
         self.sessions.append(session)
         run_info = {
             "fingerprint": self.fingerprint,
@@ -220,6 +229,7 @@ class RunDir:
             "failures": [f.to_dict() for f in summary.failures],
             "wall_s": summary.wall_s,  # this session's
             "stats": summary.stats,  # this session's
+            "endpoints": endpoints,  # this session's, per role and replica
             "totals": session_totals(self.sessions),  # over every recorded session here
             "sessions": self.sessions,
         }

@@ -10,7 +10,9 @@ not JSON) and 5xx are retried with exponential backoff within ``max_retries``; e
 else maps to an ``EndpointError`` that says which URL failed and which flag or option fixes
 it. Only a server that cannot be connected to at all is ``EndpointUnreachable`` (the run
 stops: nothing can finish); any other failure fails its window alone.
-``connect`` picks this client when an endpoint has a URL, else the in-process engine.
+``Transport`` makes ONE try of one request against one server and says whether another try
+may help (``RetryableError``); ``OpenAIServer`` retries on its one server, and
+``vara.tools.endpoints.EndpointPool`` on the next of several replicas.
 """
 
 from __future__ import annotations
@@ -28,11 +30,9 @@ import httpx
 import numpy as np
 from PIL import Image
 
-from vara.config import Endpoint
 from vara.errors import EndpointError, EndpointUnreachable, InputError
 from vara.tools.chat import (
     TOOL_CHOICES,
-    ChatModel,
     Completion,
     Message,
     ToolCall,
@@ -42,11 +42,16 @@ from vara.tools.chat import (
 __all__ = [
     "OpenAIServer",
     "EndpointUnreachable",
-    "connect",
+    "RetryableError",
+    "Transport",
     "chat_body",
     "decoding_schema",
     "encode_jpeg",
+    "gave_up",
+    "only_served_model",
+    "parse_completion",
     "parse_tool_calls",
+    "served_identity",
     "to_openai_messages",
     "tool_request",
 ]
@@ -181,8 +186,75 @@ def _arguments(text: Any) -> tuple[dict[str, Any], str | None]:
     return args, None
 
 
+class RetryableError(EndpointError):
+    """One try failed in a way another try may fix: no connection, a timeout, a connection
+    broken mid-reply, 5xx, or a 200 whose body is not JSON. ``cause`` is what failed (the
+    httpx exception, or an EndpointError describing the reply); ``server_down`` says the
+    server looks gone or broken (refused, reset, 5xx) rather than slow or cut short by a
+    proxy, so a pool takes that replica out until it answers again."""
+
+    def __init__(self, cause: Exception, *, server_down: bool):
+        super().__init__(str(cause))
+        self.cause = cause
+        self.server_down = server_down
+
+    @property
+    def refused(self) -> bool:
+        """Nothing accepted the connection: the server is not running (or the URL is wrong)."""
+        return isinstance(self.cause, httpx.ConnectError)
+
+
+class Transport:
+    """One server's connections and in-flight cap; ``send`` makes ONE try of one request."""
+
+    def __init__(self, url: str, *, api_key: str, timeout_s: float, max_concurrency: int):
+        self.url = url.rstrip("/")
+        self._client = httpx.Client(
+            base_url=self.url,
+            timeout=httpx.Timeout(timeout_s, connect=min(10.0, timeout_s)),
+            headers={"Authorization": f"Bearer {api_key}"},
+            limits=httpx.Limits(max_connections=max_concurrency),
+        )
+        self._slots = threading.BoundedSemaphore(max_concurrency)
+
+    def send(self, method: str, path: str, *, n_images: int = 0, **kw: Any) -> dict[str, Any]:
+        """The JSON reply; ``RetryableError`` for what a retry can fix, ``EndpointError`` for
+        any other error reply."""
+        with self._slots:
+            try:
+                resp = self._client.request(method, path, **kw)
+            except httpx.TransportError as exc:  # refused, reset, timed out: worth a retry
+                slow = isinstance(exc, httpx.TimeoutException)
+                raise RetryableError(exc, server_down=not slow) from None
+        if resp.status_code in _RETRY_STATUS:
+            error = EndpointError(_describe(self.url, resp, n_images))
+            raise RetryableError(error, server_down=True)
+        if resp.status_code >= 400:
+            raise EndpointError(_describe(self.url, resp, n_images))
+        try:
+            return resp.json()
+        except ValueError:
+            error = EndpointError(
+                f"server {self.url}{path} replied with non-JSON (cut short?): {resp.text[:120]!r}"
+            )
+            raise RetryableError(error, server_down=False) from None
+
+    def serves(self, model_id: str | None, timeout_s: float) -> bool:
+        """A health check: GET /models answers and lists ``model_id`` (a LoRA adapter is
+        listed by its name), so a replica restarted without the adapter stays out."""
+        try:
+            resp = self._client.get("/models", timeout=timeout_s)
+            ids = [card.get("id") for card in resp.json().get("data", [])]
+        except (httpx.HTTPError, RuntimeError, ValueError, AttributeError):
+            return False  # RuntimeError: the pool closed this client meanwhile
+        return resp.status_code == 200 and (model_id is None or model_id in ids)
+
+    def close(self) -> None:
+        self._client.close()
+
+
 class OpenAIServer:
-    """A ChatModel backed by an OpenAI-compatible server (vLLM)."""
+    """A ChatModel backed by one OpenAI-compatible server (vLLM)."""
 
     supports_tools = True
 
@@ -197,39 +269,22 @@ class OpenAIServer:
         max_retries: int = 3,
         backoff_s: float = 0.5,
     ):
-        self.url = url.rstrip("/")
-        self._client = httpx.Client(
-            base_url=self.url,
-            timeout=httpx.Timeout(timeout_s, connect=min(10.0, timeout_s)),
-            headers={"Authorization": f"Bearer {api_key}"},
-            limits=httpx.Limits(max_connections=max_concurrency),
+        self._transport = Transport(
+            url, api_key=api_key, timeout_s=timeout_s, max_concurrency=max_concurrency
         )
-        self._slots = threading.BoundedSemaphore(max_concurrency)
+        self.url = self._transport.url
         self._max_retries = max_retries
         self._backoff_s = backoff_s
-        self.model_id = model or self._only_served_model()
+        self.model_id = model or only_served_model(self.url, self._request("GET", "/models"))
         self._identity: str | None = None
 
     @property
     def cache_identity(self) -> str:
-        """``vllm:`` + the served name + what the server loaded it from (``root`` in
-        /v1/models) and, when that is a directory on this machine, its weights fingerprint."""
+        """See ``served_identity``."""
         if self._identity is None:
             # An unreachable server raises here, as its first request would.
-            cards = self._request("GET", "/models").get("data", [])
-            root = next((c.get("root") for c in cards if c.get("id") == self.model_id), None)
-            parts = {"model": self.model_id, "root": root}
-            parts["weights"] = weights_fingerprint(root) if root else None
-            self._identity = "vllm:" + json.dumps(parts, sort_keys=True)
+            self._identity = served_identity(self._request("GET", "/models"), self.model_id)
         return self._identity
-
-    def _only_served_model(self) -> str:
-        models = [m["id"] for m in self._request("GET", "/models").get("data", [])]
-        if len(models) != 1:
-            raise EndpointError(
-                f"server {self.url} serves {len(models)} models {models}; name one with --vlm-model"
-            )
-        return models[0]
 
     def complete(
         self,
@@ -253,79 +308,88 @@ class OpenAIServer:
         n_images = sum(len(m.images) for m in messages)
         start = time.perf_counter()
         reply = self._request("POST", "/chat/completions", json=body, n_images=n_images)
-        latency = time.perf_counter() - start
-        try:
-            choice = reply["choices"][0]
-            message = choice["message"]
-            text = message.get("content") or ""
-        except (KeyError, IndexError, TypeError, AttributeError):
-            raise EndpointError(
-                f"server {self.url} returned a reply without choices[0].message: {str(reply)[:200]}"
-            ) from None
-        usage = reply.get("usage") or {}
-        return Completion(
-            text=text,
-            model=reply.get("model", self.model_id),
-            latency_s=latency,
-            finish_reason=choice.get("finish_reason"),
-            prompt_tokens=usage.get("prompt_tokens"),
-            completion_tokens=usage.get("completion_tokens"),
-            tool_calls=parse_tool_calls(message),
-        )
+        return parse_completion(self.url, reply, self.model_id, time.perf_counter() - start)
 
     def _request(self, method: str, path: str, *, n_images: int = 0, **kw: Any) -> dict[str, Any]:
-        """One request, retried with backoff on what a retry can fix: no connection, a
-        timeout, a connection broken mid-reply, 5xx, and a 200 whose body is not JSON (cut
-        short by a proxy); any other error reply at once."""
+        """One request, retried with backoff on what a retry can fix (``RetryableError``);
+        any other error reply at once."""
         last: Exception | None = None
-        with self._slots:
-            for attempt in range(self._max_retries + 1):
-                if attempt:
-                    time.sleep(self._backoff_s * 2 ** (attempt - 1))
-                try:
-                    resp = self._client.request(method, path, **kw)
-                except httpx.TransportError as exc:  # refused, reset, timed out: worth a retry
-                    last = exc
-                    continue
-                if resp.status_code in _RETRY_STATUS:
-                    last = EndpointError(_describe(self.url, resp, n_images))
-                    continue
-                if resp.status_code >= 400:
-                    raise EndpointError(_describe(self.url, resp, n_images))
-                try:
-                    return resp.json()
-                except ValueError:
-                    last = EndpointError(
-                        f"server {self.url}{path} replied with non-JSON (cut short?): "
-                        f"{resp.text[:120]!r}"
-                    )
-        raise self._gave_up(last)
-
-    def _gave_up(self, last: Exception | None) -> EndpointError:
-        """The error for a request whose every try failed: a run stops only when no server
-        answers at all (nothing else can finish); otherwise the window fails alone."""
-        tries = self._max_retries + 1
-        retries = "raise vlm.max_retries / llm.max_retries (e.g. --set vlm.max_retries=6)"
-        if isinstance(last, httpx.TimeoutException):
-            return EndpointError(
-                f"server {self.url} did not answer within the timeout ({tries} tries); raise "
-                f"timeout_s (e.g. vlm.timeout_s=600) or lower frames/concurrency"
-            )
-        if isinstance(last, EndpointError):
-            return EndpointError(f"{last} (after {tries} tries; {retries})")
-        if isinstance(last, httpx.ConnectError):
-            return EndpointUnreachable(
-                f"cannot reach a model server at {self.url} ({type(last).__name__}); start "
-                f"one (`vara serve MODEL`, or `vllm serve MODEL`) or fix --vlm-url/--llm-url"
-            )
-        return EndpointError(
-            f"server {self.url}: the connection broke before the reply was complete "
-            f"({type(last).__name__}: {last}) in all {tries} tries; check the server and any "
-            f"proxy in between, or {retries}"
-        )
+        for attempt in range(self._max_retries + 1):
+            if attempt:
+                time.sleep(self._backoff_s * 2 ** (attempt - 1))
+            try:
+                return self._transport.send(method, path, n_images=n_images, **kw)
+            except RetryableError as exc:
+                last = exc.cause
+        raise gave_up(self.url, last, self._max_retries + 1)
 
     def close(self) -> None:
-        self._client.close()
+        self._transport.close()
+
+
+def only_served_model(url: str, models: dict[str, Any]) -> str:
+    """The one model a server's GET /models lists; several (or none) must be named."""
+    names = [m["id"] for m in models.get("data", [])]
+    if len(names) != 1:
+        raise EndpointError(
+            f"server {url} serves {len(names)} models {names}; name one with --vlm-model"
+        )
+    return names[0]
+
+
+def served_identity(models: dict[str, Any], model_id: str) -> str:
+    """``vllm:`` + the served name + what the server loaded it from (``root`` in /v1/models)
+    and, when that is a directory on this machine, its weights fingerprint."""
+    cards = models.get("data", [])
+    root = next((c.get("root") for c in cards if c.get("id") == model_id), None)
+    parts = {"model": model_id, "root": root}
+    parts["weights"] = weights_fingerprint(root) if root else None
+    return "vllm:" + json.dumps(parts, sort_keys=True)
+
+
+def parse_completion(url: str, reply: dict[str, Any], model_id: str, latency_s: float):
+    """A /chat/completions reply as a ``Completion``; a reply without a message is an error."""
+    try:
+        choice = reply["choices"][0]
+        message = choice["message"]
+        text = message.get("content") or ""
+    except (KeyError, IndexError, TypeError, AttributeError):
+        raise EndpointError(
+            f"server {url} returned a reply without choices[0].message: {str(reply)[:200]}"
+        ) from None
+    usage = reply.get("usage") or {}
+    return Completion(
+        text=text,
+        model=reply.get("model", model_id),
+        latency_s=latency_s,
+        finish_reason=choice.get("finish_reason"),
+        prompt_tokens=usage.get("prompt_tokens"),
+        completion_tokens=usage.get("completion_tokens"),
+        tool_calls=parse_tool_calls(message),
+    )
+
+
+def gave_up(url: str, last: Exception | None, tries: int) -> EndpointError:
+    """The error for a request whose every try failed: a run stops only when no server
+    answers at all (nothing else can finish); otherwise the window fails alone."""
+    retries = "raise vlm.max_retries / llm.max_retries (e.g. --set vlm.max_retries=6)"
+    if isinstance(last, httpx.TimeoutException):
+        return EndpointError(
+            f"server {url} did not answer within the timeout ({tries} tries); raise "
+            f"timeout_s (e.g. vlm.timeout_s=600) or lower frames/concurrency"
+        )
+    if isinstance(last, EndpointError):
+        return EndpointError(f"{last} (after {tries} tries; {retries})")
+    if isinstance(last, httpx.ConnectError):
+        return EndpointUnreachable(
+            f"cannot reach a model server at {url} ({type(last).__name__}); start "
+            f"one (`vara serve MODEL`, or `vllm serve MODEL`) or fix --vlm-url/--llm-url"
+        )
+    return EndpointError(
+        f"server {url}: the connection broke before the reply was complete "
+        f"({type(last).__name__}: {last}) in all {tries} tries; check the server and any "
+        f"proxy in between, or {retries}"
+    )
 
 
 def _describe(url: str, resp: httpx.Response, n_images: int) -> str:
@@ -354,22 +418,3 @@ def _describe(url: str, resp: httpx.Response, n_images: int) -> str:
     if resp.status_code == 404 and "model" in msg.lower():
         return f"server {url}: {msg}; check --vlm-model/--llm-model against GET {url}/models"
     return f"server {url} answered HTTP {resp.status_code}: {msg}"
-
-
-def connect(endpoint: Endpoint) -> ChatModel:
-    """A server client when the endpoint has a URL, else the in-process engine."""
-    if endpoint.url:
-        return OpenAIServer(
-            endpoint.url,
-            endpoint.model,
-            api_key=endpoint.api_key,
-            timeout_s=endpoint.timeout_s,
-            max_concurrency=endpoint.max_concurrency,
-            max_retries=endpoint.max_retries,
-        )
-    if not endpoint.model:
-        raise EndpointError("no model given: pass --vlm-model (hub id or local path) or --vlm-url")
-    from vara.tools.local_engine import LocalEngine
-
-    # Its weights load when the run is known to go ahead (tools.chat.load_now).
-    return LocalEngine(endpoint.model, lazy=True)

@@ -32,6 +32,7 @@ __all__ = [
     "PixelConfig",
     "EvidenceSpec",
     "AgentSpec",
+    "TokensSpec",
     "StrategyConfig",
     "strategy_schema",
     "parse_strategy",
@@ -44,16 +45,32 @@ class Endpoint:
     """Where a model runs.
 
     ``url`` is an OpenAI-compatible base URL (e.g. ``http://127.0.0.1:8000/v1``) of a vLLM
-    server; None runs ``model`` in-process (a hub id or a local directory). With a URL and
-    no model, the server's only model is used.
+    server, or a list of them: replicas serving the same model (by the same name, LoRA
+    adapters included), balanced by least outstanding requests with failover
+    (``vara.tools.endpoints``). None runs ``model`` in-process (a hub id or a local
+    directory). With a URL and no model, the server's only model is used.
+    ``max_concurrency`` caps requests in flight per replica.
     """
 
     model: str | None = None
-    url: str | None = None
+    url: str | tuple[str, ...] | None = None
     api_key: str = "EMPTY"
     timeout_s: float = 120.0
     max_concurrency: int = 8
     max_retries: int = 3
+    # how often a replica taken out after a failure is checked (GET /models) to put it back
+    health_interval_s: float = 5.0
+
+    def __post_init__(self) -> None:
+        if isinstance(self.url, list):  # from YAML: a tuple keeps the endpoint hashable
+            object.__setattr__(self, "url", tuple(self.url))
+
+    @property
+    def urls(self) -> tuple[str, ...]:
+        """Every replica's URL, in the order given (none: in-process)."""
+        if not self.url:
+            return ()
+        return (self.url,) if isinstance(self.url, str) else tuple(self.url)
 
     @property
     def is_set(self) -> bool:
@@ -125,6 +142,15 @@ class AgentSpec:
 
 
 @dataclass(frozen=True)
+class TokensSpec:
+    """The semantic-tokens graph's closed vocabulary (``vara tokens vocab`` writes one)."""
+
+    # None: free-text tags. A path: each tag field becomes an enum of the vocabulary, so
+    # constrained decoding emits only its tokens; its sha256 joins the tag cache key.
+    vocab: str | None = None
+
+
+@dataclass(frozen=True)
 class StrategyConfig:
     name: str
     graph: str
@@ -142,6 +168,7 @@ class StrategyConfig:
     pixels: PixelConfig = field(default_factory=PixelConfig)
     evidence: EvidenceSpec = field(default_factory=EvidenceSpec)
     agent: AgentSpec = field(default_factory=AgentSpec)
+    tokens: TokensSpec = field(default_factory=TokensSpec)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -161,6 +188,7 @@ _SECTIONS = {
     "scorer": ScorerSpec,
     "evidence": EvidenceSpec,
     "agent": AgentSpec,
+    "tokens": TokensSpec,
 }
 
 
@@ -204,7 +232,8 @@ def apply_overrides(
 ) -> dict[str, Any]:
     """Return a copy of ``data`` with each ``key.sub=value`` applied (value parsed as YAML).
 
-    ``sampler.n_frames=16``, ``vlm.url=http://host:8000/v1``, ``llm=null``.
+    ``sampler.n_frames=16``, ``vlm.url=http://host:8000/v1``, ``vlm.url=[URL1, URL2]``,
+    ``llm=null``.
     """
     out = copy.deepcopy(data)
     for item in overrides:

@@ -30,9 +30,10 @@ def run_overrides(args: argparse.Namespace) -> list[str]:
     """CLI flags as strategy overrides; ``--set`` comes last so it wins."""
     o: list[str] = []
     for role in ("vlm", "llm"):
-        url, model = getattr(args, f"{role}_url"), getattr(args, f"{role}_model")
-        if url:
-            o.append(f"{role}.url={url}")
+        urls, model = getattr(args, f"{role}_url") or [], getattr(args, f"{role}_model")
+        if urls:
+            # One URL stays a string; replicas become a list (JSON is YAML).
+            o.append(f"{role}.url={urls[0] if len(urls) == 1 else json.dumps(urls)}")
             # A server's model name is discovered unless given: the YAML's hub id would be wrong.
             o.append(f"{role}.model={model}" if model else f"{role}.model=null")
         elif model:
@@ -77,9 +78,20 @@ def log_to(out: Path) -> None:
 
 def add_model_flags(s: argparse.ArgumentParser) -> None:
     """Flags shared by run and eval: models, sampling, overrides, cache, progress."""
-    s.add_argument("--vlm-url", help="vLLM server base URL, e.g. http://127.0.0.1:8000/v1")
+    s.add_argument(
+        "--vlm-url",
+        action="append",
+        metavar="URL",
+        help="vLLM server base URL, e.g. http://127.0.0.1:8000/v1; repeat for replicas of the "
+        "same model (balanced, with failover)",
+    )
     s.add_argument("--vlm-model", help="served model name, or hub id / local path in-process")
-    s.add_argument("--llm-url", help="server of a separate reasoning LLM (default: the VLM)")
+    s.add_argument(
+        "--llm-url",
+        action="append",
+        metavar="URL",
+        help="server of a separate reasoning LLM (default: the VLM); repeat for replicas",
+    )
     s.add_argument("--llm-model", help="model name of the reasoning LLM")
     # Defaults are the strategy's (its YAML), so none is restated here.
     s.add_argument("--window-s", type=float, help="window length in seconds")

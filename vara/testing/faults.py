@@ -15,11 +15,20 @@ logged (``log``, ``counts()``), so a test counts faults from the proxy's own rec
     with FaultProxy(server.url, Faults(p_500=0.2, p_truncate=0.1, seed=0)) as proxy:
         run(..., vlm_url=proxy.url)
     proxy.counts()   # Counter({'ok': 71, '500': 19, 'truncate': 9})
+
+``StandInServer`` is the same listener answering by itself, an OpenAI-compatible stand-in with
+a fixed service time and capacity (replica benchmarks, balancing tests: it measures the
+client, not a model).
+
+What the fault scenarios share: ``FAST_RUN_FLAGS`` (small requests, no caption cache, so every
+window asks the server), ``stop_after_posts`` (a server killed mid-run) and
+``check_one_per_window`` (the suite's guarantee, checked on an out dir).
 """
 
 from __future__ import annotations
 
 import http.client
+import json
 import random
 import socket
 import threading
@@ -27,9 +36,26 @@ import time
 from collections import Counter
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 from urllib.parse import urlsplit
 
-__all__ = ["FaultProxy", "Faults"]
+from vara.records import read_jsonl
+from vara.types import LabelSet
+
+__all__ = [
+    "FAST_RUN_FLAGS",
+    "FaultProxy",
+    "Faults",
+    "StandInServer",
+    "check_one_per_window",
+    "stop_after_posts",
+]
+
+# `vara run` flags for small requests and no caption cache: every window asks the server.
+FAST_RUN_FLAGS = (
+    *("--frames", "2", "--max-side", "64", "--set", "generation.caption_max_tokens=16"),
+    *("--no-cache", "--no-progress"),
+)
 
 FATES = ("500", "truncate", "reset", "slow")
 
@@ -156,6 +182,11 @@ class FaultProxy:
         with self._lock:
             return Counter(fate for _, _, fate in self.log)
 
+    def counts_posts(self) -> int:
+        """POSTs seen so far (chat requests; GETs are model lists and health checks)."""
+        with self._lock:
+            return sum(1 for method, _, _ in self.log if method == "POST")
+
     def start(self) -> FaultProxy:
         """Listen (again, on the same port after ``stop``)."""
         server = ThreadingHTTPServer(("127.0.0.1", self._listen_port), _Handler)
@@ -184,3 +215,102 @@ class FaultProxy:
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
+
+
+class StandInServer(FaultProxy):
+    """An OpenAI-compatible server that answers by itself: GET /v1/models lists ``model``;
+    a chat completion takes ``service_s`` with at most ``capacity`` served at once (the rest
+    queue, as in a busy vLLM) and answers ``caption``, or, under a ``response_format`` JSON
+    schema, the simplest instance of it whose free text is ``caption`` (so an evidence quote
+    is found in the caption it cites). Faults, the log, ``stop`` and ``start`` are the
+    proxy's.
+
+        with StandInServer(service_s=0.05, capacity=4) as a, StandInServer() as b:
+            pool = EndpointPool([a.url, b.url], "stand-in")
+    """
+
+    def __init__(
+        self,
+        model: str = "stand-in",
+        *,
+        service_s: float = 0.05,
+        capacity: int = 4,
+        caption: str = "a person waves both hands",
+        faults: Faults = Faults(),
+        port: int = 0,
+    ):
+        super().__init__("http://127.0.0.1/v1", faults, port=port)
+        self.model, self.service_s, self.caption = model, service_s, caption
+        self._capacity = threading.BoundedSemaphore(capacity)
+
+    def forward(self, method: str, path: str, body: bytes, content_type: str | None):
+        if method == "GET" and path.endswith("/models"):
+            cards = [{"id": self.model, "object": "model", "root": None}]
+            return 200, json.dumps({"object": "list", "data": cards}).encode()
+        if method != "POST" or not path.endswith("/chat/completions"):
+            return 404, b'{"error": {"message": "not found (stand-in server)"}}'
+        request = json.loads(body)
+        if request.get("model") != self.model:
+            return 404, json.dumps(
+                {"error": {"message": f"model {request.get('model')!r} does not exist"}}
+            ).encode()
+        with self._capacity:
+            time.sleep(self.service_s)
+        schema = ((request.get("response_format") or {}).get("json_schema") or {}).get("schema")
+        text = self.caption if schema is None else json.dumps(_instance(schema, self.caption))
+        reply = {
+            "object": "chat.completion",
+            "model": self.model,
+            "choices": [
+                {
+                    "index": 0,
+                    "message": {"role": "assistant", "content": text},
+                    "finish_reason": "stop",
+                }
+            ],
+            "usage": {"prompt_tokens": 1, "completion_tokens": 1},
+        }
+        return 200, json.dumps(reply).encode()
+
+
+def _instance(schema: dict, text: str):
+    """The simplest instance of a JSON schema: first enum values, one item per array (or
+    minItems), every property, ``text`` for free strings."""
+    if "enum" in schema:
+        return schema["enum"][0]
+    kind = schema.get("type")
+    if kind == "object":
+        return {k: _instance(v, text) for k, v in schema.get("properties", {}).items()}
+    if kind == "array":
+        n = min(max(schema.get("minItems", 0), 1), schema.get("maxItems", 1))
+        return [_instance(schema.get("items", {}), text)] * n
+    if kind in ("integer", "number"):
+        return schema.get("minimum", 0)
+    return {"string": text, "boolean": True}.get(kind)
+
+
+def stop_after_posts(proxy: FaultProxy, n_posts: int, timeout_s: float = 600.0) -> threading.Thread:
+    """A started thread that stops ``proxy`` (a server killed mid-run) once it has seen
+    ``n_posts`` POSTs; join it to know the kill happened."""
+
+    def kill() -> None:
+        deadline = time.monotonic() + timeout_s
+        while proxy.counts_posts() < n_posts and time.monotonic() < deadline:
+            time.sleep(0.01)
+        proxy.stop()
+
+    thread = threading.Thread(target=kill, daemon=True)
+    thread.start()
+    return thread
+
+
+def check_one_per_window(out: Path, n_windows: int, labelset: LabelSet) -> list[dict]:
+    """The fault suite's guarantee on an out dir: exactly one prediction per window, and no
+    label or evidence ref outside what the schema allows. Returns the predictions."""
+    preds = read_jsonl(out / "predictions.jsonl")
+    assert len(preds) == len({p["clip_id"] for p in preds}) == n_windows
+    for p in preds:
+        assert set(p["labels"]) <= set(labelset.names)
+        refs = {f"caption:{i}" for i in range(1, len(p["captions"]) + 1)}
+        assert {e["ref"] for e in p["evidence"]} <= refs
+    return preds
