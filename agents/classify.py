@@ -18,7 +18,7 @@ import json
 from langgraph.runtime import Runtime
 
 from vara.agents.context import Context
-from vara.agents.nodes import ask_until_valid, chat_turns, quotes_final
+from vara.agents.nodes import ask_until_valid, quotes_final
 from vara.agents.state import WindowState
 from vara.tools.evidence import check_evidence, sources_of
 from vara.tools.reason import (
@@ -28,6 +28,7 @@ from vara.tools.reason import (
     validate_json,
 )
 from vara.tools.scorer import labels_for
+from vara.tools.turns import chat_turns
 from vara.types import ClassScores, Evidence
 
 __all__ = ["classify", "from_scores", "explain", "score_text", "CLASSIFIER_REF"]

@@ -23,7 +23,7 @@ from functools import partial
 from langgraph.runtime import Runtime
 
 from vara.agents.context import Context
-from vara.agents.nodes import ask_until_valid, chat_turns, quotes_final
+from vara.agents.nodes import ask_until_valid, quotes_final
 from vara.agents.state import WindowState
 from vara.tools.evidence import check_evidence, sources_of
 from vara.tools.reason import (
@@ -34,6 +34,7 @@ from vara.tools.reason import (
     judge_schema,
     parse_judgement,
 )
+from vara.tools.turns import chat_turns
 from vara.types import ClassScores, LabelSet
 
 __all__ = ["judge", "decide"]

@@ -29,6 +29,8 @@ from vara.tools.reason import (
     parse_answer,
     time_ref,
 )
+from vara.tools.turns import chat_turns
+from vara.tools.vocab import merge_spans, span_text
 from vara.types import Prediction
 
 T = TypeVar("T")
@@ -51,12 +53,6 @@ __all__ = [
     "give_up",
     "add_answer_loop",
 ]
-
-
-def chat_turns(system: str, user: str, images=()) -> list[Message]:
-    """A system turn (when the prompt has one) and a user turn with the images first."""
-    head = [Message("system", system)] if system else []
-    return [*head, Message("user", user, images=tuple(images))]
 
 
 def sample(state: WindowState, runtime: Runtime[Context]) -> dict:
@@ -173,15 +169,33 @@ def answer_from_frames(state: WindowState, runtime: Runtime[Context]) -> dict:
 
 
 def answer_from_tokens(state: WindowState, runtime: Runtime[Context]) -> dict:
-    """The LLM labels the window from its action narrative (the per-frame tokens in order)."""
+    """The LLM labels the window from its action narrative (the per-frame tokens in order).
+
+    A prompt that reads ``spans`` (narrative.v2) sees consecutive frames with equal tags
+    merged into one span with its times, cited by its first frame's ref; one that reads
+    ``frames`` (narrative.v1) sees every frame."""
     ctx = runtime.context
     clip = state["clip"]
-    refs = tuple(time_ref(t) for t in state["timestamps_s"])
-    frames = [{"ref": r, "tags": tags} for r, tags in zip(refs, state["tags"], strict=True)]
-    rendered = ctx.prompts["answer"].render(
-        labelset=ctx.labelset, frames=frames, start_s=clip.start_s, end_s=clip.end_s
+    times = state["timestamps_s"]
+    frames = [
+        {"ref": time_ref(t), "tags": tags} for t, tags in zip(times, state["tags"], strict=True)
+    ]
+    spans = [
+        {
+            "ref": time_ref(s.start_s),
+            "start_s": s.start_s,
+            "end_s": s.end_s,
+            "tags": s.tags,
+            "text": span_text(s.tags),
+        }
+        for s in merge_spans(times, state["tags"])
+    ]
+    prompt = ctx.prompts["answer"]
+    rendered = prompt.render(
+        labelset=ctx.labelset, frames=frames, spans=spans, start_s=clip.start_s, end_s=clip.end_s
     )
-    sources = {f["ref"]: tags_text(f["tags"]) for f in frames}  # a frame's tags, quotable
+    shown = spans if "spans" in prompt.variables else frames
+    sources = {f["ref"]: tags_text(f["tags"]) for f in shown}  # what the prompt shows, quotable
     return ask_answer(state, ctx, ctx.llm, chat_turns(rendered.system, rendered.user), sources)
 
 

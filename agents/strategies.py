@@ -19,6 +19,7 @@ from vara.config import StrategyConfig, apply_overrides, parse_strategy
 from vara.errors import ConfigError, did_you_mean
 from vara.prompts.loader import PromptTemplate, load_prompt, unknown_variables
 from vara.tools.scorer import SCORERS
+from vara.tools.vocab import load_vocabulary, with_vocabulary
 
 __all__ = ["list_strategies", "load_strategy", "strategy_prompts", "strategy_schema"]
 
@@ -74,6 +75,10 @@ def strategy_prompts(
     check_strategy(strategy, strategy.name)
     structured = graph_spec(strategy.graph).structured_roles
     prompts = {role: load_prompt(ref, prompts_dir) for role, ref in strategy.prompts.items()}
+    if strategy.tokens.vocab and "tokens" in prompts:
+        # enum fields, and a hash covering the vocabulary: provenance and resume name it
+        vocab = load_vocabulary(strategy.tokens.vocab)
+        prompts["tokens"] = with_vocabulary(prompts["tokens"], vocab)
     for role, prompt in prompts.items():
         problem = unknown_variables(prompt)
         if problem:

@@ -8,7 +8,9 @@ reasoning prompt or swapping the LLM never re-captions a video. Keys need only t
 FramePlan (indices, times, and the pixel steps the frames go through: other pixels, other
 captions); pixels are fetched on a miss. ``captions_cached`` and
 ``tokens_cached`` tell the runner ahead of time that a window needs no pixels at all, so a
-re-run after a prompt edit does not even decode the video.
+re-run after a prompt edit does not even decode the video. With ``tokens.vocab`` the tag
+schema's fields are enums of the vocabulary (``vara.tools.vocab``) and its sha256 joins the
+tokens' cache key.
 """
 
 from __future__ import annotations
@@ -16,17 +18,20 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+from dataclasses import dataclass
 from functools import partial
 from typing import Any
 
 from langgraph.runtime import Runtime
 
 from vara.agents.context import Context
-from vara.agents.nodes import ask_until_valid, chat_turns
+from vara.agents.nodes import ask_until_valid
 from vara.agents.state import WindowState
 from vara.prompts.loader import PromptTemplate, RenderedPrompt
 from vara.tools.cache import CachedCaption
 from vara.tools.reason import AnswerInvalid, parse_tokens, tokens_schema
+from vara.tools.turns import chat_turns
+from vara.tools.vocab import load_vocabulary, vocab_schema
 from vara.types import Caption, FramePlan
 
 __all__ = ["describe", "caption", "captions_cached", "tokens", "tokens_cached", "frame_groups"]
@@ -50,12 +55,13 @@ def describe(
     *,
     max_tokens: int,
     json_schema: dict[str, Any] | None = None,
+    vocab_sha256: str | None = None,
 ) -> Caption:
     """The VLM's answer about frames ``plan.frame_idx[part]``, from the cache when possible.
 
     The frames are decoded (through the run's FrameStore) only when the cache misses.
     """
-    gen = _generation(ctx, max_tokens, json_schema)
+    gen = _generation(ctx, max_tokens, json_schema, vocab_sha256)
     key = _cache_key(ctx, plan, part, prompt, rendered, gen)
 
     def ask() -> CachedCaption:
@@ -77,7 +83,9 @@ def describe(
     return _caption(plan, part, prompt, answer.text, answer.model, answer.latency_s, cached)
 
 
-def _generation(ctx: Context, max_tokens: int, json_schema: dict[str, Any] | None) -> dict:
+def _generation(
+    ctx: Context, max_tokens: int, json_schema: dict[str, Any] | None, vocab_sha256: str | None
+) -> dict:
     gen: dict[str, Any] = {
         "max_tokens": max_tokens,
         "temperature": ctx.strategy.generation.temperature,
@@ -85,6 +93,8 @@ def _generation(ctx: Context, max_tokens: int, json_schema: dict[str, Any] | Non
     if json_schema is not None:
         schema_text = json.dumps(json_schema, sort_keys=True)
         gen["schema_sha256"] = hashlib.sha256(schema_text.encode()).hexdigest()
+    if vocab_sha256 is not None:  # tags under another vocabulary are other tags
+        gen["vocab_sha256"] = vocab_sha256
     return gen
 
 
@@ -102,8 +112,11 @@ def _cache_key(ctx, plan, part, prompt, rendered, gen) -> str | None:
     )
 
 
-def _cached(ctx, plan, part, prompt, rendered, *, max_tokens, json_schema=None) -> bool:
-    key = _cache_key(ctx, plan, part, prompt, rendered, _generation(ctx, max_tokens, json_schema))
+def _cached(
+    ctx, plan, part, prompt, rendered, *, max_tokens, json_schema=None, vocab_sha256=None
+) -> bool:
+    gen = _generation(ctx, max_tokens, json_schema, vocab_sha256)
+    key = _cache_key(ctx, plan, part, prompt, rendered, gen)
     return key is not None and ctx.cache.get(key) is not None
 
 
@@ -165,10 +178,21 @@ def caption(state: WindowState, runtime: Runtime[Context]) -> dict:
     return {"captions": captions}
 
 
-def _tokens_request(ctx: Context, plan: FramePlan) -> tuple[dict[str, Any], RenderedPrompt]:
-    """The semantic-tokens schema for this window's frame count and its rendered prompt."""
+@dataclass(frozen=True)
+class _TokensRequest:
+    schema: dict[str, Any]  # one entry per frame; enums of the vocabulary when one is set
+    rendered: RenderedPrompt
+    vocab_sha256: str | None
+
+
+def _tokens_request(ctx: Context, plan: FramePlan) -> _TokensRequest:
+    """The semantic-tokens schema for this window's frame count (with ``tokens.vocab``, each
+    tag field an enum of the vocabulary) and its rendered prompt."""
     clip, prompt = plan.clip, ctx.prompts["tokens"]
-    schema = tokens_schema(prompt.schema, len(plan.frame_idx))
+    template, vocab_sha256 = prompt.schema, None
+    if ctx.strategy.tokens.vocab:
+        vocab = load_vocabulary(ctx.strategy.tokens.vocab)
+        template, vocab_sha256 = vocab_schema(template, vocab), vocab.sha256
     rendered = prompt.render(
         domain=ctx.labelset.description,
         n_frames=len(plan.frame_idx),
@@ -176,12 +200,12 @@ def _tokens_request(ctx: Context, plan: FramePlan) -> tuple[dict[str, Any], Rend
         end_s=clip.end_s,
         timestamps=list(plan.timestamps_s),
     )
-    return schema, rendered
+    return _TokensRequest(tokens_schema(template, len(plan.frame_idx)), rendered, vocab_sha256)
 
 
 def tokens_cached(ctx: Context, plan: FramePlan) -> bool:
     """Whether the window's semantic tokens are in the cache (no pixels needed)."""
-    schema, rendered = _tokens_request(ctx, plan)
+    req = _tokens_request(ctx, plan)
     every = slice(0, len(plan.frame_idx))
     max_tokens = ctx.strategy.generation.tokens_max_tokens
     return _cached(
@@ -189,9 +213,10 @@ def tokens_cached(ctx: Context, plan: FramePlan) -> bool:
         plan,
         every,
         ctx.prompts["tokens"],
-        rendered,
+        req.rendered,
         max_tokens=max_tokens,
-        json_schema=schema,
+        json_schema=req.schema,
+        vocab_sha256=req.vocab_sha256,
     )
 
 
@@ -206,10 +231,18 @@ def tokens(state: WindowState, runtime: Runtime[Context]) -> dict:
     plan = ctx.frames.plan(clip)
     prompt = ctx.prompts["tokens"]
     n = len(plan.frame_idx)
-    schema, rendered = _tokens_request(ctx, plan)
+    req = _tokens_request(ctx, plan)
+    schema, rendered = req.schema, req.rendered
     max_tokens = ctx.strategy.generation.tokens_max_tokens
     first = describe(
-        ctx, plan, slice(0, n), prompt, rendered, max_tokens=max_tokens, json_schema=schema
+        ctx,
+        plan,
+        slice(0, n),
+        prompt,
+        rendered,
+        max_tokens=max_tokens,
+        json_schema=schema,
+        vocab_sha256=req.vocab_sha256,
     )
     parse = partial(parse_tokens, schema=schema)
     reask_latency_s = 0.0

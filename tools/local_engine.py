@@ -8,6 +8,8 @@ model, AutoTokenizer + AutoModelForCausalLM, from a hub id or a local directory:
     reply = engine.complete([Message("user", "What happens?", images=(frame,))],
                             json_schema={"type": "object", ...})
 
+A PEFT LoRA adapter (``adapter=``, or an adapter directory as ``model``) is applied unmerged.
+
 ``json_schema`` constrains decoding with xgrammar's transformers logits processor (vLLM
 uses the same engine server-side). xgrammar bug: ``maxLength`` on strings can yield invalid
 JSON; bound free text with ``pattern`` or ``max_tokens`` instead.
@@ -30,6 +32,7 @@ import numpy as np
 from vara.errors import EndpointError, InputError, VaraError
 from vara.tools.chat import Completion, Message, weights_fingerprint
 from vara.tools.devices import resolve_device
+from vara.tools.lora import apply_adapter, base_and_adapter
 
 
 class LocalEngine:
@@ -38,14 +41,26 @@ class LocalEngine:
     supports_tools = False  # transformers has no tool-call parser; vLLM does this
 
     def __init__(
-        self, model: str | Path, *, device: str = "auto", dtype: str = "auto", lazy: bool = False
+        self,
+        model: str | Path,
+        *,
+        adapter: str | Path | None = None,
+        device: str = "auto",
+        dtype: str = "auto",
+        lazy: bool = False,
     ):
         """Load ``model`` now, or with ``lazy`` on first use (``load()``, ``complete()``,
         ``multimodal``, ``cache_identity``). Either way a path that is no checkpoint, a
-        device or dtype that does not exist, fails here, before any weights load."""
-        self.model_id = str(model)
+        device or dtype that does not exist, fails here, before any weights load.
+
+        ``adapter`` is a PEFT LoRA adapter (or a run directory holding one) applied to
+        ``model`` as vLLM applies it; ``model`` may itself be an adapter directory, whose
+        recorded base model is then loaded."""
+        self._base, self._adapter = base_and_adapter(str(model), adapter)
+        a = self._adapter
+        self.model_id = self._base if a is None else f"{self._base}+lora:{a.path}"
         self._lock = threading.RLock()
-        model_source(self.model_id)  # a missing directory fails now, not at first use
+        model_source(self._base)  # a missing directory fails now, not at first use
         self._device = resolve_device(device, "device")
         self._dtype = _resolve_dtype(dtype, self._device)
         self._model: Any = None
@@ -62,18 +77,18 @@ class LocalEngine:
                 raise EndpointError(f"LocalEngine for model '{self.model_id}' is closed")
             if self._model is not None:
                 return
-            model, self._processor, self._tokenizer = _load(
-                self.model_id, self._device, self._dtype
-            )
+            model, self._processor, self._tokenizer = _load(self._base, self._device, self._dtype)
+            if self._adapter is not None:
+                model = apply_adapter(model, self._adapter).eval()
             self._eos_ids = _eos_ids(model, self._tokenizer)
             # transformers' own generate() in this dtype; a hub checkpoint by its commit.
-            revision = weights_fingerprint(self.model_id) or getattr(
+            revision = weights_fingerprint(self._base) or getattr(
                 model.config, "_commit_hash", None
             )
-            self._identity = "transformers:" + json.dumps(
-                {"model": self.model_id, "weights": revision, "dtype": str(model.dtype)},
-                sort_keys=True,
-            )
+            parts = {"model": self.model_id, "weights": revision, "dtype": str(model.dtype)}
+            if self._adapter is not None:
+                parts["adapter"] = weights_fingerprint(self._adapter.path)
+            self._identity = "transformers:" + json.dumps(parts, sort_keys=True)
             self._model = model
 
     @property
@@ -149,7 +164,7 @@ class LocalEngine:
 
     def _encode(self, messages: Sequence[Message]) -> dict[str, Any]:
         """Chat template -> token ids (and pixel tensors), on the model's device."""
-        conversation, images = _conversation(messages, self.multimodal, self.model_id)
+        turns, images = conversation(messages, self.multimodal, self.model_id)
         templater = self._processor if self.multimodal else self._tokenizer
         if not getattr(self._tokenizer, "chat_template", None) and not getattr(
             self._processor, "chat_template", None
@@ -157,9 +172,7 @@ class LocalEngine:
             raise EndpointError(
                 f"model '{self.model_id}' has no chat template: use an instruct/chat checkpoint"
             )
-        prompt = templater.apply_chat_template(
-            conversation, add_generation_prompt=True, tokenize=False
-        )
+        prompt = templater.apply_chat_template(turns, add_generation_prompt=True, tokenize=False)
         if self.multimodal:
             inputs = self._processor(text=[prompt], images=images or None, return_tensors="pt")
         else:
@@ -193,8 +206,9 @@ class LocalEngine:
             )
             self._grammar_compiler = xgr.GrammarCompiler(info)  # caches compiled schemas
         try:
+            # As vLLM compiles it (disable_any_whitespace): schema key order, compact separators.
             grammar = self._grammar_compiler.compile_json_schema(
-                json.dumps(schema, sort_keys=True), any_whitespace=False
+                json.dumps(schema), any_whitespace=False, separators=(",", ":")
             )
         except Exception as exc:  # xgrammar raises RuntimeError/ValueError subclasses
             raise InputError(
@@ -213,6 +227,13 @@ def _resolve_dtype(dtype: str, device: str):
     if not isinstance(value, torch.dtype):
         raise InputError(f"dtype '{dtype}' is not a torch dtype (try float32, bfloat16, auto)")
     return value
+
+
+def load_checkpoint(model: str, device: str = "cpu", dtype: str = "auto") -> tuple[Any, Any, Any]:
+    """(model, processor or None, tokenizer) of a checkpoint, in its own dtype by default
+    (``vara export`` writes what it read, not a float32 copy)."""
+    device = resolve_device(device, "device")
+    return _load(model, device, "auto" if dtype == "auto" else _resolve_dtype(dtype, device))
 
 
 def _load(model: str, device: str, dtype: Any) -> tuple[Any, Any, Any]:
@@ -343,7 +364,7 @@ def _eos_ids(model: Any, tokenizer: Any) -> set[int]:
     return ids
 
 
-def _conversation(
+def conversation(
     messages: Sequence[Message], multimodal: bool, model_id: str
 ) -> tuple[list[dict[str, Any]], list[Any]]:
     """Chat-template messages (images as parts before the text) and the PIL images in order."""

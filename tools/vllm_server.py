@@ -79,6 +79,16 @@ class ServerOptions:
     enforce_eager: bool = field(
         default=False, metadata={"help": "skip CUDA graphs / torch.compile: faster start"}
     )
+    lora_modules: tuple[tuple[str, str], ...] = field(
+        default=(),
+        metadata={"help": "(NAME, adapter dir) served beside the base (tools.lora.server_fields)"},
+    )
+    max_lora_rank: int = field(
+        default=16, metadata={"help": "--max-lora-rank: >= every adapter's r, a value vLLM takes"}
+    )
+    tower_connector_lora: bool = field(
+        default=False, metadata={"help": "apply LoRA to the vision tower / connector too"}
+    )
     extra_args: tuple[str, ...] = field(
         default=(), metadata={"help": "appended verbatim to the command line"}
     )
@@ -155,7 +165,18 @@ class ServerOptions:
             argv.append("--enforce-eager")
         if self.tool_call_parser:
             argv += ["--enable-auto-tool-choice", "--tool-call-parser", self.tool_call_parser]
-        return argv + list(self.extra_args)
+        return argv + self._lora_args() + list(self.extra_args)
+
+    def _lora_args(self) -> list[str]:
+        """Every adapter in one batch (``--max-loras``): several adapters share a server."""
+        if not self.lora_modules:
+            return []
+        argv = ["--enable-lora", "--lora-modules", *(f"{n}={p}" for n, p in self.lora_modules)]
+        argv += ["--max-lora-rank", str(self.max_lora_rank)]
+        argv += ["--max-loras", str(len(self.lora_modules))]
+        if self.tower_connector_lora:
+            argv.append("--enable-tower-connector-lora")
+        return argv
 
     def env(self) -> dict[str, str]:
         """Variables set for the server on top of the caller's environment."""

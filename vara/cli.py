@@ -8,7 +8,9 @@
     vara compare RUN_DIR... --out DIR
     vara prompts list | show ID | render ID [--labels SET] | diff ID1 ID2
     vara finetune [--quiet] CONFIG [key.sub=value ...]   (CONFIG: lora_classifier, timesformer)
-    vara serve MODEL [--port 8000] [--cpu]
+    vara tokens vocab RUN_DIR... --out vocab.json [--top-k 20] [--labels SET]
+    vara serve MODEL [--port 8000] [--cpu] [--lora NAME=ADAPTER_DIR ...]
+    vara export ADAPTER_OR_RUN_DIR --merged OUT
     vara tiny-vlm DIR
     vara labels [NAME] | vara strategies
 
@@ -25,7 +27,7 @@ import logging
 import os
 import sys
 
-from vara.commands import info, label, prompts, serve, train
+from vara.commands import info, label, prompts, serve, tokens, train
 from vara.commands.common import EXIT_ABORTED, EXIT_ERROR, EXIT_OK
 from vara.errors import EndpointUnreachable, VaraError
 
@@ -38,7 +40,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     sub = p.add_subparsers(dest="command", required=True)
     # In the order a user meets them: look at videos, label, compare, then the tooling.
-    for add in (info.add_probe, label.add, info.add_compare, prompts.add, serve.add, train.add):
+    adds = (info.add_probe, label.add, info.add_compare, prompts.add, tokens.add, serve.add)
+    for add in (*adds, serve.add_export, train.add):
         add(sub)
     info.add_lists(sub)
     return p
