@@ -95,11 +95,13 @@ def train_loop(
     device: str,
     progress: bool = True,
     train_collate: Collate | None = None,
+    validate_fn=None,
 ) -> list[dict[str, Any]]:
     """Epochs of AdamW steps (accumulation, clipping, autocast) with a validation pass after
     each; checkpoints the trainable weights after every epoch. Returns per-epoch metrics.
     ``train_collate``: the training batches' own (augmenting) collation; validation always
-    uses ``collate``."""
+    uses ``collate``. ``validate_fn``: the per-epoch validation (default ``validate``: loss
+    and macro-F1 of a classifier's logits), same arguments."""
     t = cfg.train
     ckpt = out / CHECKPOINT
     start, history = _resume(ckpt, model, optimizer, data)
@@ -116,7 +118,7 @@ def train_loop(
             "steps": steps,
             "train_loss": float(np.mean(losses)),
             "train_losses": [round(x, 6) for x in losses],
-            **validate(model, collate, data, loss_fn, device, t),
+            **(validate_fn or validate)(model, collate, data, loss_fn, device, t),
         }
         record["wall_s"] = round(time.perf_counter() - t_epoch, 3)  # training + validation
         history.append(record)
@@ -124,7 +126,7 @@ def train_loop(
             "epoch %d: train loss %.4f, val %s",
             epoch + 1,
             record["train_loss"],
-            {k: record[k] for k in ("val_loss", "val_macro_f1")},
+            {k: record.get(k) for k in ("val_loss", "val_macro_f1")},
         )
         _checkpoint(ckpt, epoch + 1, model, optimizer, history, data)
     return history

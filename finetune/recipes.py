@@ -18,6 +18,7 @@ RECIPES = {
     "lora_classifier": "lora_classifier",
     "timesformer": "timesformer",
     "clip_noise": "clip_noise",
+    "lvlm_sft": "lvlm_sft",
 }
 
 

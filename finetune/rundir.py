@@ -97,7 +97,30 @@ def write_run(
     write_json_atomic(out / "label_map.json", {lab: i for i, lab in enumerate(info.labels)})
     write_json_atomic(out / "thresholds.json", thresholds)
     np.save(out / "val_logits.npy", val_logits)
-    card = {
+    scores = {
+        "thresholds": thresholds,
+        # macro-F1 on the validation windows at the tuned thresholds: in-sample (they were
+        # tuned there), so optimistic; evaluate on held-out videos for an unbiased figure.
+        "val_macro_f1_tuned_in_sample": _tuned_f1(data, thresholds, val_logits),
+    }
+    card = run_card(
+        cfg, data, history, wall_s=wall_s, device=device, extra={**scores, **(extra or {})}
+    )
+    finish(out, cfg, card)
+
+
+def run_card(
+    cfg: Config,
+    data: TrainData,
+    history: list[dict[str, Any]],
+    *,
+    wall_s: float,
+    device: str,
+    extra: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    """run_card.json of any recipe: the data, every epoch, the times, ``extra``, the
+    hardware and package versions."""
+    return {
         "recipe": cfg.recipe,
         "data": {
             "manifest": data.dataset.path,
@@ -109,10 +132,6 @@ def write_run(
         },
         "epochs": history,
         "final": history[-1] if history else None,
-        "thresholds": thresholds,
-        # macro-F1 on the validation windows at the tuned thresholds: in-sample (they were
-        # tuned there), so optimistic; evaluate on held-out videos for an unbiased figure.
-        "val_macro_f1_tuned_in_sample": _tuned_f1(data, thresholds, val_logits),
         "wall_s": round(wall_s, 3),  # this session's, from set-up to the run card
         # every epoch's training + validation, over all sessions of a resumed run
         "epochs_wall_s": round(sum(h.get("wall_s", 0.0) for h in history), 3),
@@ -120,6 +139,11 @@ def write_run(
         "hardware": hardware(device),
         "meta_info": meta_info(),
     }
+
+
+def finish(out: Path, cfg: Config, card: dict[str, Any]) -> None:
+    """Write the run card (last: its presence means the run finished), then drop the
+    checkpoint and the run's own frame cache (a named ``data.frames_dir`` stays)."""
     write_json_atomic(out / "run_card.json", card)
     (out / CHECKPOINT).unlink(missing_ok=True)  # after the card: a crash between keeps it
     if not cfg.data.frames_dir:  # the run's own frame cache served resuming; a named one stays

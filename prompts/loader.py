@@ -204,7 +204,7 @@ def _check_tools(entry: Any, tools: Any) -> None:
 
 
 # What example_variables derives from the label set (and a label set's section may give).
-_DERIVED = ("labelset", "domain", "label", "scores", "predicted", "error")
+_DERIVED = ("labelset", "domain", "label", "scores", "predicted", "truth", "error")
 
 
 def example_variables(labelset: LabelSet) -> dict[str, Any]:
@@ -227,6 +227,7 @@ def example_variables(labelset: LabelSet) -> dict[str, Any]:
         **examples,
         "scores": scores,
         "predicted": names[:1],
+        "truth": names[:1],  # the teacher's true labels (finetune/sft_targets.py)
         "error": error,
         **own,
         "labelset": labelset,

@@ -17,11 +17,17 @@ def _cmd_finetune(args: argparse.Namespace) -> int:
     out = run_config(args.config, args.overrides, progress=not args.quiet)
     card = json.loads((out / "run_card.json").read_text())
     final = card.get("final") or {}
+    if "val_macro_f1" in final:
+        score = f"val macro-F1 {final['val_macro_f1']:.3f} (at 0.5 / top class)"
+    else:  # a generative run: its labels are scored by vara eval
+        score = f"val answer loss {final.get('val_loss') or float('nan'):.3f}"
     print(
         f"run directory {out}: {card['data']['n_train']} train / {card['data']['n_val']} val "
-        f"windows, val macro-F1 {final.get('val_macro_f1', float('nan')):.3f} (at 0.5 / top "
-        f"class), {card['wall_s']:.1f} s"
+        f"windows, {score}, {card['wall_s']:.1f} s"
     )
+    if (out / "sft.json").exists():
+        _print_sft_commands(out, json.loads((out / "sft.json").read_text()))
+        return EXIT_OK
     info = json.loads((out / "classifier.json").read_text())
     if info.get("multi_label", True):  # single-label sets take the top class: nothing tuned
         print(
@@ -36,11 +42,35 @@ def _cmd_finetune(args: argparse.Namespace) -> int:
     else:
         strategies = "--strategy classifier"
     print(
-        f"evaluate it: vara eval {out / 'val.jsonl'} --labels {card['data']['labelset']} "
+        f"evaluate it: vara eval {out / 'val.jsonl'} --labels {_labels_arg(out)} "
         f"{strategies} --set scorer.run_dir={out} {sampling} "
         f"--out {out.parent / (out.name + '-eval')}"
     )
     return EXIT_OK
+
+
+def _labels_arg(out) -> str:
+    """The label set as the run was given it (a packaged name or a YAML path), so the printed
+    command works for either."""
+    import yaml
+
+    return yaml.safe_load((out / "config.yaml").read_text())["data"]["labels"]
+
+
+def _print_sft_commands(out, info: dict) -> None:
+    """How to serve the adapter with vLLM, and evaluate it served or in-process."""
+    name = out.name.replace(" ", "-")
+    sampling = f"--frames {info['n_frames']} --max-side {info['max_side']}"
+    evaluate = f"vara eval {out / 'val.jsonl'} --labels {_labels_arg(out)} --strategy direct"
+    print(f"serve it: vara serve {info['backbone']} --lora {name}={out / 'adapter'}")
+    print(
+        f"evaluate it served: {evaluate} --vlm-url http://127.0.0.1:8000/v1 "
+        f"--set vlm.model={name} {sampling} --out {out.parent / (out.name + '-eval')}"
+    )
+    print(
+        f"or in-process: {evaluate} --vlm-model {out / 'adapter'} {sampling} "
+        f"--out {out.parent / (out.name + '-eval')}"
+    )
 
 
 def _cmd_tiny_vlm(args: argparse.Namespace) -> int:
@@ -60,10 +90,11 @@ def _cmd_tiny_clip(args: argparse.Namespace) -> int:
 def add(sub: argparse._SubParsersAction) -> None:
     s = sub.add_parser(
         "finetune",
-        help="train a classifier (LoRA VLM, TimeSformer, CLIP noise) from a recipe config",
+        help="train a model from a recipe (LoRA classifier, TimeSformer, CLIP noise, LVLM SFT)",
     )
     s.add_argument(
-        "config", help="packaged config name (lora_classifier, timesformer, clip_noise) or a .yaml"
+        "config",
+        help="packaged config (lora_classifier, timesformer, clip_noise, lvlm_sft) or a .yaml",
     )
     s.add_argument("overrides", nargs="*", help="key.sub=value, e.g. data.manifest=labels.csv")
     s.add_argument("--quiet", action="store_true", help="no progress bars")

@@ -348,8 +348,15 @@ def build_tiny_vlm(
     image_size: int = 56,
     max_images: int = 16,
     text_tokens: int = TEXT_BUDGET_TOKENS,
+    readout_scale: float = 1.0,
 ) -> Path:
     """Write a tiny random Idefics3 VLM (model, tokenizer, processor) to ``path``; return it.
+
+    ``readout_scale`` multiplies the LM head's random weights. At 1 (the default, what every
+    other test serves) its logits stay within a few units, so no hidden state can make one
+    token likely: a LoRA fine-tune, which leaves the head frozen, then cannot lower its loss
+    past a floor. A pretrained model's head has no such limit; 10 lifts it for tests that
+    must show generative fine-tuning learn (tests/test_lvlm_sft.py).
 
     ``image_size`` must be a multiple of 28 (patch 14 x pixel-shuffle 2); every image is
     resized to a square of that side. ``max_images`` sizes the context window so a prompt
@@ -377,6 +384,8 @@ def build_tiny_vlm(
     )
     torch.manual_seed(seed)
     model = Idefics3ForConditionalGeneration(config).eval()
+    with torch.no_grad():
+        model.lm_head.weight.mul_(readout_scale)
     model.generation_config = GenerationConfig(
         eos_token_id=[tokenizer.convert_tokens_to_ids(t) for t in (IM_END, END_OF_UTTERANCE)],
         pad_token_id=tokenizer.pad_token_id,
