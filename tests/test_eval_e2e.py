@@ -14,22 +14,14 @@ import time
 from pathlib import Path
 
 import httpx
-import numpy as np
 import pytest
 from conftest import SERVER_MAX_IMAGES
-from sklearn.metrics import (
-    accuracy_score,
-    confusion_matrix,
-    f1_score,
-    precision_recall_fscore_support,
-)
+from sklearn_check import assert_metrics_match
 
 from vara.cli import main
-from vara.metrics import FAILED
 from vara.prompts.loader import load_labelset
 from vara.records import read_jsonl
 from vara.testing import write_test_video
-from vara.types import Clip, Prediction
 
 STRATEGIES = ("caption-reason", "direct", "caption-judge", "semantic-tokens")
 KINETICS = load_labelset("kinetics-sample")
@@ -81,48 +73,10 @@ def test_all_four_strategies_complete_on_the_shared_clips(shared_eval):
     assert all(len(s["probs"]) == len(KINETICS.names) for s in scores)
 
 
-def _recompute(strategy_dir: Path) -> dict:
-    """Single-label metrics straight from clips.jsonl + predictions.jsonl with scikit-learn."""
-    clips = [Clip.from_dict(r) for r in read_jsonl(strategy_dir / "clips.jsonl")]
-    preds = {
-        r["clip_id"]: Prediction.from_dict(r)
-        for r in read_jsonl(strategy_dir / "predictions.jsonl")
-    }
-    y_true = [c.labels[0] for c in clips]
-    y_pred = [preds[c.clip_id].labels[0] if c.clip_id in preds else FAILED for c in clips]
-    seen = [n for n in KINETICS.names if n in set(y_true) | set(y_pred)]
-    p, r, f, s = precision_recall_fscore_support(
-        y_true, y_pred, labels=list(KINETICS.names), average=None, zero_division=0
-    )
-    macro = precision_recall_fscore_support(
-        y_true, y_pred, labels=seen, average="macro", zero_division=0
-    )
-    return {
-        "per_class": {n: [p[i], r[i], f[i], s[i]] for i, n in enumerate(KINETICS.names)},
-        "macro": macro[:3],
-        "micro_f1": f1_score(y_true, y_pred, labels=seen, average="micro", zero_division=0),
-        "weighted_f1": f1_score(y_true, y_pred, labels=seen, average="weighted", zero_division=0),
-        "exact_match": accuracy_score(y_true, y_pred),
-        "matrix": confusion_matrix(y_true, y_pred, labels=[*KINETICS.names, FAILED]).tolist(),
-    }
-
-
 @pytest.mark.parametrize("strategy", STRATEGIES)
 def test_every_metric_matches_a_scikit_learn_recomputation(shared_eval, strategy):
     out, _ = shared_eval
-    m = json.loads((out / strategy / "results.json").read_text())["metrics"]
-    want = _recompute(out / strategy)
-    for name, (p, r, f, s) in want["per_class"].items():
-        got = m["per_class"][name]
-        assert np.allclose([got["precision"], got["recall"], got["f1"]], [p, r, f]), name
-        assert got["support"] == s
-    assert np.allclose([m["macro_precision"], m["macro_recall"], m["macro_f1"]], want["macro"])
-    assert m["micro_f1"] == pytest.approx(want["micro_f1"])
-    assert m["weighted_f1"] == pytest.approx(want["weighted_f1"])
-    assert m["exact_match"] == pytest.approx(want["exact_match"])
-    assert m["confusion"]["matrix"] == want["matrix"]
-    lo, hi = m["macro_f1_ci95"]
-    assert 0.0 <= lo <= hi <= 1.0
+    assert_metrics_match(out / strategy, KINETICS)
 
 
 def test_editing_only_the_reasoning_prompt_makes_no_caption_requests(
