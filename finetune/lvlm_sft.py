@@ -221,14 +221,13 @@ def targets(cfg: SftConfig, data, labelset: LabelSet, out: Path):
     got = from_column(cfg.data.manifest, clips, labelset, refs, template)
     missing = [c for c in clips if c.clip_id not in got]
     if missing:
-        check_sources(bool(got), cfg.teacher.llm_url, cfg.data.manifest)
+        check_sources(missing, len(clips), cfg.teacher.llm_url, cfg.data.manifest)
         from vara.tools.vlm import OpenAIServer
 
-        if cfg.teacher.llm_url:
-            teacher = OpenAIServer(cfg.teacher.llm_url, cfg.teacher.model)
-            got |= from_teacher(
-                teacher, missing, labelset, refs, out, max_tokens=cfg.teacher.max_tokens
-            )
+        teacher = OpenAIServer(cfg.teacher.llm_url, cfg.teacher.model)
+        got |= from_teacher(
+            teacher, missing, labelset, refs, out, max_tokens=cfg.teacher.max_tokens
+        )
     return got, times
 
 

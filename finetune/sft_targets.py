@@ -200,13 +200,23 @@ def from_teacher(
     return {r["clip_id"]: Target(r["clip_id"], r["answer"], "teacher") for r in records}
 
 
-def check_sources(has_column: bool, teacher_url: str | None, manifest: str | None) -> None:
-    if not has_column and not teacher_url:
+def check_sources(
+    missing: Sequence[Clip], n: int, teacher_url: str | None, manifest: str | None
+) -> None:
+    """Windows without an explanation need a teacher; none is never silently dropped."""
+    if teacher_url:
+        return
+    if len(missing) == n:
         raise ConfigError(
             f"data.manifest {manifest!r} has no 'explanation' column and no teacher is set: "
             "add an explanation per clip, or set teacher.llm_url=URL (a served LLM writes "
             "them from the true labels); vara never makes explanations up"
         )
+    first = ", ".join(c.clip_id for c in missing[:3])
+    raise ConfigError(
+        f"{len(missing)} of {n} windows have no explanation in {manifest!r} (first: {first}): "
+        "fill them in, or set teacher.llm_url=URL to have a served LLM write the missing ones"
+    )
 
 
 def no_targets(n: int) -> InputError:

@@ -220,3 +220,16 @@ def test_the_adapter_served_by_vllm_answers_as_in_process(sft_run, sft_vlm, tmp_
     print(f"served = in-process on {len(raw) - len(differ)}/{len(raw)} windows", differ)
     assert len(raw) == 21 and len(differ) <= 1
     assert served["metrics"]["macro_f1"] == pytest.approx(local["metrics"]["macro_f1"], abs=0.1)
+
+
+def test_windows_missing_an_explanation_are_named_not_dropped(tmp_path, tiny_vlm_dir, capsys):
+    root = tmp_path / "some"
+    manifest, labels = write_class_set(root, n_classes=2, n_train=1, n_val=1, explanations=True)
+    lines = manifest.read_text().splitlines()
+    lines[1] = lines[1].rsplit(",", 1)[0] + ","  # the first clip loses its explanation
+    manifest.write_text("\n".join(lines) + "\n")
+    args = ["finetune", "lvlm_sft", f"data.manifest={manifest}", f"data.labels={labels}"]
+    args += [f"model.backbone={tiny_vlm_dir}", f"out={tmp_path / 'r'}", "data.max_side=112"]
+    assert cli(args) == 2
+    err = capsys.readouterr().err
+    assert "1 of 4 windows have no explanation" in err and "teacher.llm_url=URL" in err
