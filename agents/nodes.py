@@ -22,7 +22,6 @@ from vara.prompts.loader import PromptTemplate
 from vara.tools.chat import ChatModel, Message
 from vara.tools.evidence import check_evidence, sources_of
 from vara.tools.reason import (
-    TAG_FIELDS,
     AnswerInvalid,
     answer_schema,
     caption_items,
@@ -30,7 +29,7 @@ from vara.tools.reason import (
     time_ref,
 )
 from vara.tools.turns import chat_turns
-from vara.tools.vocab import merge_spans, span_text
+from vara.tools.vocab import narrative_items, tags_text
 from vara.types import Prediction
 
 T = TypeVar("T")
@@ -176,20 +175,7 @@ def answer_from_tokens(state: WindowState, runtime: Runtime[Context]) -> dict:
     ``frames`` (narrative.v1) sees every frame."""
     ctx = runtime.context
     clip = state["clip"]
-    times = state["timestamps_s"]
-    frames = [
-        {"ref": time_ref(t), "tags": tags} for t, tags in zip(times, state["tags"], strict=True)
-    ]
-    spans = [
-        {
-            "ref": time_ref(s.start_s),
-            "start_s": s.start_s,
-            "end_s": s.end_s,
-            "tags": s.tags,
-            "text": span_text(s.tags),
-        }
-        for s in merge_spans(times, state["tags"])
-    ]
+    frames, spans = narrative_items(state["timestamps_s"], state["tags"])
     prompt = ctx.prompts["answer"]
     rendered = prompt.render(
         labelset=ctx.labelset, frames=frames, spans=spans, start_s=clip.start_s, end_s=clip.end_s
@@ -220,15 +206,6 @@ def quotes_final(ctx: Context, final: bool) -> bool:
     """Whether a quote not found is kept (marked unverified) rather than re-asked: on the last
     allowed answer, or always under ``evidence.check: mark``."""
     return final or ctx.strategy.evidence.check == "mark"
-
-
-def tags_text(tags: dict[str, Any]) -> str:
-    """One frame's semantic tokens as the narrative prompt shows them (what a quote cites)."""
-    parts = []
-    for field in TAG_FIELDS:
-        value = tags.get(field) or ""
-        parts.append(f"{field}: {', '.join(value) if isinstance(value, list) else value}")
-    return "; ".join(parts)
 
 
 def route_after_validate(state: WindowState) -> Step:

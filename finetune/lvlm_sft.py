@@ -18,12 +18,15 @@ holds a standard PEFT adapter (``adapter/``: ``adapter_config.json`` +
 ``adapter_model.safetensors``), so ``vara serve BASE --lora NAME=OUT/adapter`` serves it and
 ``--set vlm.model=NAME`` selects it; ``sft.json`` says what it was trained for.
 
-Only ``model.mode: frames`` is built; ``tokens`` (the action narrative as text) is refused
-with a clear error.
+``model.mode: tokens`` trains the text side of LVLM-VAR instead: the model reads the action
+narrative (the semantic-tokens strategy's answer prompt, ``narrative.v1``/``v2``, rendered from
+the manifest's per-frame ``tags`` exactly as the graph renders the VLM's tags), text only,
+and the adapter then serves as that strategy's LLM.
 """
 
 from __future__ import annotations
 
+import json
 import logging
 import re
 import time
@@ -36,18 +39,26 @@ import numpy as np
 import torch
 from torch import nn
 
+from vara.errors import InputError
 from vara.finetune import common, loop, rundir
 from vara.finetune.config import Config, load_config
 from vara.finetune.data import WindowFrames
 from vara.finetune.lora_classifier import LoraSpec
-from vara.finetune.sft_targets import check_sources, from_column, from_teacher, no_targets
+from vara.finetune.sft_targets import (
+    check_sources,
+    column_values,
+    from_column,
+    from_teacher,
+    no_targets,
+)
 from vara.prompts.loader import PromptTemplate, load_prompt
 from vara.records import write_json_atomic
 from vara.tools.classifier_model import own_memory
 from vara.tools.local_engine import conversation, model_source, not_loadable
-from vara.tools.reason import time_ref
+from vara.tools.reason import AnswerInvalid, parse_tokens, time_ref, tokens_schema
 from vara.tools.turns import chat_turns
 from vara.tools.video import frame_plan, iter_frame_batches
+from vara.tools.vocab import narrative_items, span_text, tags_text
 from vara.types import Clip, LabelSet, SamplerSpec
 
 __all__ = ["ModelSpec", "SftConfig", "TeacherSpec", "run"]
@@ -60,15 +71,18 @@ MODES = ("frames", "tokens")
 @dataclass(frozen=True)
 class ModelSpec:
     backbone: str = "HuggingFaceTB/SmolVLM-256M-Instruct"  # hub id or local path (generative)
-    mode: str = "frames"  # frames: the direct prompt + frames | tokens: not built yet
+    # frames: the direct prompt + the frames | tokens: the action narrative (text only) of
+    # the manifest's per-frame `tags`, as the semantic-tokens strategy shows it
+    mode: str = "frames"
     prompt: str = "direct.v1"  # what the model reads: the strategy's answer prompt
 
     def __post_init__(self) -> None:
         if self.mode not in MODES:
             raise ValueError(f"model.mode must be one of {MODES}, got {self.mode!r}")
-        if self.mode == "tokens":
+        if self.mode == "tokens" and self.prompt == "direct.v1":
             raise ValueError(
-                "model.mode=tokens (narrative input) is not built yet; use model.mode=frames"
+                "model.mode=tokens reads a narrative: set model.prompt=narrative.v1 (or v2), "
+                "the semantic-tokens strategy's answer prompt"
             )
 
 
@@ -100,6 +114,7 @@ class Example:
     clip: Clip
     timestamps_s: tuple[float, ...]
     answer: str
+    tags: tuple[dict[str, Any], ...] | None = None  # tokens mode: one tag set per frame
 
 
 class SftModel(nn.Module):
@@ -126,14 +141,25 @@ class SftCollate:
 
     def texts(self, frames: np.ndarray, ex: Example) -> tuple[str, str, list[Any]]:
         """(the templated prompt, the answer as the template closes it, the images)."""
-        rendered = self.prompt.render(
-            labelset=self.labelset,
-            n_frames=len(frames),
-            start_s=ex.clip.start_s,
-            end_s=ex.clip.end_s,
-            timestamps=list(ex.timestamps_s),
-        )
-        turns = chat_turns(rendered.system, rendered.user, list(frames))
+        if ex.tags is None:
+            rendered = self.prompt.render(
+                labelset=self.labelset,
+                n_frames=len(frames),
+                start_s=ex.clip.start_s,
+                end_s=ex.clip.end_s,
+                timestamps=list(ex.timestamps_s),
+            )
+            turns = chat_turns(rendered.system, rendered.user, list(frames))
+        else:  # the narrative, as the semantic-tokens graph renders it: text only
+            items, spans = narrative_items(ex.timestamps_s, ex.tags)
+            rendered = self.prompt.render(
+                labelset=self.labelset,
+                frames=items,
+                spans=spans,
+                start_s=ex.clip.start_s,
+                end_s=ex.clip.end_s,
+            )
+            turns = chat_turns(rendered.system, rendered.user)
         conv, images = conversation(turns, True, "lvlm_sft")
         template = self.processor.apply_chat_template
         prompt = template(conv, add_generation_prompt=True, tokenize=False)
@@ -152,7 +178,8 @@ class SftCollate:
             tails.append(tail)
             images.append(imgs)
         self.tokenizer.padding_side = "right"
-        enc = self.processor(text=prompts, images=images, padding=True, return_tensors="pt")
+        pictures = images if any(images) else None  # tokens mode: text only
+        enc = self.processor(text=prompts, images=pictures, padding=True, return_tensors="pt")
         labels = torch.full_like(enc["input_ids"], -100)
         lengths = enc["attention_mask"].sum(dim=1)
         for row, tail in enumerate(tails):
@@ -210,37 +237,100 @@ def _times(clip: Clip, sampler: SamplerSpec) -> tuple[float, ...]:
     return batch.timestamps_s
 
 
-def targets(cfg: SftConfig, data, labelset: LabelSet, out: Path):
-    """(target answer per clip id, frame times per clip id): every window that has one
-    (sft_targets); the times are what the prompt shows and the refs it may cite."""
+@dataclass(frozen=True)
+class Window:
+    """What the prompt shows of one window: its frame times, its per-frame tags (tokens
+    mode) and the refs an answer may cite."""
+
+    times: tuple[float, ...]
+    tags: tuple[dict[str, Any], ...] | None
+    refs: tuple[str, ...]
+    quotes: dict[str, str] | None = None  # ref -> the text it shows (tokens mode)
+
+
+def _tags(cfg: SftConfig, clips: Sequence[Clip], times) -> dict[str, tuple[dict, ...]]:
+    """Tokens mode: each window's per-frame tags from the manifest's ``tags`` column (a list
+    of one {actors, actions, objects, body_parts, tools, motion} per frame; JSON text in a
+    CSV), checked against the tokens schema for its frame count."""
+    template = load_prompt("tokens.v1").schema
+    values = column_values(cfg.data.manifest, clips, "tags")
+    out = {}
+    for clip in clips:
+        raw = values.get(clip.clip_id)
+        if raw is None:
+            raise InputError(
+                f"model.mode=tokens: window {clip.clip_id} has no 'tags' in "
+                f"{cfg.data.manifest!r}; give every row its per-frame tags (docs/finetune.md)"
+            )
+        schema = tokens_schema(template, len(times[clip.clip_id]))
+        try:
+            value = json.loads(raw) if isinstance(raw, str) else raw  # CSV: JSON text
+            frames = value["frames"] if isinstance(value, dict) else value
+            out[clip.clip_id] = parse_tokens(json.dumps({"frames": frames}), schema)
+        except (AnswerInvalid, ValueError, KeyError, TypeError) as exc:
+            raise InputError(f"model.mode=tokens: window {clip.clip_id}'s tags: {exc}") from None
+    return out
+
+
+def windows(cfg: SftConfig, clips: Sequence[Clip]) -> dict[str, Window]:
     sampler = SamplerSpec(n_frames=cfg.data.n_frames, max_side=cfg.data.max_side)
-    clips = [*data.split.train, *data.split.val]
     times = {c.clip_id: _times(c, sampler) for c in clips}
-    refs = {k: [time_ref(t) for t in v] for k, v in times.items()}
+    if cfg.model.mode == "frames":
+        return {k: Window(t, None, tuple(time_ref(x) for x in t)) for k, t in times.items()}
+    tags = _tags(cfg, clips, times)
+    spans = "spans" in load_prompt(cfg.model.prompt).variables
+    out = {}
+    for k, t in times.items():
+        items, merged = narrative_items(t, tags[k])
+        shown = merged if spans else items
+        quotes = {i["ref"]: tags_text(i["tags"]) for i in shown}  # as the graph's sources
+        out[k] = Window(t, tuple(tags[k]), tuple(quotes), quotes)
+    return out
+
+
+def targets(cfg: SftConfig, data, labelset: LabelSet, out: Path):
+    """(target answer per clip id, Window per clip id): every window that has a target
+    (sft_targets)."""
+    clips = [*data.split.train, *data.split.val]
+    shown = windows(cfg, clips)
+    refs = {k: list(w.refs) for k, w in shown.items()}
     template = load_prompt(cfg.model.prompt).schema
-    got = from_column(cfg.data.manifest, clips, labelset, refs, template)
+    quotes = {k: w.quotes for k, w in shown.items() if w.quotes}
+    got = from_column(cfg.data.manifest, clips, labelset, refs, template, quotes)
     missing = [c for c in clips if c.clip_id not in got]
     if missing:
         check_sources(missing, len(clips), cfg.teacher.llm_url, cfg.data.manifest)
         from vara.tools.vlm import OpenAIServer
 
         teacher = OpenAIServer(cfg.teacher.llm_url, cfg.teacher.model)
+        narratives = {
+            k: "\n".join(span_text(g) for g in w.tags) for k, w in shown.items() if w.tags
+        }
         got |= from_teacher(
-            teacher, missing, labelset, refs, out, max_tokens=cfg.teacher.max_tokens
+            teacher,
+            missing,
+            labelset,
+            refs,
+            out,
+            narratives=narratives,
+            max_tokens=cfg.teacher.max_tokens,
         )
-    return got, times
+    return got, shown
 
 
-def _examples(clips, paths, got, times) -> tuple[list[Path], list[Example]]:
+def _examples(clips, paths, got, shown) -> tuple[list[Path], list[Example]]:
     keep = [(c, p) for c, p in zip(clips, paths, strict=True) if c.clip_id in got]
-    examples = [Example(c, times[c.clip_id], got[c.clip_id].answer) for c, _ in keep]
+    examples = [
+        Example(c, shown[c.clip_id].times, got[c.clip_id].answer, shown[c.clip_id].tags)
+        for c, _ in keep
+    ]
     return [p for _, p in keep], examples
 
 
-def sft_data(data, got, times):
+def sft_data(data, got, shown):
     """TrainData whose windows carry example indices (windows without a target left out)."""
-    train_paths, train_ex = _examples(data.split.train, data.train.paths, got, times)
-    val_paths, val_ex = _examples(data.split.val, data.val.paths, got, times)
+    train_paths, train_ex = _examples(data.split.train, data.train.paths, got, shown)
+    val_paths, val_ex = _examples(data.split.val, data.val.paths, got, shown)
     if not train_ex:
         raise no_targets(len(data.split.train))
     n = len(train_ex)
@@ -269,8 +359,8 @@ def run(cfg: SftConfig, *, progress: bool = True) -> Path:
     device, labelset, model, processor, out, data = common.setup(
         cfg, build_model, progress=progress
     )
-    got, times = targets(cfg, data, labelset, out)
-    data, examples = sft_data(data, got, times)
+    got, shown = targets(cfg, data, labelset, out)
+    data, examples = sft_data(data, got, shown)
     prompt = load_prompt(cfg.model.prompt)
     collate = SftCollate(processor, prompt, labelset, examples)
     trainable = [p for p in model.parameters() if p.requires_grad]

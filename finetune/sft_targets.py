@@ -33,7 +33,14 @@ from vara.tools.reason import AnswerInvalid, answer_schema, parse_answer, valida
 from vara.tools.turns import chat_turns
 from vara.types import Clip, LabelSet
 
-__all__ = ["Target", "answer_text", "from_column", "from_teacher", "teacher_schema"]
+__all__ = [
+    "Target",
+    "answer_text",
+    "column_values",
+    "from_column",
+    "from_teacher",
+    "teacher_schema",
+]
 
 log = logging.getLogger(__name__)
 
@@ -66,16 +73,32 @@ def _runs(text: str) -> str:
     return " ".join([*runs, cur][:3])
 
 
-def _read_column(manifest: Path) -> dict[tuple[str, float | None, float | None], str]:
+def _read_column(manifest: Path, name: str) -> dict[tuple[str, float | None, float | None], Any]:
+    """(resolved video, start, end) -> the row's ``name`` value; {} without that column."""
     columns, records = _read_records(manifest, manifest.read_bytes())
-    if "explanation" not in columns:
+    if name not in columns:
         return {}
     base = manifest.resolve().parent
     out = {}
     for _, rec in records:
         video = str(rec.get("video") or rec.get("path") or "")
         key = (str((base / video).resolve()), _time(rec.get("start_s")), _time(rec.get("end_s")))
-        out[key] = str(rec.get("explanation") or "").strip()
+        out[key] = rec.get(name)
+    return out
+
+
+def column_values(manifest: str | None, clips: Sequence[Clip], name: str) -> dict[str, Any]:
+    """clip id -> the manifest row's ``name`` value (a clip's own row, else its video's
+    whole-video row), for the clips that have one; {} for ucf101:/kinetics: sources."""
+    if not manifest or ":" in manifest.split("/")[0] or not Path(manifest).is_file():
+        return {}
+    column = _read_column(Path(manifest), name)
+    out = {}
+    for clip in clips:
+        value = column.get((clip.video, round(clip.start_s, 3), round(clip.end_s, 3)))
+        value = value if value not in (None, "") else column.get((clip.video, None, None))
+        if value not in (None, ""):
+            out[clip.clip_id] = value
     return out
 
 
@@ -89,21 +112,20 @@ def from_column(
     labelset: LabelSet,
     refs: Mapping[str, Sequence[str]],
     schema_template: dict[str, Any],
+    quotes: Mapping[str, Mapping[str, str]] | None = None,
 ) -> dict[str, Target]:
-    """Targets for the clips whose manifest row has a non-empty ``explanation``."""
-    if not manifest or ":" in manifest.split("/")[0] or not Path(manifest).is_file():
-        return {}  # ucf101:/kinetics: sources have no explanation column
-    column = _read_column(Path(manifest))
+    """Targets for the clips whose manifest row has a non-empty ``explanation``. The evidence
+    cites the window's middle ref; its text is what that ref shows where ``quotes`` gives it
+    (tokens mode: the frame's tags, so the quote checks out), else the explanation."""
     out = {}
-    for clip in clips:
-        text = column.get((clip.video, round(clip.start_s, 3), round(clip.end_s, 3)))
-        text = text or column.get((clip.video, None, None))
-        if not text:
-            continue
+    by_id = {c.clip_id: c for c in clips}
+    for clip_id, text in column_values(manifest, clips, "explanation").items():
+        clip = by_id[clip_id]
         window = refs[clip.clip_id]
         mid = window[len(window) // 2]
-        note = _runs(text)
-        answer = answer_text(clip.labels or (), [{"ref": mid, "text": note[:_RUN]}], note)
+        note = _runs(str(text))
+        quote = (quotes or {}).get(clip_id, {}).get(mid) or note
+        answer = answer_text(clip.labels or (), [{"ref": mid, "text": quote[:_RUN]}], note)
         validate_json(answer, answer_schema(schema_template, labelset, window))
         out[clip.clip_id] = Target(clip.clip_id, answer, "column")
     return out

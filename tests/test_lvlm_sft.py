@@ -14,7 +14,7 @@ from vara.finetune.sft_targets import from_teacher
 from vara.prompts.loader import load_labelset, load_prompt
 from vara.records import read_jsonl
 from vara.testing import ScriptedChatModel, build_tiny_vlm
-from vara.testing.synth_classes import write_class_set
+from vara.testing.synth_classes import frame_tags, write_class_set
 from vara.tools.reason import answer_schema, time_ref, validate_json
 from vara.types import Clip
 
@@ -233,3 +233,107 @@ def test_windows_missing_an_explanation_are_named_not_dropped(tmp_path, tiny_vlm
     assert cli(args) == 2
     err = capsys.readouterr().err
     assert "1 of 4 windows have no explanation" in err and "teacher.llm_url=URL" in err
+
+
+# ---- tokens mode: the narrative (text) side of LVLM-VAR ----------------------------------
+
+
+class ColourTagger:
+    """Stands in for the tagging VLM, which a random tiny VLM cannot be: it reads each
+    frame's dominant bright colour and answers that class's tags as tokens.v1 asks. The
+    tuned LLM is what is under test; it sees only the narrative these tags make."""
+
+    supports_tools = False
+    model_id = "colour-tagger"
+    cache_identity = "test:colour-tagger"
+
+    def complete(self, messages, *, json_schema=None, max_tokens=256, **_):
+        from vara.tools.chat import Completion
+
+        frames = [frame_tags(_colour(f)) for m in messages for f in m.images]
+        return Completion(json.dumps({"frames": frames}), self.model_id, 0.0)
+
+    def close(self) -> None:
+        pass
+
+
+def _colour(frame: np.ndarray) -> str:
+    bright = frame.reshape(-1, 3)[frame.max(-1).reshape(-1) > 150]
+    return ("red bars", "green squares", "blue bars")[int(bright.mean(0).argmax())]
+
+
+@pytest.fixture(scope="module")
+def tokens_run(three, sft_vlm):
+    """lvlm_sft in tokens mode on a JSONL manifest whose rows carry per-frame tags."""
+    root, manifest, labels = three
+    rows = []
+    for line in manifest.read_text().splitlines()[1:]:
+        video, label, explanation = line.split(",", 2)
+        tags = [frame_tags(label) for _ in range(4)]
+        row = {"video": video, "labels": [label], "explanation": explanation, "tags": tags}
+        rows.append(json.dumps(row))
+    jsonl = manifest.with_name("tokens.jsonl")
+    jsonl.write_text("\n".join(rows) + "\n")
+    out = root / "tokens-run"
+    more = ["train.epochs=18", "model.mode=tokens", "model.prompt=narrative.v2", "data.n_frames=4"]
+    args = _args(three, sft_vlm, out, *more)
+    args[args.index(f"data.manifest={manifest}")] = f"data.manifest={jsonl}"
+    assert cli(args) == 0
+    return out
+
+
+def _tokens_eval(run, llm, out) -> dict:
+    from vara.agents.models import ModelPool
+    from vara.agents.strategies import load_strategy
+    from vara.eval.runner import evaluate
+    from vara.tools.datasets import load_dataset
+    from vara.tools.local_engine import LocalEngine
+
+    labels = load_labelset(run.parent / "videos" / "labels.yaml")
+    strategy = load_strategy(
+        "semantic-tokens",
+        [
+            *("sampler.n_frames=4", "sampler.max_side=112", "concurrency=1"),
+            *("prompts.answer=narrative.v2", "generation.answer_max_tokens=256", "max_reasks=0"),
+        ],
+    )
+    engine = LocalEngine(llm)
+    pool = ModelPool(vlm=ColourTagger(), llm=engine)
+    try:
+        [path] = evaluate(
+            load_dataset(run / "val.jsonl", labels),
+            labels,
+            [strategy],
+            out,
+            models=pool,
+            progress=False,
+        )
+    finally:
+        engine.close()
+    return json.loads(path.read_text())
+
+
+def test_tokens_mode_learns_the_narrative_through_the_semantic_tokens_strategy(
+    tokens_run, sft_vlm, tmp_path
+):
+    info = json.loads((tokens_run / "sft.json").read_text())
+    assert info["mode"] == "tokens" and info["prompt"] == "narrative.v2"
+    tuned = _tokens_eval(tokens_run, tokens_run / "adapter", tmp_path / "tuned")
+    base = _tokens_eval(tokens_run, sft_vlm, tmp_path / "base")
+    m = tuned["metrics"]
+    print(
+        {
+            "tuned": m["macro_f1"],
+            "base": base["metrics"]["macro_f1"],
+            "quoted": m.get("evidence_verified_share"),
+        }
+    )
+    assert m["n"] == 21 and m["macro_f1"] >= 0.9
+    assert base["metrics"]["macro_f1"] < m["macro_f1"]
+    assert m["evidence_verified_share"] >= 0.9  # its evidence quotes the narrative it cites
+
+
+def test_tokens_mode_names_a_window_without_tags(three, sft_vlm, tmp_path, capsys):
+    args = _args(three, sft_vlm, tmp_path / "r", "model.mode=tokens", "model.prompt=narrative.v2")
+    assert cli(args) == 2
+    assert "has no 'tags'" in capsys.readouterr().err

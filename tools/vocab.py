@@ -45,7 +45,7 @@ from typing import Any
 from vara.errors import InputError
 from vara.prompts.loader import PromptTemplate
 from vara.records import write_json_atomic
-from vara.tools.reason import TAG_FIELDS
+from vara.tools.reason import TAG_FIELDS, time_ref
 from vara.types import LabelSet
 
 __all__ = [
@@ -389,3 +389,35 @@ def span_text(tags: Mapping[str, Any]) -> str:
         text = ", ".join(value) if isinstance(value, list | tuple) else str(value)
         parts.append(text or "-")
     return " | ".join(parts)
+
+
+def tags_text(tags: Mapping[str, Any]) -> str:
+    """One frame's semantic tokens as the narrative prompt shows them (what a quote cites)."""
+    parts = []
+    for field in TAG_FIELDS:
+        value = tags.get(field) or ""
+        parts.append(f"{field}: {', '.join(value) if isinstance(value, list) else value}")
+    return "; ".join(parts)
+
+
+def narrative_items(
+    timestamps_s: Sequence[float], tags: Sequence[Mapping[str, Any]]
+) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """What an answer prompt reads of a window's tags: ``frames`` (narrative.v1: one item per
+    frame, ``{ref, tags}``) and ``spans`` (narrative.v2: equal consecutive frames merged,
+    cited by their first frame's ref). The semantic-tokens graph and the tokens mode of
+    ``vara finetune lvlm_sft`` both render from these, so training reads what inference sends."""
+    frames = [
+        {"ref": time_ref(t), "tags": dict(g)} for t, g in zip(timestamps_s, tags, strict=True)
+    ]
+    spans = [
+        {
+            "ref": time_ref(s.start_s),
+            "start_s": s.start_s,
+            "end_s": s.end_s,
+            "tags": s.tags,
+            "text": span_text(s.tags),
+        }
+        for s in merge_spans(timestamps_s, tags)
+    ]
+    return frames, spans

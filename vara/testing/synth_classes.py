@@ -17,7 +17,14 @@ from pathlib import Path
 
 import numpy as np
 
-__all__ = ["CLASSES", "TWO_CLASSES", "write_class_set", "write_two_class_set"]
+__all__ = [
+    "CLASSES",
+    "CLASS_TAGS",
+    "TWO_CLASSES",
+    "frame_tags",
+    "write_class_set",
+    "write_two_class_set",
+]
 
 # name -> what its videos show (label description and explanation)
 CLASSES = {
@@ -26,6 +33,13 @@ CLASSES = {
     "green squares": "a green square drifts diagonally over a dark frame",
 }
 TWO_CLASSES = tuple(CLASSES)[:2]
+# name -> one frame's semantic tokens (tokens.v1 fields) a tagger would give its videos:
+# the class-defining tokens (actions, objects, motion) differ, the rest is shared
+CLASS_TAGS = {
+    "red bars": {"actions": ["sweeps down"], "objects": ["red bar"], "motion": "downward"},
+    "blue bars": {"actions": ["sweeps right"], "objects": ["blue bar"], "motion": "rightward"},
+    "green squares": {"actions": ["drifts"], "objects": ["green square"], "motion": "diagonal"},
+}
 _COLOURS = ((230, 30, 30), (30, 30, 230), (30, 210, 30))
 
 
@@ -104,3 +118,8 @@ def write_class_set(
 def write_two_class_set(root: str | Path, **kwargs) -> tuple[Path, Path]:
     """``write_class_set`` with two classes (red bars, blue bars)."""
     return write_class_set(root, n_classes=2, **kwargs)
+
+
+def frame_tags(label: str) -> dict:
+    """One frame's full tag set (every tokens.v1 field) for a video of ``label``."""
+    return {"actors": ["shape"], "body_parts": [], "tools": [], **CLASS_TAGS[label]}
