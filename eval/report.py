@@ -26,6 +26,7 @@ from typing import Any
 from PIL import Image
 
 from vara.errors import InputError
+from vara.eval.events_table import events_table
 from vara.eval.examples import example_frames, video_path
 from vara.eval.plots import confusion_png, per_class_f1_png
 from vara.eval.report_html import (
@@ -372,6 +373,9 @@ def build_report(runs: Sequence[RunResult], *, max_cards: int = 24, thumbs: int 
             confusion.append(Plot(f"confusion: {name}", f"confusion-{k}-{_slug(name)}.png", png))
     cards, n_windows = select_cards(runs, names, max_cards)
     tables = [("Strategies", metrics_table(runs, names)), ("Runs", runs_table(runs, names))]
+    events = events_table(names, [r.metrics for r in runs])
+    if events is not None:
+        tables.insert(1, ("Events: F1 at tIoU, mAP over tIoU 0.5:0.95 (macro)", events))
     robust = robustness_table(runs)
     if robust is not None:
         tables.insert(1, ("Robustness: macro-F1 per perturbation (change from none)", robust))

@@ -27,6 +27,7 @@ from vara.agents.rundir import session_totals
 from vara.agents.runner import run_clips_together
 from vara.config import StrategyConfig
 from vara.errors import ConfigError
+from vara.events import event_metrics, events_from_windows
 from vara.metrics import compute_metrics, evidence_summary
 from vara.provenance import meta_info
 from vara.records import read_jsonl, write_json_atomic, write_jsonl_atomic
@@ -130,6 +131,9 @@ def results_for(
     }
     got = [preds.get(c.clip_id) for c in dataset.clips]
     metrics = _metrics(labelset, strategy, dataset.clips, got, failures)
+    timelines = events_from_windows(dataset.clips, preds)  # None for trimmed clips
+    if timelines is not None:
+        metrics["events"] = event_metrics(*timelines, labelset.names).to_dict()
     info = json.loads((out / "run.json").read_text())["run_info"]
     run_info = _run_info(info, dataset, labelset, strategy, got, failures)
     return {"run_info": run_info, "metrics": metrics, "meta_info": meta_info()}

@@ -6,6 +6,7 @@
              [--window-s 2 --overlap 0.5 --frames 8] [--set key.sub=value ...]
     vara eval MANIFEST --labels SET --strategy S [--strategy S2 ...] --out DIR [same flags]
     vara compare RUN_DIR... --out DIR
+    vara timeline RUN_DIR --format elan|vtt|csv [--out DIR]
     vara prompts list | show ID | render ID [--labels SET] | diff ID1 ID2
     vara finetune [--quiet] CONFIG [key.sub=value ...]   (CONFIG: lora_classifier, timesformer)
     vara tokens vocab RUN_DIR... --out vocab.json [--top-k 20] [--labels SET]
@@ -27,7 +28,7 @@ import logging
 import os
 import sys
 
-from vara.commands import info, label, prompts, serve, tokens, train
+from vara.commands import info, label, prompts, serve, timeline, tokens, train
 from vara.commands.common import EXIT_ABORTED, EXIT_ERROR, EXIT_OK
 from vara.errors import EndpointUnreachable, VaraError
 
@@ -40,8 +41,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     sub = p.add_subparsers(dest="command", required=True)
     # In the order a user meets them: look at videos, label, compare, then the tooling.
-    adds = (info.add_probe, label.add, info.add_compare, prompts.add, tokens.add, serve.add)
-    for add in (*adds, serve.add_export, train.add):
+    adds = (info.add_probe, label.add, timeline.add, info.add_compare, prompts.add, tokens.add)
+    for add in (*adds, serve.add, serve.add_export, train.add):
         add(sub)
     info.add_lists(sub)
     return p
