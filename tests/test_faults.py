@@ -8,8 +8,6 @@ schema allows. Faults are counted from the proxy's own log.
 from __future__ import annotations
 
 import json
-import threading
-import time
 from pathlib import Path
 
 import pytest
@@ -19,7 +17,7 @@ from vara.errors import EndpointError, EndpointUnreachable
 from vara.prompts.loader import load_labelset
 from vara.records import read_jsonl
 from vara.testing import write_test_video
-from vara.testing.faults import FaultProxy, Faults
+from vara.testing.faults import FaultProxy, Faults, check_one_per_window, stop_after_posts
 from vara.tools.chat import Message
 from vara.tools.vlm import OpenAIServer
 
@@ -66,13 +64,7 @@ def test_when_the_retries_run_out_the_error_names_the_endpoint_and_the_setting(v
 
 
 def _check_one_per_window(out: Path, n_windows: int) -> list[dict]:
-    preds = read_jsonl(out / "predictions.jsonl")
-    assert len(preds) == len({p["clip_id"] for p in preds}) == n_windows
-    for p in preds:  # nothing outside the schema got through
-        assert set(p["labels"]) <= set(KINETICS.names)
-        refs = {f"caption:{i}" for i in range(1, len(p["captions"]) + 1)}
-        assert {e["ref"] for e in p["evidence"]} <= refs
-    return preds
+    return check_one_per_window(out, n_windows, KINETICS)
 
 
 def test_a_run_through_500s_truncations_and_resets_loses_no_window(vllm_server, tmp_path):
@@ -115,14 +107,7 @@ def test_a_server_gone_mid_run_aborts_with_status_3_and_a_rerun_resumes(
     video = write_test_video(tmp_path / "v.mp4", n_frames=300, fps=25.0, codec="h264")
     out = tmp_path / "out"
     proxy = FaultProxy(vllm_server.url).start()
-
-    def kill_after(n_posts: int) -> None:
-        while sum(1 for m, _, _ in proxy.log if m == "POST") < n_posts:
-            time.sleep(0.01)
-        proxy.stop()
-
-    killer = threading.Thread(target=kill_after, args=(6,), daemon=True)
-    killer.start()
+    killer = stop_after_posts(proxy, 6)
     args = ["run", str(video), "--labels", "kinetics-sample", "--vlm-url", proxy.url, *FAST]
     args += ["--concurrency", "1", "--out", str(out)]
     assert main(args) == 3

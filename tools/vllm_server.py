@@ -10,6 +10,9 @@ while the engine dies on its first request) and stops it by PID.
     with VLLMServer(opts) as server:      # start + wait_ready; stop on exit
         print(server.url)                 # http://127.0.0.1:PORT/v1
 
+``replica_options`` copies one ServerOptions for N replicas (consecutive ports, one GPU
+each: ``vara serve --replicas``).
+
 This module never imports vLLM (it only launches it), so it imports fast. HTTP requests to
 the server belong to tools/vlm.py; the one request here is a readiness probe.
 """
@@ -29,6 +32,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import NoReturn
@@ -181,6 +185,39 @@ class ServerOptions:
     def env(self) -> dict[str, str]:
         """Variables set for the server on top of the caller's environment."""
         return dict(self.environment)
+
+
+def visible_gpus(environ: Mapping[str, str], device_count: int) -> tuple[str, ...]:
+    """GPU ids a child may be given: ``CUDA_VISIBLE_DEVICES`` when set (its ids or UUIDs, the
+    user's choice kept), else ``0 .. device_count - 1``. Empty or ``-1`` means none."""
+    if "CUDA_VISIBLE_DEVICES" not in environ:
+        return tuple(str(i) for i in range(device_count))
+    ids = tuple(g.strip() for g in environ["CUDA_VISIBLE_DEVICES"].split(",") if g.strip())
+    return () if ids[:1] == ("-1",) else ids
+
+
+def replica_options(
+    options: ServerOptions, n: int, gpus: Sequence[str] = ()
+) -> list[ServerOptions]:
+    """``n`` copies of ``options`` on consecutive ports from ``options.port`` (0: each picks a
+    free one). With ``gpus`` replica i sees only ``gpus[i]`` (``CUDA_VISIBLE_DEVICES``): each
+    vLLM takes most of its GPU's memory, so two never share one; without, all run as
+    configured (CPU servers, or one server on whatever the caller's environment shows)."""
+    if n < 1:
+        raise ValueError(f"replicas must be >= 1, got {n}")
+    if gpus and n > len(gpus):
+        raise ValueError(
+            f"{n} replicas but {len(gpus)} GPU(s) visible ({','.join(gpus)}): each replica "
+            f"needs its own GPU; use --replicas {len(gpus)} or fewer"
+        )
+    if options.port and options.port + n - 1 >= 65536:
+        raise ValueError(f"ports {options.port}..{options.port + n - 1} pass 65535: lower --port")
+    replicas = []
+    for i in range(n):
+        env = options.environment + ((("CUDA_VISIBLE_DEVICES", gpus[i]),) if gpus else ())
+        port = options.port + i if options.port else 0
+        replicas.append(dataclasses.replace(options, port=port, environment=env))
+    return replicas
 
 
 def _free_port(host: str) -> int:

@@ -5,6 +5,11 @@ for engines that cannot apply it.
 With ``--lora`` one server serves the base model (by its own name) and every adapter (by its
 NAME): a strategy selects one with ``--set vlm.model=NAME``. The adapters are checked before
 vLLM starts (tools/lora.py), so a bad directory fails at once, naming it.
+
+With ``--replicas N`` it starts N servers of the model on ports PORT..PORT+N-1, each seeing
+one GPU (``CUDA_VISIBLE_DEVICES``) where several are visible, N CPU servers with ``--cpu``;
+it prints the ``--vlm-url`` flags that hand all of them to vara (docs/scale.md) and stops
+them all on Ctrl-C or SIGTERM, or when one exits.
 """
 
 from __future__ import annotations
@@ -12,20 +17,22 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from vara.commands.common import EXIT_ERROR, EXIT_OK
 from vara.errors import InputError
 
+if TYPE_CHECKING:
+    from vara.tools.vllm_server import ServerOptions, VLLMServer
+
 __all__ = ["add", "add_export"]
 
 
-def _cmd_serve(args: argparse.Namespace) -> int:
+def _options(args: argparse.Namespace) -> ServerOptions:
     import dataclasses
-    import signal
-    import time
 
     from vara.tools.lora import server_fields
-    from vara.tools.vllm_server import ServerOptions, VLLMServer
+    from vara.tools.vllm_server import ServerOptions
 
     fields = {"host": args.host, "port": args.port, "max_images": args.max_images}
     if args.max_model_len:
@@ -33,31 +40,101 @@ def _cmd_serve(args: argparse.Namespace) -> int:
     if args.lora:
         fields.update(server_fields(args.lora, args.model))
     if args.cpu:
-        opts = ServerOptions.cpu_test_defaults(args.model, **fields)
-    else:
-        opts = dataclasses.replace(ServerOptions(model=args.model), **fields)
-    server = VLLMServer(opts, log_path=args.log, ready_timeout_s=args.timeout_s)
-    with server:  # starts, waits for /health plus one real request, stops on exit
-        print(
-            f"serving {opts.model} at {server.url} (log: {args.log}); Ctrl-C stops it", flush=True
-        )
-        for name, path in opts.lora_modules:
-            print(f"  adapter {name} ({path}): select it with --set vlm.model={name}", flush=True)
-        if args.url_file:
-            Path(args.url_file).write_text(server.url + "\n")
-        # SIGTERM (e.g. `kill` from a script) stops the server as cleanly as Ctrl-C.
-        signal.signal(signal.SIGTERM, signal.default_int_handler)
+        return ServerOptions.cpu_test_defaults(args.model, **fields)
+    return dataclasses.replace(ServerOptions(model=args.model), **fields)
+
+
+def _gpus(args: argparse.Namespace) -> tuple[str, ...]:
+    """GPUs to spread replicas over: none for one server (it sees what the caller's
+    environment shows, as before) or with --cpu."""
+    if args.replicas == 1 or args.cpu:
+        return ()
+    import os
+
+    import torch
+
+    from vara.tools.vllm_server import visible_gpus
+
+    return visible_gpus(os.environ, torch.cuda.device_count())
+
+
+def replica_logs(log: str, n: int) -> list[Path]:
+    """``--log`` for one server; ``STEM-0.SUFFIX`` .. ``STEM-{n-1}.SUFFIX`` for replicas."""
+    path = Path(log)
+    if n == 1:
+        return [path]
+    return [path.with_name(f"{path.stem}-{i}{path.suffix}") for i in range(n)]
+
+
+def build_servers(args: argparse.Namespace) -> list[VLLMServer]:
+    """One VLLMServer per replica: consecutive ports, a GPU each where several are visible."""
+    from vara.tools.vllm_server import VLLMServer, replica_options
+
+    try:
+        options = replica_options(_options(args), args.replicas, _gpus(args))
+    except ValueError as exc:
+        raise InputError(f"vara serve {args.model}: {exc}") from exc
+    logs = replica_logs(args.log, args.replicas)
+    return [
+        VLLMServer(o, log_path=log, ready_timeout_s=args.timeout_s)
+        for o, log in zip(options, logs, strict=True)
+    ]
+
+
+def _announce(servers: list[VLLMServer], args: argparse.Namespace) -> None:
+    for server in servers:
+        gpu = dict(server.options.environment).get("CUDA_VISIBLE_DEVICES")
+        where = f" on GPU {gpu}" if gpu is not None and len(servers) > 1 else ""
+        print(f"serving {server.model_name} at {server.url}{where} (log: {server.log_path})")
+    for name, path in servers[0].options.lora_modules:
+        print(f"  adapter {name} ({path}): select it with --set vlm.model={name}")
+    if len(servers) > 1:
+        flags = " ".join(f"--vlm-url {s.url}" for s in servers)
+        print(f"pass every replica to vara: vara run ... {flags}")
+    print("Ctrl-C stops " + ("it" if len(servers) == 1 else "them all"), flush=True)
+    if args.url_file:
+        Path(args.url_file).write_text("".join(s.url + "\n" for s in servers))
+
+
+def _cmd_serve(args: argparse.Namespace) -> int:
+    import signal
+    import time
+
+    servers = build_servers(args)
+    # SIGTERM (e.g. `kill` from a script) stops the servers as cleanly as Ctrl-C.
+    previous = signal.signal(signal.SIGTERM, signal.default_int_handler)
+    try:
+        # All start at once (vLLM loads for minutes), then each is awaited: the wait is the
+        # slowest one's. Any that fails stops them all (the finally) and names its log.
+        for server in servers:
+            server.start()
+        for server in servers:
+            server.wait_ready()
+        _announce(servers, args)
         try:
-            while server.running():
+            while all(s.running() for s in servers):
                 time.sleep(1.0)
         except KeyboardInterrupt:
             return EXIT_OK
-    print(f"error: the vLLM server exited on its own; see {args.log}", file=sys.stderr)
-    return EXIT_ERROR
+        dead = ", ".join(str(s.log_path) for s in servers if not s.running())
+        print(f"error: a vLLM server exited on its own; see {dead}", file=sys.stderr)
+        return EXIT_ERROR
+    finally:
+        for server in servers:
+            server.stop()
+        signal.signal(signal.SIGTERM, previous)
+
+
+def _positive(text: str) -> int:
+    if not text.isdigit() or int(text) < 1:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number >= 1")
+    return int(text)
 
 
 def add(sub: argparse._SubParsersAction) -> None:
-    s = sub.add_parser("serve", help="start a vLLM OpenAI-compatible server for a model")
+    s = sub.add_parser(
+        "serve", help="start a vLLM OpenAI-compatible server (or N replicas) for a model"
+    )
     s.add_argument("model", help="hub id or local path")
     s.add_argument("--host", default="127.0.0.1", help="bind address")
     s.add_argument("--port", type=int, default=8000, help="port (0 = any free port)")
@@ -70,7 +147,15 @@ def add(sub: argparse._SubParsersAction) -> None:
     )
     s.add_argument("--timeout-s", type=float, default=900, help="how long to wait for readiness")
     s.add_argument("--log", default="vllm-server.log", help="server log file")
-    s.add_argument("--url-file", help="write the base URL here once the server is ready")
+    s.add_argument(
+        "--replicas",
+        type=_positive,
+        default=1,
+        help="start N servers on ports PORT..PORT+N-1, one GPU each where several are visible",
+    )
+    s.add_argument(
+        "--url-file", help="write the base URL (one a line with --replicas) once all are ready"
+    )
     s.add_argument(
         "--lora",
         action="append",
