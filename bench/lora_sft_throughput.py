@@ -97,6 +97,7 @@ from vara.finetune.recipes import resolve_config
 from vara.prompts.loader import load_labelset, load_prompt
 from vara.testing import build_tiny_vlm
 from vara.testing.synth_classes import write_class_set
+from vara.tools.classifier_model import own_memory
 
 N_CLASSES = 3
 ARMS = ("recipe", "baseline", "precollated")
@@ -208,13 +209,15 @@ def recipe_arm(cfg: SftConfig, warmup: int, *, progress: bool) -> dict[str, Any]
 
 
 def peft_model(cfg: SftConfig, device: str):
-    """The checkpoint with the recipe's LoRA config (same r, alpha, dropout, target regex)."""
+    """The checkpoint with the recipe's LoRA config (same r, alpha, dropout, target regex),
+    its weights laid out in memory as the recipe lays them out."""
     from peft import LoraConfig, get_peft_model
     from transformers import AutoModelForImageTextToText
 
     net = AutoModelForImageTextToText.from_pretrained(
         cfg.model.backbone, dtype=torch.float32, local_files_only=True
     )
+    own_memory(net)  # as the recipe: each weight in its own memory (see own_memory)
     lo = cfg.lora
     target = lvlm_sft.target_regex(net, lo.target_modules, lo.vision_tower)
     config = LoraConfig(r=lo.r, lora_alpha=lo.alpha, lora_dropout=lo.dropout, target_modules=target)
