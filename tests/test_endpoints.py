@@ -171,3 +171,13 @@ def test_a_restarted_replica_is_back_in_rotation_after_a_health_check(vllm_serve
         _ask(pool, n=2, threads=2)
         assert a.counts_posts() >= 1 and pool.model_id == vllm_server.model_name
         pool.close()
+
+
+def test_an_adapter_is_in_process_only_and_reaches_the_engine(tmp_path):
+    from vara.errors import ConfigError, InputError
+    from vara.tools.endpoints import connect
+
+    with pytest.raises(ConfigError, match="applied in-process only"):
+        connect(Endpoint(model="m", url="http://127.0.0.1:9/v1", adapter=str(tmp_path)))
+    with pytest.raises(InputError, match="adapter"):  # not an adapter directory: named
+        connect(Endpoint(model=str(tmp_path), adapter=str(tmp_path / "nope")))

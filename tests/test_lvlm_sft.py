@@ -173,11 +173,12 @@ def test_no_explanations_and_no_teacher_is_refused(tmp_path, tiny_vlm_dir, capsy
     assert "no 'explanation' column and no teacher" in err and "teacher.llm_url=URL" in err
 
 
-def _direct_eval(run, model, out, *served: str) -> dict:
+def _direct_eval(run, model, out, *served: str, adapter=None) -> dict:
     """`vara eval --strategy direct` on the held-out windows: in-process with ``model`` (a
     checkpoint or an adapter directory), or ``served`` (--vlm-url URL --set vlm.model=NAME)."""
     args = ["eval", str(run / "val.jsonl"), "--labels", str(run.parent / "videos" / "labels.yaml")]
     where = list(served) or ["--vlm-model", str(model)]
+    where += ["--adapter", str(adapter)] if adapter else []
     args += ["--strategy", "direct", *where, "--frames", "4"]
     args += ["--max-side", "112", "--out", str(out), "--no-progress"]
     assert cli(args) == 0
@@ -187,7 +188,7 @@ def _direct_eval(run, model, out, *served: str) -> dict:
 def test_the_adapter_answers_the_held_out_videos_through_vara_eval(sft_run, sft_vlm, tmp_path):
     """Issue 15's learning check: the direct strategy with the adapter in-process labels the
     held-out videos (the classes differ visibly) where the base model cannot."""
-    tuned = _direct_eval(sft_run, sft_run / "adapter", tmp_path / "tuned")
+    tuned = _direct_eval(sft_run, sft_vlm, tmp_path / "tuned", adapter=sft_run / "adapter")
     base = _direct_eval(sft_run, sft_vlm, tmp_path / "base")
     print({"tuned": tuned["metrics"]["macro_f1"], "base": base["metrics"]["macro_f1"]})
     assert tuned["metrics"]["n"] == 21 and tuned["metrics"]["coverage"] == 1.0

@@ -32,7 +32,7 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 from vara.config import Endpoint
-from vara.errors import EndpointError, EndpointUnreachable, InputError
+from vara.errors import ConfigError, EndpointError, EndpointUnreachable, InputError
 from vara.tools.chat import ChatModel, Completion, Message
 from vara.tools.vlm import (
     RetryableError,
@@ -288,6 +288,11 @@ class EndpointPool:
 
 def connect(endpoint: Endpoint) -> ChatModel:
     """A pool of the endpoint's replicas when it has URLs, else the in-process engine."""
+    if endpoint.urls and endpoint.adapter:
+        raise ConfigError(
+            f"adapter {endpoint.adapter!r} is applied in-process only: with a server, serve it "
+            "(vara serve BASE --lora NAME=DIR) and select it with --set vlm.model=NAME"
+        )
     if endpoint.urls:
         return EndpointPool(
             endpoint.urls,
@@ -303,7 +308,7 @@ def connect(endpoint: Endpoint) -> ChatModel:
     from vara.tools.local_engine import LocalEngine
 
     # Its weights load when the run is known to go ahead (tools.chat.load_now).
-    return LocalEngine(endpoint.model, lazy=True)
+    return LocalEngine(endpoint.model, adapter=endpoint.adapter, lazy=True)
 
 
 def endpoint_report(models: dict[str, ChatModel | None]) -> dict[str, list[dict[str, Any]]]:

@@ -60,6 +60,9 @@ class Endpoint:
     max_retries: int = 3
     # how often a replica taken out after a failure is checked (GET /models) to put it back
     health_interval_s: float = 5.0
+    # in-process only: a PEFT LoRA adapter directory applied to ``model`` (a served adapter
+    # is selected by its name in ``model`` instead: vara serve --lora NAME=DIR)
+    adapter: str | None = None
 
     def __post_init__(self) -> None:
         if isinstance(self.url, list):  # from YAML: a tuple keeps the endpoint hashable

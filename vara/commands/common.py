@@ -38,6 +38,8 @@ def run_overrides(args: argparse.Namespace) -> list[str]:
             o.append(f"{role}.model={model}" if model else f"{role}.model=null")
         elif model:
             o.append(f"{role}.model={model}")
+    if args.adapter:
+        o.append(f"vlm.adapter={args.adapter}")
     flags = {
         "windows.window_s": args.window_s,
         "windows.overlap": args.overlap,
@@ -86,6 +88,11 @@ def add_model_flags(s: argparse.ArgumentParser) -> None:
         "same model (balanced, with failover)",
     )
     s.add_argument("--vlm-model", help="served model name, or hub id / local path in-process")
+    s.add_argument(
+        "--adapter",
+        metavar="DIR",
+        help="in-process: a PEFT LoRA adapter applied to --vlm-model (vara finetune lvlm_sft)",
+    )
     s.add_argument(
         "--llm-url",
         action="append",

@@ -68,7 +68,8 @@ def _print_sft_commands(out, info: dict) -> None:
         f"--set vlm.model={name} {sampling} --out {out.parent / (out.name + '-eval')}"
     )
     print(
-        f"or in-process: {evaluate} --vlm-model {out / 'adapter'} {sampling} "
+        f"or in-process: {evaluate} --vlm-model {info['backbone']} --adapter {out / 'adapter'} "
+        f"{sampling} "
         f"--out {out.parent / (out.name + '-eval')}"
     )
 
