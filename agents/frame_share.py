@@ -5,7 +5,7 @@ after the resize, so they can all start from the same resized frames. ``label_vi
 them together, video by video: every run submits the windows it needs no pixels for, then
 one pass (``FrameStore.shared``) decodes the windows any run still needs, and each batch goes
 to every run wanting it, through that run's own steps (``FrameStore.adopt``), into that run's
-own window pool. The runs (``agents.runner``'s ``_Run``) keep their own out dirs, resume sets,
+own window pool. The runs (``agents.window_loop.WindowLoop``) keep their own out dirs, resume sets,
 cache keys and failures; only the decoding is shared.
 """
 
@@ -26,7 +26,7 @@ __all__ = ["Taker", "label_videos"]
 
 
 class Taker(Protocol):
-    """A run's window loop as the decoding pass sees it (``agents.runner._Run``)."""
+    """A run's window loop as the decoding pass sees it (``agents.window_loop.WindowLoop``)."""
 
     ctx: Context
     abort: EndpointUnreachable | None

@@ -52,6 +52,11 @@ class ModelPool:
         self._clients: dict[Endpoint, ChatModel] = {}
         self._scorers: dict[tuple[ScorerSpec, LabelSet], Scorer] = {}
 
+    @property
+    def given(self) -> bool:
+        """Whether models were given (they live in this process: a Ray worker cannot use them)."""
+        return any((self._given.vlm, self._given.llm, self._given.scorer))
+
     def models_for(self, strategy: StrategyConfig, spec: GraphSpec, labelset: LabelSet) -> Models:
         vlm = self._vlm(strategy) if spec.vlm else None
         llm = self._llm(strategy, vlm) if spec.llm else None

@@ -190,9 +190,15 @@ class RunDir:
         write_json_atomic(self.out / "run.json", {"run_info": info})
 
     def finish(
-        self, plans: Sequence[VideoPlan], summary: RunSummary, ctx: Context, status: str
+        self,
+        plans: Sequence[VideoPlan],
+        summary: RunSummary,
+        ctx: Context,
+        status: str,
+        endpoints: dict[str, list[dict[str, Any]]] | None = None,
     ) -> None:
-        """Write timelines, failures.jsonl and run.json from predictions.jsonl as it is now."""
+        """Write timelines, failures.jsonl and run.json from predictions.jsonl as it is now;
+        ``endpoints``: the replicas' stats where other processes made the requests."""
         preds = {r["clip_id"]: WindowLabels.from_record(r) for r in iter_jsonl(self.predictions)}
         timelines = [
             run_timeline(p.path, p.info.duration_s, [c.clip_id for c in p.clips], preds)
@@ -212,7 +218,8 @@ class RunDir:
             "n_predicted": summary.n_predicted,
             "stats": summary.stats,
         }
-        endpoints = endpoint_report({"vlm": ctx.vlm, "llm": ctx.llm})
+        if endpoints is None:
+            endpoints = endpoint_report({"vlm": ctx.vlm, "llm": ctx.llm})
         if endpoints:
             session["endpoints"] = endpoints
         self.sessions.append(session)

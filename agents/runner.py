@@ -24,39 +24,29 @@ of the videos. run.json's stats say where frames came from: ``windows_decoded`` 
 
 from __future__ import annotations
 
-import logging
 import sys
 import time
-import traceback
 from collections.abc import Callable, Sequence
-from concurrent.futures import ALL_COMPLETED, FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 from tqdm import tqdm
 
-from vara.agents.context import Context
 from vara.agents.frame_share import label_videos
-from vara.agents.frames import FrameStore
-from vara.agents.graphspec import GraphSpec
 from vara.agents.inputs import plan_videos, window_videos
 from vara.agents.models import ModelPool, Models
 from vara.agents.registry import graph_spec
-from vara.agents.rundir import RunDir, RunSummary, VideoPlan, fingerprint
-from vara.agents.steps import failed_step
-from vara.agents.strategies import strategy_prompts
+from vara.agents.rundir import RunDir, RunSummary, fingerprint
 from vara.agents.video_keys import assign_keys
+from vara.agents.window_loop import WindowLoop, build_context
 from vara.config import StrategyConfig
-from vara.errors import StructuredOutputError, VaraError, VideoError
+from vara.errors import ConfigError
 from vara.records import JsonlWriter
 from vara.tools.cache import CaptionCache
-from vara.tools.pixels import pixel_spec
 from vara.tools.vlm import EndpointUnreachable
-from vara.types import Clip, Failure, FrameBatch, FramePlan, LabelSet, Prediction
+from vara.types import Clip, Failure, LabelSet
 
 __all__ = ["RunAborted", "run_clips", "run_clips_together", "run_videos"]
-
-log = logging.getLogger(__name__)
 
 
 class RunAborted(EndpointUnreachable):
@@ -68,124 +58,9 @@ class RunAborted(EndpointUnreachable):
         self.summary = summary
 
 
-class _Run:
-    """The window loop of one session: a graph per window, its prediction or failure.
-
-    Per video: ``open_video`` submits the windows needing no pixels and says which need
-    decoding, ``submit`` takes their batches as a decoding pass makes them, ``close_video``
-    waits for the last ones."""
-
-    def __init__(self, ctx: Context, spec: GraphSpec, rundir: RunDir, done: set[str], bar: tqdm):
-        self.ctx = ctx
-        self.spec = spec
-        self.graph = spec.build()
-        self.writer = JsonlWriter(rundir.predictions)
-        self.done = done
-        self.bar = bar
-        self.failures: list[Failure] = []
-        self.n_predicted = 0
-        self.abort: EndpointUnreachable | None = None
-        self._pool: ThreadPoolExecutor | None = None
-        self._inflight: dict[Future, Clip] = {}
-
-    @property
-    def status(self) -> Literal["aborted", "complete_with_failures", "complete"]:
-        if self.abort:
-            return "aborted"
-        return "complete_with_failures" if self.failures else "complete"
-
-    def window(self, clip: Clip) -> Prediction:
-        try:
-            result = self.graph.invoke({"clip": clip}, context=self.ctx)
-            return result["prediction"]
-        finally:
-            self.ctx.frames.drop(clip.clip_id)
-
-    def finish(self, clip: Clip, fut: Future) -> None:
-        try:
-            pred = fut.result()
-        except EndpointUnreachable as exc:
-            self.abort = self.abort or exc
-            self.failures.append(Failure(clip.clip_id, "model", str(exc)))
-        except StructuredOutputError as exc:
-            self.failures.append(Failure(clip.clip_id, "answer", str(exc), "\n---\n".join(exc.raw)))
-        except VaraError as exc:  # named by the graph step that failed, e.g. "tokens: ..."
-            step = failed_step(exc)
-            message = f"{step}: {exc}" if step else str(exc)
-            self.failures.append(Failure(clip.clip_id, "window", message))
-        except Exception as exc:  # a bug must not cost the other windows; keep the trace
-            log.error("window %s crashed:\n%s", clip.clip_id, traceback.format_exc())
-            self.failures.append(Failure(clip.clip_id, "internal", f"{type(exc).__name__}: {exc}"))
-        else:
-            self.writer.append(pred.to_dict())
-            self.n_predicted += 1
-
-    def open_video(self, plan: VideoPlan) -> list[Clip]:
-        """Start ``plan``'s windows not done yet: those needing no pixels now; returns the
-        ones to decode (in ``plan``'s order), for ``submit``."""
-        todo = [c for c in plan.clips if c.clip_id not in self.done]
-        if not todo or self.abort:
-            return []
-        name = f"vara {self.ctx.strategy.name} {Path(plan.path).name}"
-        self.bar.set_description(name, refresh=False)
-        self._pool = ThreadPoolExecutor(max_workers=self.ctx.strategy.concurrency)
-        try:
-            cached = self._cached_plans(plan.path, todo)
-        except VideoError as exc:
-            self.failures.append(Failure(plan.path, "decode", str(exc)))
-            return []
-        for item in cached:
-            self.submit(item)
-        skip = {p.clip.clip_id for p in cached}
-        return [] if self.abort else [c for c in todo if c.clip_id not in skip]
-
-    def submit(self, item: FrameBatch | FramePlan) -> None:
-        # Decoded windows wait in the pool's queue, so a worker that frees up starts the next
-        # window at once instead of waiting for it to be decoded; memory stays bounded.
-        while len(self._inflight) >= 2 * self.ctx.strategy.concurrency:
-            self._drain(FIRST_COMPLETED)
-        if not self.abort:
-            self.ctx.frames.put(item)
-            self._inflight[self._pool.submit(self.window, item.clip)] = item.clip
-
-    def undecodable(self, clip: Clip, exc: VideoError) -> None:
-        """A window whose frames do not decode (a damaged stretch): it fails, the rest go on."""
-        self.failures.append(Failure(clip.clip_id, "decode", str(exc)))
-        self.bar.update(1)
-
-    def close_video(self) -> None:
-        """Wait for the video's windows in flight."""
-        if self._pool is None:
-            return
-        try:
-            self._drain(ALL_COMPLETED)
-        finally:
-            self._pool.shutdown()
-            self._pool = None
-
-    def _cached_plans(self, path: str, clips: list[Clip]) -> list[FramePlan]:
-        """Plans of the windows whose every VLM output is cached: they need no decoding."""
-        check, ctx = self.spec.cache_check, self.ctx
-        if check is None or ctx.cache is None:
-            return []
-        cached = [p for p in ctx.frames.plans(path, clips) if p is not None and check(ctx, p)]
-        ctx.stats.add(windows_not_decoded=len(cached))
-        return cached
-
-    def _drain(self, when: str) -> None:
-        if not self._inflight:
-            return
-        finished, _ = wait(list(self._inflight), return_when=when)
-        for fut in finished:
-            clip = self._inflight.pop(fut)
-            self.finish(clip, fut)
-            self.bar.update(1)
-            self.bar.set_postfix(failed=len(self.failures), refresh=False)
-
-
 class _Session:
     """One strategy's run into its out dir: checks first (a refused run writes nothing),
-    then ``start``, the window loop's ``_Run``, then ``finish`` (timelines, run.json)."""
+    then ``start``, the window loop (``WindowLoop``), then ``finish`` (timelines, run.json)."""
 
     def __init__(
         self,
@@ -202,35 +77,42 @@ class _Session:
         self.t0 = time.perf_counter()
         self.out = Path(out_dir)
         self.spec = graph_spec(strategy.graph)
-        self.ctx = _context(strategy, self.spec, labelset, prompts_dir, models, cache)
+        self.prompts_dir = prompts_dir
+        self.ctx = build_context(strategy, self.spec, labelset, prompts_dir, models, cache)
         self.failures = list(failures)
         self.plans = plan_videos(groups, self.failures)
         self.n_videos = len({p for p, _ in groups} | {f.item for f in self.failures})
         self.rundir = RunDir(self.out, fingerprint(self.ctx))  # refuses, loading nothing
         self.total = sum(len(p.clips) for p in self.plans)
         self.todo = self.total  # windows not in predictions.jsonl yet (known at start)
-        self.run: _Run | None = None
+        self.run: WindowLoop | None = None
+        self.writer: JsonlWriter | None = None
 
     def start(
-        self, on_start: Callable[[Path], None] | None, progress: bool, position: int | None
-    ) -> _Run:
+        self,
+        on_start: Callable[[Path], None] | None,
+        progress: bool,
+        position: int | None,
+        load: bool = True,
+    ) -> WindowLoop:
         self.out.mkdir(parents=True, exist_ok=True)  # the checks passed: a refused run leaves none
         done = self.rundir.done()
         self.todo = sum(1 for p in self.plans for c in p.clips if c.clip_id not in done)
-        if self.todo:  # a finished run re-run loads nothing
+        if self.todo and load:  # a finished run re-run loads nothing; Ray workers load their own
             Models(self.ctx.vlm, self.ctx.llm, self.ctx.scorer).load()
         if on_start is not None:
             on_start(self.out)
         self.rundir.start()
         bar = _bar(self.ctx.strategy.name, self.total, self.todo, progress, position)
-        self.run = _Run(self.ctx, self.spec, self.rundir, done, bar)
+        self.writer = JsonlWriter(self.rundir.predictions)
+        self.run = WindowLoop(self.ctx, self.spec, self.writer, done, bar)
         self.run.failures.extend(self.failures)
         return self.run
 
     def finish(self, status: str) -> RunSummary:
         run = self.run
         run.bar.close()
-        run.writer.close()
+        self.writer.close()
         summary = RunSummary(
             out_dir=str(self.out),
             n_videos=self.n_videos,
@@ -241,7 +123,7 @@ class _Session:
             wall_s=round(time.perf_counter() - self.t0, 3),
             stats=self.ctx.stats.snapshot(),
         )
-        self.rundir.finish(self.plans, summary, self.ctx, status)
+        self.rundir.finish(self.plans, summary, self.ctx, status, run.endpoints)
         return summary
 
 
@@ -273,13 +155,14 @@ def run_clips(
     cache: CaptionCache | None = None,
     failures: Sequence[Failure] = (),
     on_start: Callable[[], None] | None = None,
+    ray: str | None = None,
 ) -> RunSummary:
     """Label the given clips, grouped by video (any windows: from make_windows or a dataset).
 
     ``models`` is the pool to take the strategy's models from (``vara eval`` shares one over
     its strategies; given models replace the strategy's endpoints); ``cache`` reuses captions;
     ``failures`` are earlier ones to report with this run's; ``on_start`` is called once the
-    out dir's checks pass, before the first window.
+    out dir's checks pass, before the first window; ``ray`` as in ``run_clips_together``.
     """
     [summary] = run_clips_together(
         groups,
@@ -291,6 +174,7 @@ def run_clips(
         cache=cache,
         failures=failures,
         on_start=None if on_start is None else lambda _out: on_start(),
+        ray=ray,
     )
     return summary
 
@@ -306,6 +190,7 @@ def run_clips_together(
     cache: CaptionCache | None = None,
     failures: Sequence[Failure] = (),
     on_start: Callable[[Path], None] | None = None,
+    ray: str | None = None,
 ) -> list[RunSummary]:
     """Label the given clips with each (strategy, out dir) of ``runs``, side by side,
     decoding each window once for all of them (see the module docstring); their summaries.
@@ -313,9 +198,15 @@ def run_clips_together(
     The strategies must sample alike (frames, rate, max side): only their pixel steps may
     differ. The options are ``run_clips``'s, but ``on_start(out_dir)`` is called for each run
     once every run's out dir checks pass. A server lost mid-run ends every run (each saved,
-    resumable) with ``RunAborted``.
+    resumable) with ``RunAborted``. ``ray``: label on a Ray cluster at this address ("local":
+    $RAY_ADDRESS or a new local cluster), the driver writing (``agents.ray_labels``).
     """
     pool = models or ModelPool()
+    if ray is not None and pool.given:
+        raise ConfigError(
+            "a Ray run cannot use models given in this process: name them in the strategy "
+            "(vlm.url / vlm.model) so each worker connects or loads its own"
+        )
     sessions = [
         _Session(
             groups,
@@ -338,9 +229,12 @@ def run_clips_together(
     try:
         for i, session in enumerate(sessions):
             where = None if len(sessions) == 1 else i  # one bar per run, stacked
-            session.start(on_start, progress, where)
+            session.start(on_start, progress, where, load=ray is None)
             started.append(session)
-        label_videos([s.run for s in sessions], sessions[0].plans)
+        if ray is None:
+            label_videos([s.run for s in sessions], sessions[0].plans)
+        else:
+            _label_on_ray(sessions, ray)
         finished = True
     finally:
         summaries = [s.finish(s.run.status if finished else "interrupted") for s in started]
@@ -350,22 +244,20 @@ def run_clips_together(
     return summaries
 
 
-def _context(
-    strategy: StrategyConfig,
-    spec: GraphSpec,
-    labelset: LabelSet,
-    prompts_dir: str | None,
-    pool: ModelPool,
-    cache: CaptionCache | None,
-) -> Context:
-    """The run's one Context: prompts checked, models chosen (not loaded), pixels set."""
-    prompts = strategy_prompts(strategy, prompts_dir)
-    models = pool.models_for(strategy, spec, labelset)
-    pixels = pixel_spec(strategy.sampler.max_side, strategy.pixels.perturb)
-    frames = FrameStore(strategy.sampler, pixels)
-    return Context(
-        strategy, labelset, prompts, models.vlm, models.llm, frames, cache, scorer=models.scorer
-    )
+def _label_on_ray(sessions: Sequence[_Session], address: str) -> None:
+    from vara.agents.ray_labels import RunSpec, label_on_ray  # Ray is an optional extra
+
+    specs = [
+        RunSpec(
+            s.ctx.strategy,
+            s.ctx.labelset,
+            s.prompts_dir,
+            None if s.ctx.cache is None else str(s.ctx.cache.path),
+        )
+        for s in sessions
+    ]
+    where = None if address == "local" else address
+    label_on_ray([s.run for s in sessions], specs, sessions[0].plans, where)
 
 
 def _bar(name: str, total: int, todo: int, progress: bool, position: int | None) -> tqdm:

@@ -67,10 +67,12 @@ def evaluate(
     progress: bool = True,
     models: ModelPool | None = None,
     sweep: dict[str, dict[str, str]] | None = None,
+    ray: str | None = None,
 ) -> list[Path]:
     """Evaluate each strategy on ``dataset``; return the results.json paths. One model pool
     (``models``, else a new one) serves every strategy. ``sweep``: strategy name -> its base
-    strategy and perturbation level (agents/sweep.py), recorded in run_info."""
+    strategy and perturbation level (agents/sweep.py), recorded in run_info. ``ray``: label on
+    a Ray cluster (``agents.runner.run_clips_together``)."""
     names = [s.name for s in strategies]
     dupes = sorted({n for n in names if names.count(n) > 1})
     if dupes:
@@ -91,6 +93,7 @@ def evaluate(
             on_start=lambda out, records=records: write_jsonl_atomic(
                 out / "clips.jsonl", records[out]
             ),
+            ray=ray,
         )
         for strategy, out, summary in zip(group, outs, summaries, strict=True):
             results = results_for(out, dataset, labelset, strategy, summary.failures)

@@ -20,7 +20,7 @@ import pytest
 from vara.cli import main
 from vara.commands.common import add_model_flags, run_overrides
 from vara.config import Endpoint
-from vara.errors import EndpointUnreachable
+from vara.errors import ConfigError, EndpointUnreachable
 from vara.prompts.loader import load_labelset
 from vara.testing.faults import (
     FAST_RUN_FLAGS,
@@ -30,7 +30,7 @@ from vara.testing.faults import (
     stop_after_posts,
 )
 from vara.tools.chat import Message
-from vara.tools.endpoints import EndpointPool, connect
+from vara.tools.endpoints import EndpointPool, connect, merge_endpoint_reports
 
 KINETICS = load_labelset("kinetics-sample")
 
@@ -61,6 +61,56 @@ def test_repeated_url_flags_become_a_list_of_replicas_one_stays_a_string():
     endpoint = Endpoint(model="m", url=["http://a:1/v1", "http://b:1/v1"])  # as YAML gives it
     assert endpoint.urls == ("http://a:1/v1", "http://b:1/v1") and hash(endpoint)
     assert connect(endpoint).urls == endpoint.urls  # a model name: nothing is asked yet
+
+
+def test_an_endpoints_file_names_each_roles_replicas_and_flags_win_over_it(tmp_path):
+    from vara.agents.strategies import load_strategy
+
+    parser = argparse.ArgumentParser()
+    add_model_flags(parser)
+    path = tmp_path / "endpoints.yaml"
+    path.write_text(
+        "vlm: [http://a:1/v1, http://b:1/v1]\nllm: {url: http://c:1/v1, model: reasoner}\n"
+    )
+    given = parser.parse_args(["--endpoints", str(path)])
+    s = load_strategy("caption-reason", run_overrides(given))
+    assert s.vlm.urls == ("http://a:1/v1", "http://b:1/v1") and s.vlm.model is None
+    assert s.llm.urls == ("http://c:1/v1",) and s.llm.model == "reasoner"
+    flags = parser.parse_args(["--endpoints", str(path), "--vlm-url", "http://d:1/v1"])
+    assert load_strategy("caption-reason", run_overrides(flags)).vlm.urls == ("http://d:1/v1",)
+    for bad, says in [
+        ("vlm: 3\n", "`vlm` must be a URL, a list of URLs"),
+        ("gpu: [http://a:1/v1]\n", "expected `vlm:` and/or `llm:`"),
+        ("vlm: {url: [], model: m}\n", "`vlm` must be"),
+    ]:
+        path.write_text(bad)
+        with pytest.raises(ConfigError, match=str(path)) as err:
+            run_overrides(parser.parse_args(["--endpoints", str(path)]))
+        assert says in str(err.value)
+    with pytest.raises(ConfigError, match="cannot be read"):
+        run_overrides(parser.parse_args(["--endpoints", str(tmp_path / "missing.yaml")]))
+
+
+def test_workers_replica_stats_merge_per_url():
+    def row(url, requests, errors, mean, p95, up=True, out=0):
+        return {
+            "url": url,
+            "in_rotation": up,
+            "requests": requests,
+            "errors": errors,
+            "taken_out": out,
+            "mean_latency_s": mean,
+            "p95_latency_s": p95,
+        }
+
+    a = {"vlm": [row("u1", 10, 2, 1.0, 2.0), row("u2", 4, 4, None, None, up=False, out=1)]}
+    b = {"vlm": [row("u1", 2, 0, 4.0, 5.0)], "llm": [row("u3", 1, 0, 0.5, 0.5)]}
+    merged = merge_endpoint_reports([a, b])
+    assert merged["vlm"] == [
+        row("u1", 12, 2, round((8 * 1.0 + 2 * 4.0) / 10, 4), 5.0),  # 8 + 2 answered
+        row("u2", 4, 4, None, None, up=False, out=1),
+    ]
+    assert merged["llm"] == b["llm"] and merge_endpoint_reports([]) == {}
 
 
 def test_the_least_busy_replica_gets_the_request():

@@ -53,7 +53,7 @@ def stage(tmp_path: Path) -> Path:
 def test_the_tree_keeps_every_contract(stage):
     proc = _lint(stage)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-2000:]
-    assert "3 kept, 0 broken" in proc.stdout, proc.stdout[-2000:]
+    assert "4 kept, 0 broken" in proc.stdout, proc.stdout[-2000:]
 
 
 @pytest.mark.parametrize(
@@ -64,6 +64,7 @@ def test_the_tree_keeps_every_contract(stage):
         ("finetune/probe_agents.py", "import vara.agents.graph", "never agents"),
         ("types.py", "import vara.tools.video", "vara.types is not allowed"),
         ("tools/probe_graph.py", "import langgraph", "only agents import langgraph"),
+        ("eval/probe_ray.py", "import ray", "vara.eval is not allowed to import ray"),
     ],
 )
 def test_an_upward_import_breaks_a_contract(stage, where, line, broken):

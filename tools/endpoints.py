@@ -44,7 +44,7 @@ from vara.tools.vlm import (
     served_identity,
 )
 
-__all__ = ["EndpointPool", "EndpointStats", "connect", "endpoint_report"]
+__all__ = ["EndpointPool", "EndpointStats", "connect", "endpoint_report", "merge_endpoint_reports"]
 
 _HEALTH_TIMEOUT_S = 5.0  # a health check is one small GET: a replica slower than this is out
 
@@ -321,3 +321,36 @@ def endpoint_report(models: dict[str, ChatModel | None]) -> dict[str, list[dict[
             seen.add(id(model))
             report[role] = [s.to_dict() for s in model.stats()]
     return report
+
+
+def merge_endpoint_reports(
+    reports: Sequence[dict[str, list[dict[str, Any]]]],
+) -> dict[str, list[dict[str, Any]]]:
+    """Several processes' ``endpoint_report``s (Ray workers) as one: per role and URL, the
+    requests, errors and times taken out summed, in rotation if it is in every report, the
+    mean latency weighted by answered tries, and the p95 the highest of the reports' p95s
+    (an upper bound: the tries themselves stay in their processes)."""
+    merged: dict[str, dict[str, list[dict[str, Any]]]] = {}
+    for report in reports:
+        for role, replicas in report.items():
+            for r in replicas:
+                merged.setdefault(role, {}).setdefault(r["url"], []).append(r)
+    out: dict[str, list[dict[str, Any]]] = {}
+    for role, by_url in merged.items():
+        out[role] = []
+        for url, rows in by_url.items():
+            answered = [(r["requests"] - r["errors"], r["mean_latency_s"]) for r in rows]
+            weight = sum(n for n, mean in answered if mean is not None)
+            p95s = [r["p95_latency_s"] for r in rows if r["p95_latency_s"] is not None]
+            mean = sum(n * m for n, m in answered if m is not None) / weight if weight else None
+            stats = EndpointStats(
+                url=url,
+                in_rotation=all(r["in_rotation"] for r in rows),
+                requests=sum(r["requests"] for r in rows),
+                errors=sum(r["errors"] for r in rows),
+                taken_out=sum(r["taken_out"] for r in rows),
+                mean_latency_s=None if mean is None else round(mean, 4),
+                p95_latency_s=max(p95s) if p95s else None,
+            )
+            out[role].append(stats.to_dict())
+    return out

@@ -15,6 +15,7 @@ __all__ = [
     "EXIT_OK",
     "MAX_FAILURES_SHOWN",
     "add_model_flags",
+    "endpoints_file",
     "log_to",
     "open_cache",
     "run_overrides",
@@ -26,9 +27,37 @@ EXIT_OK, EXIT_FAILURES, EXIT_ERROR, EXIT_ABORTED = 0, 1, 2, 3
 MAX_FAILURES_SHOWN = 20  # the rest are in failures.jsonl
 
 
-def run_overrides(args: argparse.Namespace) -> list[str]:
-    """CLI flags as strategy overrides; ``--set`` comes last so it wins."""
+def endpoints_file(path: str) -> list[str]:
+    """An endpoints file (YAML or JSON) as strategy overrides: per role (``vlm``, ``llm``) a
+    URL, a list of replica URLs, or ``{url: URL|[URL, ...], model: NAME}``."""
+    import yaml
+
+    from vara.errors import ConfigError
+
+    role_shape = "a URL, a list of URLs, or {url: URL|[URL, ...], model: NAME}"
+    try:
+        data = yaml.safe_load(Path(path).read_text())
+    except (OSError, yaml.YAMLError) as exc:
+        raise ConfigError(f"--endpoints {path}: cannot be read ({exc})") from None
+    if not isinstance(data, dict) or not data or set(data) - {"vlm", "llm"}:
+        raise ConfigError(f"--endpoints {path}: expected `vlm:` and/or `llm:`, each {role_shape}")
     o: list[str] = []
+    for role, value in data.items():
+        entry = value if isinstance(value, dict) else {"url": value}
+        urls = entry.get("url")
+        urls = [urls] if isinstance(urls, str) else urls
+        valid = isinstance(urls, list) and urls and all(isinstance(u, str) and u for u in urls)
+        if not valid or set(entry) - {"url", "model"}:
+            raise ConfigError(f"--endpoints {path}: `{role}` must be {role_shape}")
+        o.append(f"{role}.url={urls[0] if len(urls) == 1 else json.dumps(urls)}")
+        o.append(f"{role}.model={entry['model']}" if entry.get("model") else f"{role}.model=null")
+    return o
+
+
+def run_overrides(args: argparse.Namespace) -> list[str]:
+    """CLI flags as strategy overrides: the endpoints file, then the flags, then ``--set``
+    (the later wins)."""
+    o: list[str] = endpoints_file(args.endpoints) if args.endpoints else []
     for role in ("vlm", "llm"):
         urls, model = getattr(args, f"{role}_url") or [], getattr(args, f"{role}_model")
         if urls:
@@ -100,6 +129,12 @@ def add_model_flags(s: argparse.ArgumentParser) -> None:
         help="server of a separate reasoning LLM (default: the VLM); repeat for replicas",
     )
     s.add_argument("--llm-model", help="model name of the reasoning LLM")
+    s.add_argument(
+        "--endpoints",
+        metavar="FILE",
+        help="YAML/JSON file of each role's replica URLs, e.g. `vlm: [http://a:8000/v1, "
+        "http://b:8000/v1]` (docs/scale.md); --vlm-url/--llm-url and --set win over it",
+    )
     # Defaults are the strategy's (its YAML), so none is restated here.
     s.add_argument("--window-s", type=float, help="window length in seconds")
     s.add_argument("--overlap", type=float, help="window overlap fraction 0..1 (0.5 = half)")
@@ -122,6 +157,14 @@ def add_model_flags(s: argparse.ArgumentParser) -> None:
         default=[],
         metavar="KEY=VALUE",
         help="override any strategy field, e.g. --set generation.temperature=0.2",
+    )
+    s.add_argument(
+        "--ray",
+        nargs="?",
+        const="local",
+        metavar="ADDRESS",
+        help="spread videos over a Ray cluster: ADDRESS (auto, ray://HOST:10001), or alone "
+        "$RAY_ADDRESS / a new local cluster; needs vara[ray] (docs/scale.md)",
     )
     s.add_argument("--no-progress", action="store_true", help="no progress bar")
     s.add_argument(

@@ -40,6 +40,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
             prompts_dir=args.prompts_dir,
             progress=not args.no_progress,
             cache=open_cache(args),
+            ray=args.ray,
         )
     except RunAborted as exc:  # the summary of what finished, then the error (exit 3)
         _print_summary(exc.summary, out)
@@ -94,6 +95,7 @@ def _cmd_eval(args: argparse.Namespace) -> int:
         cache=open_cache(args),
         progress=not args.no_progress,
         sweep=sweep,
+        ray=args.ray,
     )
     return _print_results(paths, args.out)
 
