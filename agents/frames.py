@@ -85,7 +85,7 @@ class FrameStore:
 
     def plans(self, path: str, clips: Sequence[Clip]) -> list[FramePlan | None]:
         """The plans of ``clips`` of video ``path``, not stored; None where only decoding
-        tells the frame times (VFR video, GIF)."""
+        tells the frame times (a video whose frame times do not increase)."""
         return [self._plan(c, self.sampler) for c in clips]
 
     def get(self, clip: Clip) -> FrameBatch:

@@ -97,16 +97,15 @@ def test_cached_windows_are_not_decoded_and_new_ones_are(strategy, tmp_path, mon
     assert {k: again[k] for k in seen} == seen
 
 
-def test_frame_plan_gives_the_decoded_indices_and_times_or_none_for_vfr(tmp_path):
+def test_frame_plan_gives_the_decoded_indices_and_times_also_for_vfr(tmp_path):
     config = load_strategy("caption-reason", ["sampler.n_frames=5"])
     path = write_test_video(tmp_path / "v.mp4", n_frames=90, fps=30.0, codec="h264")
-    clips = make_windows(video.probe(path), 1.0, 0.5)
-    for batch in video.iter_frame_batches(path, clips, config.sampler):
-        assert video.frame_plan(path, batch.clip, config.sampler) == batch.plan
     times = np.cumsum(np.random.default_rng(3).choice([0.02, 0.04, 0.1], size=60))
     vfr = write_vfr_video(tmp_path / "vfr.mp4", timestamps_s=times - times[0], size=(64, 48))
-    clip = make_windows(video.probe(vfr), 1.0, 0.5)[0]
-    assert video.frame_plan(vfr, clip, config.sampler) is None
+    for p in (path, vfr):  # VFR: the probe's frame times are what decoding reports
+        clips = make_windows(video.probe(p), 1.0, 0.5)
+        for batch in video.iter_frame_batches(p, clips, config.sampler):
+            assert video.frame_plan(p, batch.clip, config.sampler) == batch.plan
 
 
 def _resume(path, clips, config, out, **kwargs) -> None:

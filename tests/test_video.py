@@ -198,29 +198,38 @@ def test_variable_frame_rate(tmp_path, suffix, caplog):
     path = write_vfr_video(tmp_path / f"vfr{suffix}", timestamps_s=times, size=SIZE, gop=30)
     info = probe(path)
     assert info.frame_count == 300  # matroska has no count: OpenCV estimates 301 here
-    # Windows count index / average fps: the probe says how far that strays from real time.
-    drift = np.max(np.abs(times - np.arange(300) / info.fps))
-    assert drift > 0.25
-    (warning,) = [r.getMessage() for r in caplog.records if "variable frame rate" in r.message]
-    assert f"up to {drift:.1f} s away" in warning and "-fps_mode cfr" in warning
-    assert not video._inspect(path).exact_seek
-    idx = [2, 150, 151, 290]  # gaps > SEEK_GAP: a time-based seek would land elsewhere
+    # Windows follow the frames' real times, which the probe collected while counting.
+    assert info.frame_times_s == pytest.approx(times, abs=1e-4)
+    assert np.max(np.abs(times - np.arange(300) / info.fps)) > 0.25  # index / fps would not
+    assert not [r for r in caplog.records if "frame index" in r.getMessage()]  # no warning
+    src = video._inspect(path)
+    assert not src.exact_seek and src.time_seek
+    idx = [2, 150, 151, 290, 40]  # gaps > SEEK_GAP and a step back: time seeks
+    reader = video._Reader(src, None)
+    try:
+        got = [reader.read(i) for i in idx]
+    finally:
+        reader.close()
+    assert [frame_number(f) for f, _ in got] == idx
+    assert [t for _, t in got] == [info.frame_times_s[i] for i in idx]
+    # 150, 290 and 40 were sought (not decoded from frame 0), and no seek fell back to that
+    assert reader.seeks >= 3 and reader._times is not None
     frames, got_times = read_frames(path, idx)
     assert [frame_number(f) for f in frames] == idx
     assert got_times == pytest.approx(times[idx], abs=1e-3)
     clips = make_windows(info, 3.0, 0.5)
     for b in iter_frame_batches(path, clips, SamplerSpec(n_frames=4, max_side=None)):
         assert [frame_number(f) for f in b.frames] == list(b.frame_idx)
+        assert all(b.clip.start_s - 1e-6 <= t < b.clip.end_s for t in b.timestamps_s)
     # Last line of defence, for VFR that probe misses: a seek landing off the 1/fps grid
     # switches the reader to sequential decoding instead of returning the wrong frame.
-    src = video._inspect(path)
     fooled = video._Source(info=src.info, exact_seek=True, t0_s=src.t0_s, declared=300)
     reader = video._Reader(fooled, None)
     try:
-        got = [frame_number(reader.read(i)[0]) for i in idx]
+        got_idx = [frame_number(reader.read(i)[0]) for i in idx]
     finally:
         reader.close()
-    assert got == idx and reader.seeks == 1
+    assert got_idx == idx and reader.seeks == 1
 
 
 # --- resizing --------------------------------------------------------------------------------

@@ -10,11 +10,15 @@ numbers.
 Timestamps: in constant-frame-rate (CFR) video frame i is at exactly ``i / fps`` on every
 decode path (OpenCV's POS_MSEC is not used there: in AVI it is shifted by the decoder
 delay). Variable-frame-rate (VFR) video and GIF are detected at probe time (times of the
-first frames, or of the last one, off the 1/fps grid) and then decoded sequentially only,
-because OpenCV's frame seeks land by time, on the wrong frame in VFR; their timestamps are
-the container's real presentation times, while windows and plans stay in nominal frame time
-(index / fps). A VFR file regular at both ends can pass as CFR: every seek re-checks the
-time it landed on and falls back to sequential decoding when that is off the grid.
+first frames, or of the last one, off the 1/fps grid); the probe then counts their frames
+by decoding them once (grab only), keeping every frame's presentation time in
+``VideoInfo.frame_times_s``, so windows and plans are in real time (``tools.windows``). OpenCV's
+frame seeks land by time, on the wrong frame in VFR, so a VFR reader seeks by time to a point
+before the wanted frame, names the frame it landed on by its time in that table, and grabs
+forward from there (``_Reader._seek_time``): a far frame costs a keyframe's worth of
+decoding, not the whole file before it. GIFs are decoded in order only. A VFR file regular at
+both ends can pass as CFR: every seek re-checks the time it landed on and falls back to
+sequential decoding when that is off the grid.
 
 Many windows: one pass in index order, grab() (decode without colour conversion) through
 gaps of up to SEEK_GAP frames, a CAP_PROP_POS_FRAMES seek over longer ones. OpenCV's seek
@@ -27,6 +31,7 @@ range (within ~1.5x of the better choice for common GOPs); dense sampling never 
 
 from __future__ import annotations
 
+import bisect
 import functools
 import logging
 import math
@@ -42,7 +47,7 @@ import numpy as np
 from vara.errors import InputError, VideoError
 from vara.tools.pixel_steps import Where, out_size
 from vara.tools.pixels import process as process_pixels
-from vara.tools.windows import plan_frames
+from vara.tools.windows import frame_at, plan_frames
 from vara.types import Clip, FrameBatch, FramePlan, PixelSpec, SamplerSpec, VideoInfo
 
 __all__ = ["SEEK_GAP", "frame_plan", "iter_frame_batches", "probe", "read_frames"]
@@ -50,6 +55,10 @@ __all__ = ["SEEK_GAP", "frame_plan", "iter_frame_batches", "probe", "read_frames
 SEEK_GAP = 64  # frames; see the module docstring for how it was chosen
 _HEAD_FRAMES = 32  # frames decoded at probe time to check the frame-rate grid
 _GRID_TOL = 0.5  # a frame time more than half a frame off i/fps means "not CFR"
+# Seconds before a VFR frame to seek to: OpenCV decodes forward from the keyframe to where a
+# CFR file would have that time and may overshoot in a low-rate stretch; then more margin.
+_SEEK_MARGINS_S = (1.0, 4.0, 16.0, 64.0)
+_SAME_TIME_S = 1e-6  # a decoded frame's time equals its table entry (same pts, same formula)
 
 log = logging.getLogger(__name__)
 
@@ -67,6 +76,7 @@ class _Source:
     exact_seek: bool  # CFR: OpenCV's frame seeks land on the decode-order frame
     t0_s: float  # presentation time of frame 0; timestamps are relative to it
     declared: int  # the container's own frame count (0 if it has none)
+    time_seek: bool = False  # VFR with a frame-time table: seek by time, name frames by it
 
 
 def _open(path: str | Path) -> cv2.VideoCapture:
@@ -179,7 +189,7 @@ def _inspect_uncached(path: str | Path) -> _Source:
         avi = Path(name).suffix.lower() == ".avi"
         gif = codec == "gif" or Path(name).suffix.lower() == ".gif"
         exact = not gif and (avi or _on_grid(times, fps))
-        count = len(times)  # right when the whole video was decoded above
+        all_times, count = times, len(times)  # right when the whole video was decoded above
         if len(times) == _HEAD_FRAMES:
             if exact and claimed > 0:
                 count, last_s = _count_cfr(cap, claimed)
@@ -187,49 +197,77 @@ def _inspect_uncached(path: str | Path) -> _Source:
                 if not avi and last_s is not None:
                     exact = abs(last_s - times[0] - (count - 1) / fps) <= _GRID_TOL / fps
             if not exact or claimed <= 0:
-                count, drift_s = _count_sequential(path, fps, times[0])
-                if not exact and not gif and drift_s > 0.25:  # an eighth of a 2-s window
-                    _warn_vfr(name, fps, drift_s)
+                all_times = _decode_times(path)
+                count = len(all_times)
     finally:
         cap.release()
     if claimed > count and not gif:
         log.warning(
             "video %r declares %d frames but only %d decode (truncated?)", name, claimed, count
         )
+    table = None if exact else _frame_times(name, all_times, fps, gif)
     h, w = first.shape[:2]
     info = VideoInfo(
         path=name,
         fps=float(fps),
         frame_count=count,
-        duration_s=count / fps,
+        duration_s=count / fps if table is None else _vfr_duration(table, fps),
         width=w,
         height=h,
         rotation_deg=rotation,
         codec=codec,
+        frame_times_s=table,
     )
-    return _Source(info=info, exact_seek=exact, t0_s=times[0], declared=max(claimed, 0))
+    return _Source(
+        info=info,
+        exact_seek=exact,
+        t0_s=times[0],
+        declared=max(claimed, 0),
+        time_seek=table is not None and not gif,
+    )
 
 
-def _count_sequential(path: str | Path, fps: float, t0_s: float) -> tuple[int, float]:
-    """Frames that decode, and how far (s) a frame's time strays from index / ``fps``."""
+def _frame_times(
+    name: str, times: Sequence[float], fps: float, gif: bool
+) -> tuple[float, ...] | None:
+    """Frame times from the first frame's (VideoInfo.frame_times_s), or None where they do
+    not increase (broken timestamps): windows then count frame index / fps, with a warning."""
+    rel = tuple(t - times[0] for t in times)
+    if all(b > a for a, b in zip(rel, rel[1:], strict=False)):
+        if not gif:
+            log.info("video %r has a variable frame rate: windows follow its frame times", name)
+        return rel
+    drift_s = max(abs(t - k / fps) for k, t in enumerate(rel))
+    if not gif and drift_s > 0.25:  # an eighth of a 2-s window
+        _warn_vfr(name, fps, drift_s)
+    return None
+
+
+def _decode_times(path: str | Path) -> list[float]:
+    """The time (s, as OpenCV reports it) of every frame that decodes, in decode order."""
     cap = _open(path)
-    count, drift = 0, 0.0
+    times = []
     try:
         while cap.grab():
-            t = cap.get(cv2.CAP_PROP_POS_MSEC) / 1000 - t0_s
-            drift = max(drift, abs(t - count / fps))
-            count += 1
-        return count, drift
+            times.append(cap.get(cv2.CAP_PROP_POS_MSEC) / 1000)
+        return times
     finally:
         cap.release()
 
 
+def _vfr_duration(times: Sequence[float], fps: float) -> float:
+    """Until the last frame's time plus a typical frame interval (the median one)."""
+    gaps = np.diff(times)
+    return float(times[-1] + (np.median(gaps) if len(gaps) else 1 / fps))
+
+
 def _warn_vfr(name: str, fps: float, drift_s: float) -> None:
-    """Windows are cut in frame-index time: say how far that is from real time here."""
+    """Frame times that do not increase leave windows in frame-index time: say how far that
+    is from real time here."""
     stem = Path(name).stem or "video"
     log.warning(
-        "video %r has a variable frame rate: windows and timelines count time as frame "
-        "index / %.3g fps, up to %.1f s away from the real time of a frame here; for "
+        "video %r has frame times that do not increase: windows and timelines count time as "
+        "frame index / %.3g fps, up to %.1f s away from the real time of a frame here; for "
         "real-time windows re-encode at a constant rate, e.g. ffmpeg -i %s -fps_mode cfr "
         "-r %.0f %s_cfr.mp4",
         name,
@@ -246,7 +284,8 @@ def probe(path: str | Path) -> VideoInfo:
 
     Decodes the first frames (proves the file decodes, checks the frame-rate grid) and
     verifies the container's frame count at the tail with a seek; VFR videos, GIFs and
-    containers without a count are counted by decoding them once.
+    containers without a count are counted by decoding them once, which also gives VFR
+    videos and GIFs their table of frame times (``frame_times_s``).
     """
     return _inspect(path).info
 
@@ -259,6 +298,7 @@ class _Reader:
     def __init__(self, src: _Source, spec: PixelSpec | None):
         self._src, self._pixels = src, spec or PixelSpec.resize_only(None)  # None: as decoded
         self._exact, self._fps = src.exact_seek, src.info.fps
+        self._times = src.info.frame_times_s if src.time_seek else None  # VFR: seek by time
         self._avi = Path(src.info.path).suffix.lower() == ".avi"  # no pts: see _inspect
         self._cap = _open(src.info.path)
         self._next = 0  # index of the frame the next grab() returns
@@ -281,6 +321,28 @@ class _Reader:
         self._cap, self._next, self._exact = _open(self._src.info.path), 0, False
         self._lost = False
 
+    def _seek_time(self, idx: int) -> bool:
+        """VFR: land on a frame before ``idx`` by a time seek, naming it by its time in the
+        probe's table, then leave the grabs up to ``idx`` to ``read``. False where no seek
+        landed on a known frame at or before ``idx`` (the caller decodes from the start)."""
+        times, cap = self._times, self._cap
+        assert times is not None
+        for margin in _SEEK_MARGINS_S:
+            self.seeks += 1
+            cap.set(cv2.CAP_PROP_POS_MSEC, max(0.0, self._src.t0_s + times[idx] - margin) * 1000)
+            if not cap.grab():
+                return False
+            t = cap.get(cv2.CAP_PROP_POS_MSEC) / 1000 - self._src.t0_s
+            k = bisect.bisect_left(times, t - _SAME_TIME_S)
+            if k >= len(times) or abs(times[k] - t) > _SAME_TIME_S:
+                return False  # not a frame the probe saw: do not guess
+            if k <= idx:
+                self._next, self._lost = k + 1, False
+                return True
+            if times[idx] - margin <= 0:
+                return False
+        return False
+
     def _seek(self, idx: int) -> bool:
         """Seek to idx and grab it; False if the file turned out not to be CFR."""
         self.seeks += 1
@@ -295,10 +357,14 @@ class _Reader:
         Where decoding stops at a damaged stretch, the frame fails and the next read jumps:
         a seekable (CFR) file seeks past the damage. (A VFR file is counted by decoding, so
         its windows end where decoding stops, with a warning from the probe.)"""
-        jump = self._lost or idx < self._next or (self._exact and idx - self._next > SEEK_GAP)
+        seekable = self._exact or self._times is not None
+        jump = self._lost or idx < self._next or (seekable and idx - self._next > SEEK_GAP)
         if jump and self._exact and self._seek(idx):
             self._next, self._lost = idx + 1, False
+        elif jump and self._times is not None and self._seek_time(idx):
+            pass  # landed at or before idx: the grabs below reach it
         elif jump:
+            self._times = None  # a time seek failed here: decode in order from now on
             self._restart_sequential()
         cap = self._cap
         while self._next <= idx:
@@ -314,6 +380,11 @@ class _Reader:
             if self._exact
             else cap.get(cv2.CAP_PROP_POS_MSEC) / 1000 - self._src.t0_s
         )
+        if self._times is not None and abs(t - self._times[idx]) > _SAME_TIME_S:
+            # Not the frame the probe saw at idx (frames lost after a seek?): start over.
+            self._times = None
+            self._restart_sequential()
+            return self.read(idx)
         rgb = cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
         return process_pixels(self._pixels, rgb, Where(self._src.info.path, idx, t)), t
 
@@ -355,16 +426,21 @@ def frame_plan(
     path: str | Path, clip: Clip, spec: SamplerSpec, pixels: PixelSpec | None = None
 ) -> FramePlan | None:
     """The frames ``clip`` samples and their times, without decoding any; None where only
-    decoding tells the times (VFR video, GIF): ``iter_frame_batches`` gives them there.
+    decoding tells the times (frame times that do not increase): ``iter_frame_batches``
+    gives them there.
 
-    For CFR video the times are ``i / fps``, exactly what decoding the frames reports.
+    The times are exactly what decoding the frames reports: ``i / fps`` for CFR video, the
+    probe's table of frame times for VFR video and GIF.
     ``pixels`` (None: the sampler's resize) rides along for whoever decodes the plan.
     """
     src = _inspect(path)
-    if not src.exact_seek:
+    info = src.info
+    if not src.exact_seek and info.frame_times_s is None:
         return None
-    idx = plan_frames(src.info, clip, spec)
-    return FramePlan(clip, idx, tuple(i / src.info.fps for i in idx), spec, pixels)
+    idx = plan_frames(info, clip, spec)
+    table = info.frame_times_s
+    times = tuple(i / info.fps for i in idx) if table is None else tuple(table[i] for i in idx)
+    return FramePlan(clip, idx, times, spec, pixels)
 
 
 def _check_order(prev: Clip | None, clip: Clip) -> None:
@@ -400,7 +476,7 @@ def iter_frame_batches(
         for prev, clip in zip([None, *clips], clips, strict=False):
             _check_order(prev, clip)
             plan_frames(src.info, clip, spec)
-    upcoming, fps = iter(clips), src.info.fps
+    upcoming = iter(clips)
     pending: deque[tuple[Clip, tuple[int, ...]]] = deque()  # planned, not yet yielded
     refs: Counter[int] = Counter()  # how many pending clips want each frame
     cache: dict[int, tuple[np.ndarray, float]] = {}
@@ -427,7 +503,7 @@ def iter_frame_batches(
             clip, plan = pending[0]
             # Before decoding up to this clip's last frame, plan every clip that may want a
             # frame in that range (starts are sorted): the decoder never comes back.
-            while math.floor(last.start_s * fps) - 1 <= plan[-1] and plan_next():
+            while frame_at(src.info, last.start_s) - 1 <= plan[-1] and plan_next():
                 pass
             pending.popleft()
             for i in sorted(i for i in refs if done < i <= plan[-1]):

@@ -116,7 +116,13 @@ class Clip(_Record):
 
 @dataclass(frozen=True)
 class VideoInfo(_Record):
-    """What ``tools.video.probe`` reads from a container. Width/height are after rotation."""
+    """What ``tools.video.probe`` reads from a container. Width/height are after rotation.
+
+    ``frame_times_s``: where frame times are not ``i / fps`` (variable-frame-rate video, GIF),
+    the presentation time of every frame, from the first (strictly increasing); windows and
+    frame plans then follow it. None for constant-frame-rate video; ``to_dict`` leaves a None
+    out, so records written before it existed still match.
+    """
 
     path: str
     fps: float
@@ -126,6 +132,20 @@ class VideoInfo(_Record):
     height: int
     rotation_deg: int = 0
     codec: str = ""
+    frame_times_s: tuple[float, ...] | None = field(default=None, repr=False)
+
+    def __post_init__(self) -> None:
+        t = self.frame_times_s
+        if t is not None and len(t) != self.frame_count:
+            raise ValueError(
+                f"VideoInfo {self.path!r}: {len(t)} frame times for {self.frame_count} frames"
+            )
+
+    def to_dict(self) -> dict[str, Any]:
+        out = super().to_dict()
+        if self.frame_times_s is None:
+            del out["frame_times_s"]
+        return out
 
 
 @dataclass(frozen=True)
