@@ -100,6 +100,23 @@ def test_a_far_frame_is_sought_not_decoded_from_the_start(phone):
     assert reader.seeks >= 2 and reader._times is not None  # no fall back to frame 0
 
 
+def test_a_seek_that_overshoots_in_a_low_rate_stretch_is_retried_further_back(phone, monkeypatch):
+    """OpenCV grabs forward from the keyframe as if the file were CFR: in the 5-fps stretch
+    (12-18 s, ~16 fps on average) that lands past the frame. Without the reader's estimate
+    of where to ask (frames back to a keyframe: none here), the retry must still land
+    before it, rather than return a later frame or decode from frame 0."""
+    path, times = phone
+    monkeypatch.setattr(video, "_BACK", 0)
+    src = video._inspect(path)
+    idx = int(np.searchsorted(times, 17.0))
+    reader = video._Reader(src, None)
+    try:
+        assert frame_number(reader.read(idx)[0]) == idx
+    finally:
+        reader.close()
+    assert reader.seeks >= 2 and reader._times is not None
+
+
 # --- planning by time: pure arithmetic --------------------------------------------------
 
 

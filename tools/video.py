@@ -55,9 +55,8 @@ __all__ = ["SEEK_GAP", "frame_plan", "iter_frame_batches", "probe", "read_frames
 SEEK_GAP = 64  # frames; see the module docstring for how it was chosen
 _HEAD_FRAMES = 32  # frames decoded at probe time to check the frame-rate grid
 _GRID_TOL = 0.5  # a frame time more than half a frame off i/fps means "not CFR"
-# Seconds before a VFR frame to seek to: OpenCV decodes forward from the keyframe to where a
-# CFR file would have that time and may overshoot in a low-rate stretch; then more margin.
-_SEEK_MARGINS_S = (1.0, 4.0, 16.0, 64.0)
+_BACK = 250  # frames: keyframes this far back are expected (GOPs up to ~250 frames)
+_SEEK_TRIES = 6  # time seeks in a VFR file before decoding from the start (_seek_time)
 _SAME_TIME_S = 1e-6  # a decoded frame's time equals its table entry (same pts, same formula)
 
 log = logging.getLogger(__name__)
@@ -322,25 +321,35 @@ class _Reader:
         self._lost = False
 
     def _seek_time(self, idx: int) -> bool:
-        """VFR: land on a frame before ``idx`` by a time seek, naming it by its time in the
-        probe's table, then leave the grabs up to ``idx`` to ``read``. False where no seek
-        landed on a known frame at or before ``idx`` (the caller decodes from the start)."""
-        times, cap = self._times, self._cap
+        """VFR: land on a frame at or before ``idx`` by a time seek, naming it by its time in
+        the probe's table, and leave the grabs up to ``idx`` to ``read``. False where no seek
+        landed on a known frame at or before ``idx`` (the caller decodes from the start).
+
+        OpenCV seeks to a keyframe, then grabs as many frames as a CFR file would have up to
+        the asked time: in a stretch filmed below the average rate it overshoots, by more the
+        further back the keyframe is. Each overshoot moves the ask back twice as far."""
+        times, cap, t0 = self._times, self._cap, self._src.t0_s
         assert times is not None
-        for margin in _SEEK_MARGINS_S:
+        # Landing at or before idx from a keyframe at frame j needs ask <= f(j) below.
+        ask = min(times[j] + (idx - j) / self._fps for j in range(max(0, idx - _BACK), idx + 1))
+        ask -= 1 / self._fps
+        for _ in range(_SEEK_TRIES):
             self.seeks += 1
-            cap.set(cv2.CAP_PROP_POS_MSEC, max(0.0, self._src.t0_s + times[idx] - margin) * 1000)
-            if not cap.grab():
+            cap.set(cv2.CAP_PROP_POS_MSEC, (t0 + max(0.0, ask)) * 1000)
+            if cap.grab():
+                t = cap.get(cv2.CAP_PROP_POS_MSEC) / 1000 - t0
+                k = bisect.bisect_left(times, t - _SAME_TIME_S)
+                if k >= len(times) or abs(times[k] - t) > _SAME_TIME_S:
+                    return False  # not a frame the probe saw: do not guess
+                if k <= idx:
+                    self._next, self._lost = k + 1, False
+                    return True
+                over = times[k] - times[idx]
+            else:  # ran past the last frame
+                over = self._src.info.duration_s - times[idx]
+            if ask <= 0:
                 return False
-            t = cap.get(cv2.CAP_PROP_POS_MSEC) / 1000 - self._src.t0_s
-            k = bisect.bisect_left(times, t - _SAME_TIME_S)
-            if k >= len(times) or abs(times[k] - t) > _SAME_TIME_S:
-                return False  # not a frame the probe saw: do not guess
-            if k <= idx:
-                self._next, self._lost = k + 1, False
-                return True
-            if times[idx] - margin <= 0:
-                return False
+            ask -= 2 * max(over, 1.0)
         return False
 
     def _seek(self, idx: int) -> bool:
