@@ -15,7 +15,7 @@ import pytest
 
 from vara.agents.frames import FrameStore
 from vara.testing.synth_video import frame_number, write_vfr_video
-from vara.tools import video
+from vara.tools import video, video_times
 from vara.tools.video import iter_frame_batches, probe
 from vara.tools.windows import frame_at, frame_time, make_windows, plan_frames
 from vara.types import Clip, SamplerSpec, VideoInfo
@@ -106,7 +106,7 @@ def test_a_seek_that_overshoots_in_a_low_rate_stretch_is_retried_further_back(ph
     of where to ask (frames back to a keyframe: none here), the retry must still land
     before it, rather than return a later frame or decode from frame 0."""
     path, times = phone
-    monkeypatch.setattr(video, "_BACK", 0)
+    monkeypatch.setattr(video_times, "BACK", 0)
     src = video._inspect(path)
     idx = int(np.searchsorted(times, 17.0))
     reader = video._Reader(src, None)

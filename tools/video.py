@@ -15,7 +15,7 @@ by decoding them once (grab only), keeping every frame's presentation time in
 ``VideoInfo.frame_times_s``, so windows and plans are in real time (``tools.windows``). OpenCV's
 frame seeks land by time, on the wrong frame in VFR, so a VFR reader seeks by time to a point
 before the wanted frame, names the frame it landed on by its time in that table, and grabs
-forward from there (``_Reader._seek_time``): a far frame costs a keyframe's worth of
+forward from there (``tools.video_times``): a far frame costs a keyframe's worth of
 decoding, not the whole file before it. GIFs are decoded in order only. A VFR file regular at
 both ends can pass as CFR: every seek re-checks the time it landed on and falls back to
 sequential decoding when that is off the grid.
@@ -31,7 +31,6 @@ range (within ~1.5x of the better choice for common GOPs); dense sampling never 
 
 from __future__ import annotations
 
-import bisect
 import functools
 import logging
 import math
@@ -45,6 +44,7 @@ import cv2
 import numpy as np
 
 from vara.errors import InputError, VideoError
+from vara.tools import video_times
 from vara.tools.pixel_steps import Where, out_size
 from vara.tools.pixels import process as process_pixels
 from vara.tools.windows import frame_at, plan_frames
@@ -55,9 +55,6 @@ __all__ = ["SEEK_GAP", "frame_plan", "iter_frame_batches", "probe", "read_frames
 SEEK_GAP = 64  # frames; see the module docstring for how it was chosen
 _HEAD_FRAMES = 32  # frames decoded at probe time to check the frame-rate grid
 _GRID_TOL = 0.5  # a frame time more than half a frame off i/fps means "not CFR"
-_BACK = 250  # frames: keyframes this far back are expected (GOPs up to ~250 frames)
-_SEEK_TRIES = 6  # time seeks in a VFR file before decoding from the start (_seek_time)
-_SAME_TIME_S = 1e-6  # a decoded frame's time equals its table entry (same pts, same formula)
 
 log = logging.getLogger(__name__)
 
@@ -204,13 +201,13 @@ def _inspect_uncached(path: str | Path) -> _Source:
         log.warning(
             "video %r declares %d frames but only %d decode (truncated?)", name, claimed, count
         )
-    table = None if exact else _frame_times(name, all_times, fps, gif)
+    table = None if exact else video_times.relative_times(name, all_times, fps, gif)
     h, w = first.shape[:2]
     info = VideoInfo(
         path=name,
         fps=float(fps),
         frame_count=count,
-        duration_s=count / fps if table is None else _vfr_duration(table, fps),
+        duration_s=count / fps if table is None else video_times.duration_s(table, fps),
         width=w,
         height=h,
         rotation_deg=rotation,
@@ -226,22 +223,6 @@ def _inspect_uncached(path: str | Path) -> _Source:
     )
 
 
-def _frame_times(
-    name: str, times: Sequence[float], fps: float, gif: bool
-) -> tuple[float, ...] | None:
-    """Frame times from the first frame's (VideoInfo.frame_times_s), or None where they do
-    not increase (broken timestamps): windows then count frame index / fps, with a warning."""
-    rel = tuple(t - times[0] for t in times)
-    if all(b > a for a, b in zip(rel, rel[1:], strict=False)):
-        if not gif:
-            log.info("video %r has a variable frame rate: windows follow its frame times", name)
-        return rel
-    drift_s = max(abs(t - k / fps) for k, t in enumerate(rel))
-    if not gif and drift_s > 0.25:  # an eighth of a 2-s window
-        _warn_vfr(name, fps, drift_s)
-    return None
-
-
 def _decode_times(path: str | Path) -> list[float]:
     """The time (s, as OpenCV reports it) of every frame that decodes, in decode order."""
     cap = _open(path)
@@ -252,30 +233,6 @@ def _decode_times(path: str | Path) -> list[float]:
         return times
     finally:
         cap.release()
-
-
-def _vfr_duration(times: Sequence[float], fps: float) -> float:
-    """Until the last frame's time plus a typical frame interval (the median one)."""
-    gaps = np.diff(times)
-    return float(times[-1] + (np.median(gaps) if len(gaps) else 1 / fps))
-
-
-def _warn_vfr(name: str, fps: float, drift_s: float) -> None:
-    """Frame times that do not increase leave windows in frame-index time: say how far that
-    is from real time here."""
-    stem = Path(name).stem or "video"
-    log.warning(
-        "video %r has frame times that do not increase: windows and timelines count time as "
-        "frame index / %.3g fps, up to %.1f s away from the real time of a frame here; for "
-        "real-time windows re-encode at a constant rate, e.g. ffmpeg -i %s -fps_mode cfr "
-        "-r %.0f %s_cfr.mp4",
-        name,
-        fps,
-        drift_s,
-        name,
-        fps,
-        stem,
-    )
 
 
 def probe(path: str | Path) -> VideoInfo:
@@ -321,36 +278,18 @@ class _Reader:
         self._lost = False
 
     def _seek_time(self, idx: int) -> bool:
-        """VFR: land on a frame at or before ``idx`` by a time seek, naming it by its time in
-        the probe's table, and leave the grabs up to ``idx`` to ``read``. False where no seek
-        landed on a known frame at or before ``idx`` (the caller decodes from the start).
-
-        OpenCV seeks to a keyframe, then grabs as many frames as a CFR file would have up to
-        the asked time: in a stretch filmed below the average rate it overshoots, by more the
-        further back the keyframe is. Each overshoot moves the ask back twice as far."""
-        times, cap, t0 = self._times, self._cap, self._src.t0_s
-        assert times is not None
-        # Landing at or before idx from a keyframe at frame j needs ask <= f(j) below.
-        ask = min(times[j] + (idx - j) / self._fps for j in range(max(0, idx - _BACK), idx + 1))
-        ask -= 1 / self._fps
-        for _ in range(_SEEK_TRIES):
-            self.seeks += 1
-            cap.set(cv2.CAP_PROP_POS_MSEC, (t0 + max(0.0, ask)) * 1000)
-            if cap.grab():
-                t = cap.get(cv2.CAP_PROP_POS_MSEC) / 1000 - t0
-                k = bisect.bisect_left(times, t - _SAME_TIME_S)
-                if k >= len(times) or abs(times[k] - t) > _SAME_TIME_S:
-                    return False  # not a frame the probe saw: do not guess
-                if k <= idx:
-                    self._next, self._lost = k + 1, False
-                    return True
-                over = times[k] - times[idx]
-            else:  # ran past the last frame
-                over = self._src.info.duration_s - times[idx]
-            if ask <= 0:
-                return False
-            ask -= 2 * max(over, 1.0)
-        return False
+        """VFR: land on a frame at or before ``idx`` by a time seek (``video_times``), and
+        leave the grabs up to ``idx`` to ``read``. False where none did (the caller decodes
+        from the start)."""
+        assert self._times is not None
+        landed, tries = video_times.seek_by_time(
+            self._cap, self._times, self._src.t0_s, self._fps, idx
+        )
+        self.seeks += tries
+        if landed is None:
+            return False
+        self._next, self._lost = landed + 1, False
+        return True
 
     def _seek(self, idx: int) -> bool:
         """Seek to idx and grab it; False if the file turned out not to be CFR."""
@@ -389,7 +328,7 @@ class _Reader:
             if self._exact
             else cap.get(cv2.CAP_PROP_POS_MSEC) / 1000 - self._src.t0_s
         )
-        if self._times is not None and abs(t - self._times[idx]) > _SAME_TIME_S:
+        if self._times is not None and abs(t - self._times[idx]) > video_times.SAME_TIME_S:
             # Not the frame the probe saw at idx (frames lost after a seek?): start over.
             self._times = None
             self._restart_sequential()
