@@ -15,15 +15,12 @@ in ``vara.eval.report_html``, plots in ``vara.eval.plots``.
 
 from __future__ import annotations
 
-import io
 import json
 import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
-
-from PIL import Image
 
 from vara.errors import InputError
 from vara.eval.events_table import events_table
@@ -36,6 +33,7 @@ from vara.eval.report_html import (
     Report,
     Table,
     Thumbs,
+    jpeg_bytes,
     label_diff,
     render_html,
 )
@@ -303,12 +301,6 @@ def select_cards(
     return ranked[:max_cards], len(cards)
 
 
-def _jpeg(frame: Any) -> bytes:
-    buf = io.BytesIO()
-    Image.fromarray(frame).save(buf, format="JPEG", quality=85)
-    return buf.getvalue()
-
-
 def _read_thumbs(path: Path, plans: list[tuple[int, ...]]) -> list[Thumbs]:
     """Thumbnails for several windows of one video: one decode pass, per-window on error."""
     wanted = sorted({i for plan in plans for i in plan})
@@ -324,7 +316,7 @@ def _read_thumbs(path: Path, plans: list[tuple[int, ...]]) -> list[Thumbs]:
             except InputError:
                 pass
     return [
-        Thumbs(tuple(_jpeg(got[i][0]) for i in plan), tuple(got[i][1] for i in plan))
+        Thumbs(tuple(jpeg_bytes(got[i][0]) for i in plan), tuple(got[i][1] for i in plan))
         if all(i in got for i in plan)
         else Thumbs(note=f"no thumbnails: frames {list(plan)} of {path} do not decode")
         for plan in plans

@@ -13,8 +13,12 @@ from __future__ import annotations
 
 import base64
 import html
+import io
 from dataclasses import dataclass, field
 from pathlib import Path
+
+import numpy as np
+from PIL import Image
 
 from vara.types import Caption, Clip, Failure, Prediction
 
@@ -28,6 +32,8 @@ __all__ = [
     "Table",
     "Thumbs",
     "EXAMPLES_HEADING",
+    "escape",
+    "jpeg_bytes",
     "label_diff",
     "one_plot",
     "render_html",
@@ -118,8 +124,19 @@ def label_diff(truth: tuple[str, ...] | None, predicted: tuple[str, ...]) -> lis
     return out + [(lab, "miss") for lab in truth if lab not in predicted]
 
 
-def _e(text: object) -> str:
+def escape(text: object) -> str:
+    """``text`` safe inside HTML text and quoted attributes (model output may hold markup)."""
     return html.escape(str(text), quote=True)
+
+
+_e = escape
+
+
+def jpeg_bytes(frame: np.ndarray, quality: int = 85) -> bytes:
+    """One RGB uint8 frame (H, W, 3) as JPEG: the thumbnails of the report and review page."""
+    buf = io.BytesIO()
+    Image.fromarray(frame).save(buf, format="JPEG", quality=quality)
+    return buf.getvalue()
 
 
 def _data_uri(data: bytes, mime: str) -> str:

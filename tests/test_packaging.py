@@ -71,6 +71,7 @@ def test_wheel_holds_subpackages_prompts_and_strategies(wheel):
         "prompts/*.json",
         "agents/strategies/*.yaml",
         "finetune/configs/*.yaml",
+        "eval/review_assets/*",  # the review page's script and style
     ):
         for src in ROOT.glob(data):
             pkg = data.split("/")[0]

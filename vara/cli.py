@@ -7,6 +7,7 @@
     vara eval MANIFEST --labels SET --strategy S [--strategy S2 ...] --out DIR [same flags]
     vara compare RUN_DIR... --out DIR
     vara timeline RUN_DIR --format elan|vtt|csv [--out DIR]
+    vara review RUN_DIR [RUN_DIR2 ...] [--truth MANIFEST] --out DIR
     vara prompts list | show ID | render ID [--labels SET] | diff ID1 ID2
     vara finetune [--quiet] CONFIG [key.sub=value ...]   (CONFIG: lora_classifier, timesformer)
     vara tokens vocab RUN_DIR... --out vocab.json [--top-k 20] [--labels SET]
@@ -28,7 +29,7 @@ import logging
 import os
 import sys
 
-from vara.commands import info, label, prompts, serve, timeline, tokens, train
+from vara.commands import info, label, prompts, review, serve, timeline, tokens, train
 from vara.commands.common import EXIT_ABORTED, EXIT_ERROR, EXIT_OK
 from vara.errors import EndpointUnreachable, VaraError
 
@@ -41,7 +42,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     sub = p.add_subparsers(dest="command", required=True)
     # In the order a user meets them: look at videos, label, compare, then the tooling.
-    adds = (info.add_probe, label.add, timeline.add, info.add_compare, prompts.add, tokens.add)
+    adds = (info.add_probe, label.add, timeline.add, review.add, info.add_compare, prompts.add)
+    adds += (tokens.add,)
     for add in (*adds, serve.add, serve.add_export, train.add):
         add(sub)
     info.add_lists(sub)
