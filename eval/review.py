@@ -179,7 +179,11 @@ def build_review(
     out = Path(out)
     (out / "strips").mkdir(parents=True, exist_ok=True)
     names = run_names(runs)
-    notes: list[str] = []
+    notes = [
+        f"{n}: {f.item} failed ({f.stage}: {f.error})"
+        for n, r in zip(names, runs, strict=True)
+        for f in r.video_failures
+    ]
     known = Truth.load(truth, labelset, runs) if truth else Truth.from_runs(runs)
     data, n_strips, n_proxies = _page_data(runs, names, labelset, out, known, notes)
     data["truth_source"] = str(truth) if truth else ("clips.jsonl" if known else None)

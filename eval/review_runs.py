@@ -44,10 +44,11 @@ class ReviewRun:
     pixels: PixelSpec | None
     windows: tuple[Clip, ...]
     predictions: dict[str, Prediction]
-    failures: dict[str, Failure]
+    failures: dict[str, Failure]  # of windows, by clip id
     timelines: tuple[Timeline, ...]
     truth: dict[str, tuple[str, ...]]
     manifest: str | None = None  # an eval dir's dataset path (relative videos resolve there)
+    video_failures: tuple[Failure, ...] = ()  # a video that did not probe or decode
     windowing: tuple[float, float] | None = None  # (window_s, overlap) as configured
 
 
@@ -166,6 +167,7 @@ def load_review_run(run_dir: str | Path) -> ReviewRun:
         truth={c.clip_id: c.labels for c in windows if c.labels is not None},
         manifest=(info.get("dataset") or {}).get("path"),
         windowing=_windowing(config),
+        video_failures=tuple(f for k, f in fails.items() if not _CLIP_ID.match(k)),
     )
 
 

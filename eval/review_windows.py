@@ -9,6 +9,7 @@ or from the clips.jsonl of ``vara eval`` dirs; the truth lane merges a label's t
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -57,9 +58,12 @@ class Truth:
                     windows[_key(locate_video(clip.video, run), clip)] = run.truth[clip.clip_id]
         return cls(windows)
 
-    def lane(self, video: Path, labels: Sequence[str]) -> dict[str, list[list[float]]]:
-        """Per label, its true windows of ``video`` merged where they overlap or touch."""
+    def lane(self, video: Path, labels: Sequence[str]) -> dict[str, list[list[float]]] | None:
+        """Per label, its true windows of ``video`` merged where they overlap or touch; None
+        when the truth does not cover the video (no lane rather than an empty one)."""
         mine = sorted((k[1], k[2], v) for k, v in self.windows.items() if k[0] == str(video))
+        if not mine:
+            return None
         lane: dict[str, list[list[float]]] = {label: [] for label in labels}
         for start, end, true in mine:
             for label in true:
@@ -79,6 +83,11 @@ def truth_windows(
         return {}
     got = {c.clip_id: truth.windows.get(_key(video, c)) for c in clips}
     return {k: v for k, v in got.items() if v is not None}
+
+
+def _num(x: float) -> float | None:
+    """A score for the page's JSON: NaN and infinities (which JSON cannot hold) become null."""
+    return round(x, 4) if math.isfinite(x) else None
 
 
 def window_record(
@@ -110,7 +119,7 @@ def window_record(
     if pred.scores is not None:
         sc = pred.scores
         rec["scores"] = [
-            [lab, round(p, 4), round(t, 4)]
+            [lab, _num(p), _num(t)]
             for lab, p, t in zip(sc.labels, sc.probs, sc.thresholds, strict=True)
         ]
     rec["expl"] = pred.explanation

@@ -217,3 +217,9 @@ def test_the_page_in_chromium_seeks_shows_escapes_and_exports(site, tmp_path):
     assert main([*args, "--out", str(tmp_path / "eval")]) == 0
     results = json.loads((tmp_path / "eval" / "clip" / "results.json").read_text())
     assert results["run_info"]["counts"]["n_clips"] == len(got)
+    # An eval out dir is reviewed with its own truth: the corrected labels.
+    assert main(["review", str(tmp_path / "eval"), "--out", str(tmp_path / "again")]) == 0
+    data = _data(tmp_path / "again")
+    assert data["truth_source"] == "clips.jsonl" and data["runs"][0]["name"] == "clip"
+    (lane,) = data["videos"][0]["runs"]
+    assert {w["id"].split(":", 1)[1]: w["truth"] for w in lane["windows"]}["3.00-5.00"] == [new]

@@ -287,10 +287,11 @@
   }
   const TOP_SCORES = 5;  // shown at once; the rest behind "all scores"
   function scoreTable(scores) {
-    const rows = [...scores].sort((a, b) => b[1] - a[1]).map(([l, p, thr]) => {
+    const fmt = (x, d) => (x === null ? "n/a" : x.toFixed(d));
+    const rows = [...scores].sort((a, b) => (b[1] ?? -1) - (a[1] ?? -1)).map(([l, p, thr]) => {
       const tr = el("tr");
-      tr.append(el("td", null, l), el("td", "num", p.toFixed(3)),
-        el("td", "num muted", "threshold " + thr.toFixed(2)));
+      tr.append(el("td", null, l), el("td", "num", fmt(p, 3)),
+        el("td", "num muted", "threshold " + fmt(thr, 2)));
       return tr;
     });
     const top = el("table", "scores");
