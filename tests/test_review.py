@@ -60,9 +60,17 @@ def site(tmp_path_factory):
         args += ["--set", f"scorer.model={model}", "--frames", "4", "--no-progress"]
         assert main([*args, "--out", str(root / name), *extra]) == 0
     record = _inject(root / "mean")
+    # The tiny model says one thing everywhere: make the runs disagree on one window.
+    votes = read_jsonl(root / "vote" / "predictions.jsonl")
+    votes[0]["labels"] = ["juggling balls" if votes[0]["labels"] != ["juggling balls"] else "yoga"]
+    write_jsonl_atomic(root / "vote" / "predictions.jsonl", votes)
+    # The truth agrees with the first run's first window and differs elsewhere.
+    first = next(r for r in read_jsonl(root / "mean" / "predictions.jsonl") if r["start_s"] == 0)
+    other = "yoga" if first["labels"][0] != "yoga" else "tai chi"
     truth = root / "truth.csv"
     truth.write_text(
-        "video,label,start_s,end_s\na.mp4,tai chi,0,4\na.mp4,yoga,4,8\nb.avi,swimming,0,4\n"
+        f"video,label,start_s,end_s\na.mp4,{first['labels'][0]},0,2\na.mp4,{other},2,8\n"
+        "b.avi,swimming,0,4\n"
     )
     out = root / "site"
     argv = ["review", str(root / "mean"), str(root / "vote"), "--truth", str(truth)]
@@ -95,7 +103,8 @@ def test_the_folder_is_self_contained_and_proxies_what_a_browser_cannot_play(sit
     assert all((out / w["strip"]).is_file() and len(w["times"]) == 4 for w in windows)
     # Runs that sample alike share their strips.
     assert a["runs"][0]["windows"][0]["strip"] == a["runs"][1]["windows"][0]["strip"]
-    assert a["truth"]["tai chi"] and a["runs"][0]["windows"][0]["truth"] == ["tai chi"]
+    assert a["runs"][0]["windows"][0]["truth"] == a["runs"][0]["windows"][0]["labels"]
+    assert a["truth"][a["runs"][0]["windows"][0]["labels"][0]] == [[0.0, 2.0]]
 
 
 def test_data_cannot_close_its_script_element():
@@ -138,6 +147,22 @@ def _time_near(page: Page, target: float) -> float:
         if (not seeking and abs(t - target) < 0.1) or time.monotonic() > deadline:
             return t
         time.sleep(0.05)
+
+
+def _differ_from_truth(site) -> int:
+    lanes = _data(site["out"])["videos"][0]["runs"]
+    ws = [w for lane in lanes for w in lane["windows"] if w["status"] == "ok" and "truth" in w]
+    n = sum(set(w["labels"]) != set(w["truth"]) for w in ws)
+    assert 0 < n < len(ws)  # a count that tells the filter from none
+    return n
+
+
+def _disagree(site) -> int:
+    a, b = (lane["windows"] for lane in _data(site["out"])["videos"][0]["runs"])
+    b = {w["id"]: w for w in b}
+    n = 2 * sum(set(w["labels"]) != set(b[w["id"]]["labels"]) for w in a)
+    assert n > 0
+    return n
 
 
 def _key(page: Page, key: str) -> None:
@@ -193,6 +218,18 @@ def test_the_page_in_chromium_seeks_shows_escapes_and_exports(site, tmp_path):
         _mouse(page, *to, "up")
         _click(page, "#export")
         href = page.evaluate("document.getElementById('export-link').href")
+        # Filters count what the data says; space plays and pauses.
+        for box, want in (("#f-truth", _differ_from_truth(site)), ("#f-runs", _disagree(site))):
+            _click(page, box)
+            assert page.evaluate("document.getElementById('f-count').textContent") == (
+                f"{want} window(s) match"
+            )
+            _click(page, box)
+        page.evaluate("document.activeElement.blur()")  # space on a checkbox ticks it
+        _key(page, " ")
+        assert page.evaluate("player.paused") is False
+        _key(page, " ")
+        assert page.evaluate("player.paused") is True
         page.screenshot(tmp_path / "review.png", height=1000)
     assert (tmp_path / "review.png").read_bytes()[:4] == b"\x89PNG"
     prefix = "data:text/csv;charset=utf-8,"
