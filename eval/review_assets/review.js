@@ -333,7 +333,7 @@
       });
     }
     if (w.ev && w.ev.length) sec.append(evidenceList(w, caps));
-    if (caps) sec.append(el("div", "muted", "captions (semantic tokens: one per frame group)"), caps);
+    if (caps) sec.append(el("div", "muted", "captions / tokens"), caps);
     const d = el("details");
     d.append(el("summary", null, "raw answer (" + w.attempts + " attempt(s)), models"),
       el("pre", null, w.raw), el("p", "muted", w.models));
