@@ -33,8 +33,9 @@ from urllib.parse import quote
 from vara.errors import InputError
 from vara.eval.report_html import escape
 from vara.eval.review_media import frame_strips, make_proxy, playable
+from vara.eval.review_page import PAGE_TEMPLATE
 from vara.eval.review_runs import ReviewRun, find_review_runs, locate_video, run_names
-from vara.eval.review_windows import truth_windows, window_record
+from vara.eval.review_windows import Truth, truth_windows, window_record
 from vara.timeline import run_timeline
 from vara.tools.video import probe
 from vara.types import Clip, LabelSet, VideoInfo
@@ -70,7 +71,7 @@ def _src(path: Path, out: Path) -> str:
     return "/".join(quote(part) for part in Path(rel).parts)
 
 
-def _video_entry(k: int, path: Path, out: Path, notes: list[str]) -> tuple[dict, VideoInfo | None]:
+def _video_entry(path: Path, out: Path, notes: list[str]) -> tuple[dict, VideoInfo | None]:
     entry: dict[str, Any] = {"name": path.name, "path": str(path), "src": None, "proxy": False}
     try:
         info = probe(path)
@@ -81,10 +82,14 @@ def _video_entry(k: int, path: Path, out: Path, notes: list[str]) -> tuple[dict,
     entry["duration_s"] = info.duration_s
     if playable(info):
         entry["src"] = _src(path, out)
-    else:
-        entry["src"] = f"media/{k}.mp4"
-        entry["proxy"] = True
-        make_proxy(path, out / entry["src"])
+        return entry, info
+    # Named by the source's path, size and time: a rebuild reuses it, an edited video not.
+    stat = path.stat()
+    tag = hashlib.sha256(f"{path}|{stat.st_size}|{stat.st_mtime_ns}".encode()).hexdigest()[:10]
+    proxy = out / "media" / f"{path.stem}-{tag}.mp4"
+    entry["src"], entry["proxy"] = f"media/{quote(proxy.name)}", True
+    if not proxy.is_file():
+        make_proxy(path, proxy)
     return entry, info
 
 
@@ -128,8 +133,8 @@ def _page_data(runs, names, labelset, out, truth, notes) -> tuple[dict, int, int
         for clip in run.windows:
             by_video.setdefault(locate_video(clip.video, run), []).append((r, clip))
     videos, cache, n_proxies = [], {}, 0
-    for k, (path, pairs) in enumerate(by_video.items()):
-        entry, info = _video_entry(k, path, out, notes)
+    for path, pairs in by_video.items():
+        entry, info = _video_entry(path, out, notes)
         n_proxies += entry["proxy"]
         duration = info.duration_s if info else max(c.end_s for _, c in pairs)
         entry["duration_s"] = duration
@@ -152,7 +157,7 @@ def _page_data(runs, names, labelset, out, truth, notes) -> tuple[dict, int, int
         "videos": videos,
         "notes": notes,
     }
-    return data, len(cache), n_proxies
+    return data, sum(name is not None for name, _, _ in cache.values()), n_proxies
 
 
 def _json_for_script(data: dict) -> str:
@@ -163,20 +168,19 @@ def _json_for_script(data: dict) -> str:
 
 def page_html(title: str, data: dict) -> str:
     """The page: its shell, the data as inert JSON, then the script that renders it."""
-    from vara.eval.review_page import PAGE_TEMPLATE
-
     return PAGE_TEMPLATE.format(title=escape(title), data=_json_for_script(data))
 
 
 def build_review(
     run_dirs: Sequence[str | Path], out: str | Path, *, truth: str | Path | None = None
 ) -> ReviewSummary:
-    """Write the review folder of ``run_dirs`` into ``out`` (module docstring)."""
-    from vara.eval.review_windows import Truth
-
+    """Write the review folder of ``run_dirs`` into ``out`` (module docstring); a page there
+    before is replaced (its strips too; its proxies are reused while their videos are)."""
     runs = find_review_runs(run_dirs)
     labelset = _labels(runs)
     out = Path(out)
+    if (out / "index.html").is_file() and (out / "review.js").is_file():
+        shutil.rmtree(out / "strips", ignore_errors=True)  # an earlier page's, maybe more
     (out / "strips").mkdir(parents=True, exist_ok=True)
     names = run_names(runs)
     notes = [

@@ -6,6 +6,7 @@ interval manifest that `vara eval` reads."""
 from __future__ import annotations
 
 import json
+import shutil
 import time
 import urllib.parse
 from pathlib import Path
@@ -84,7 +85,7 @@ def _data(out: Path) -> dict:
     return json.loads(html[start : html.index("</script>", start)])
 
 
-def test_the_folder_is_self_contained_and_proxies_what_a_browser_cannot_play(site):
+def test_the_folder_is_self_contained_and_proxies_what_a_browser_cannot_play(site, tmp_path):
     out = site["out"]
     for name in ("index.html", "review.js", "review.css"):
         text = (out / name).read_text()
@@ -96,7 +97,7 @@ def test_the_folder_is_self_contained_and_proxies_what_a_browser_cannot_play(sit
     assert (a["name"], a["proxy"]) == ("a.mp4", False)
     assert (out / urllib.parse.unquote(a["src"])).resolve() == (site["root"] / "a.mp4").resolve()
     assert b["proxy"] and b["src"].startswith("media/")
-    original, proxy = probe(site["root"] / "b.avi"), probe(out / b["src"])
+    original, proxy = probe(site["root"] / "b.avi"), probe(out / urllib.parse.unquote(b["src"]))
     assert proxy.codec.lower() in ("avc1", "h264") and max(proxy.width, proxy.height) <= 480
     assert abs(proxy.duration_s - original.duration_s) <= 1 / original.fps + 1e-6
     windows = [w for lane in a["runs"] for w in lane["windows"]]
@@ -104,6 +105,12 @@ def test_the_folder_is_self_contained_and_proxies_what_a_browser_cannot_play(sit
     # Runs that sample alike share their strips.
     assert a["runs"][0]["windows"][0]["strip"] == a["runs"][1]["windows"][0]["strip"]
     assert a["runs"][0]["windows"][0]["truth"] == a["runs"][0]["windows"][0]["labels"]
+    # A rebuild into the folder (a copy here) reuses the proxy of an unchanged video.
+    again = shutil.copytree(out, tmp_path / "again")
+    made = (again / urllib.parse.unquote(b["src"])).stat().st_mtime_ns
+    assert main(["review", str(site["root"] / "mean"), "--out", str(again)]) == 0
+    assert (again / urllib.parse.unquote(b["src"])).stat().st_mtime_ns == made
+    assert len(list((again / "strips").iterdir())) == 10  # 7 + 3 windows, one sampling
     assert a["truth"][a["runs"][0]["windows"][0]["labels"][0]] == [[0.0, 2.0]]
 
 
