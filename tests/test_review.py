@@ -15,6 +15,7 @@ import pytest
 
 from vara.cli import main
 from vara.eval.review import _json_for_script
+from vara.eval.review_media import make_proxy
 from vara.prompts.loader import load_labelset
 from vara.records import read_jsonl, write_jsonl_atomic
 from vara.testing import build_tiny_clip, write_test_video
@@ -114,6 +115,14 @@ def test_the_folder_is_self_contained_and_proxies_what_a_browser_cannot_play(sit
     assert a["truth"][a["runs"][0]["windows"][0]["labels"][0]] == [[0.0, 2.0]]
 
 
+def test_a_gif_gets_a_proxy_with_its_frames_at_their_times(tmp_path):
+    gif = write_test_video(tmp_path / "g.gif", n_frames=12, fps=10.0)
+    proxy = make_proxy(gif, tmp_path / "g.mp4")
+    got, want = probe(proxy), probe(gif)
+    assert got.codec.lower() in ("avc1", "h264") and got.frame_count == want.frame_count
+    assert abs(got.duration_s - want.duration_s) <= 1 / want.fps + 1e-6
+
+
 def test_data_cannot_close_its_script_element():
     text = _json_for_script({"x": "</script><!--<script>&"})
     assert "<" not in text and ">" not in text and "&" not in text
@@ -170,6 +179,25 @@ def _disagree(site) -> int:
     n = 2 * sum(set(w["labels"]) != set(b[w["id"]]["labels"]) for w in a)
     assert n > 0
     return n
+
+
+def _playhead_at(page: Page, t: float) -> bool:
+    """Whether the canvas shows the playhead's red within 3 px of time ``t`` (polled: a seek,
+    then a frame; the line is antialiased)."""
+    probe_js = (
+        "(() => { const c = document.getElementById('lanes'), d = window.devicePixelRatio || 1;"
+        f"const [x, y] = review.xy('marks', undefined, {t}), b = c.getBoundingClientRect();"
+        "return Array.from(c.getContext('2d').getImageData(Math.round((x - b.left) * d) - 3,"
+        " Math.round((y - b.top) * d), 7, 1).data); })()"
+    )
+    deadline = time.monotonic() + 5
+    while True:
+        px = page.evaluate(probe_js)
+        rgb = zip(px[0::4], px[1::4], px[2::4], strict=True)
+        red = any(r > 180 and g < 120 and b < 130 for r, g, b in rgb)
+        if red or time.monotonic() > deadline:
+            return red
+        time.sleep(0.1)
 
 
 def _key(page: Page, key: str) -> None:
@@ -237,6 +265,9 @@ def test_the_page_in_chromium_seeks_shows_escapes_and_exports(site, tmp_path):
         assert page.evaluate("player.paused") is False
         _key(page, " ")
         assert page.evaluate("player.paused") is True
+        # The other way round: the player seeks, the playhead moves on the lanes.
+        page.evaluate("player.currentTime = 6.5")
+        assert _playhead_at(page, 6.5) and not _playhead_at(page, 1.0)
         page.screenshot(tmp_path / "review.png", height=1000)
     assert (tmp_path / "review.png").read_bytes()[:4] == b"\x89PNG"
     prefix = "data:text/csv;charset=utf-8,"
