@@ -260,11 +260,12 @@ def test_the_page_in_chromium_seeks_shows_escapes_and_exports(site, tmp_path):
                 f"{want} window(s) match"
             )
             _click(page, box)
-        page.evaluate("document.activeElement.blur()")  # space on a checkbox ticks it
+        assert page.evaluate("document.activeElement.id") == "f-runs"  # keys work from there
         _key(page, " ")
         assert page.evaluate("player.paused") is False
         _key(page, " ")
         assert page.evaluate("player.paused") is True
+        assert page.evaluate("document.getElementById('f-runs').checked") is False
         # The other way round: the player seeks, the playhead moves on the lanes.
         page.evaluate("player.currentTime = 6.5")
         assert _playhead_at(page, 6.5) and not _playhead_at(page, 1.0)

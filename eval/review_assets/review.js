@@ -452,7 +452,8 @@
   }, {passive: false});
   function zoom(f) { const [a, b] = S.view, c = (a + b) / 2; setView(c - (c - a) * f, c + (b - c) * f); }
   document.addEventListener("keydown", (ev) => {
-    if (ev.target.closest && ev.target.closest("input, select, textarea")) return;
+    // Typing a number or choosing from a list keeps its keys; anywhere else they drive the page.
+    if (ev.target.matches && ev.target.matches("input[type=number], select, textarea")) return;
     if (ev.key === "n" || ev.key === "ArrowRight") { step(1); ev.preventDefault(); }
     else if (ev.key === "p" || ev.key === "ArrowLeft") { step(-1); ev.preventDefault(); }
     else if (ev.key === " ") { ev.preventDefault(); if (player.paused) player.play(); else player.pause(); }
