@@ -25,6 +25,7 @@ from vara.tools.video import probe
 
 KINETICS = load_labelset("kinetics-sample")
 WINDOW = "a.mp4:3.00-5.00"  # the window whose record carries the injected model text
+FAILED = "a.mp4:6.00-8.00"  # the window the first run failed
 HOSTILE = "<script>window.__pwned = 1</script><b>bold?</b>"
 
 needs_chromium = pytest.mark.skipif(not Path(CHROMIUM).exists(), reason="no chromium")
@@ -62,6 +63,11 @@ def site(tmp_path_factory):
         args += ["--set", f"scorer.model={model}", "--frames", "4", "--no-progress"]
         assert main([*args, "--out", str(root / name), *extra]) == 0
     record = _inject(root / "mean")
+    # A window of the first run failed (its prediction gone, a failure recorded instead).
+    rows = [r for r in read_jsonl(root / "mean" / "predictions.jsonl") if r["clip_id"] != FAILED]
+    write_jsonl_atomic(root / "mean" / "predictions.jsonl", rows)
+    failure = {"item": FAILED, "stage": "answer", "error": "no valid JSON", "raw": "<i>raw</i>"}
+    write_jsonl_atomic(root / "mean" / "failures.jsonl", [failure])
     # The tiny model says one thing everywhere: make the runs disagree on one window.
     votes = read_jsonl(root / "vote" / "predictions.jsonl")
     votes[0]["labels"] = ["juggling balls" if votes[0]["labels"] != ["juggling balls"] else "yoga"]
@@ -176,7 +182,8 @@ def _differ_from_truth(site) -> int:
 def _disagree(site) -> int:
     a, b = (lane["windows"] for lane in _data(site["out"])["videos"][0]["runs"])
     b = {w["id"]: w for w in b}
-    n = 2 * sum(set(w["labels"]) != set(b[w["id"]]["labels"]) for w in a)
+    both = [(w, b[w["id"]]) for w in a if w["status"] == b[w["id"]]["status"] == "ok"]
+    n = 2 * sum(set(x["labels"]) != set(y["labels"]) for x, y in both)
     assert n > 0
     return n
 
@@ -261,6 +268,18 @@ def test_the_page_in_chromium_seeks_shows_escapes_and_exports(site, tmp_path):
             )
             _click(page, box)
         assert page.evaluate("document.activeElement.id") == "f-runs"  # keys work from there
+        # The failed filter finds the failed window; its card says why, as text.
+        _click(page, "#f-failed")
+        assert page.evaluate("document.getElementById('f-count').textContent") == (
+            "1 window(s) match"
+        )
+        _key(page, "n")
+        assert page.evaluate("document.querySelector('#card h3').textContent") == FAILED
+        assert page.evaluate("document.querySelector('#card .failure').textContent") == (
+            "answer: no valid JSON"
+        )
+        assert page.evaluate("document.querySelector('#card pre').textContent") == "<i>raw</i>"
+        _click(page, "#f-failed")
         _key(page, " ")
         assert page.evaluate("player.paused") is False
         _key(page, " ")

@@ -237,7 +237,8 @@
         if (top < smin || top > smax) return;
       }
       if (wantTruth && (!w.truth || w.status !== "ok" || same(labels, w.truth))) return;
-      if (wantRuns) {
+      if (wantRuns) {  // windows two runs both answered, with other labels
+        if (w.status !== "ok") return;
         const others = byId.filter((m, k) => k !== r).map((m) => m.get(w.id)).filter(Boolean);
         if (!others.some((o) => o.status === "ok" && !same(o.labels, labels))) return;
       }
