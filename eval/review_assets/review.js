@@ -246,7 +246,7 @@
     }));
     out.sort((a, b) => a.w.s - b.w.s || a.r - b.r);
     S.matches = out;
-    $("f-count").textContent = out.length + " window(s) match";
+    $("f-count").textContent = out.length + (S.filtering ? " window(s) match" : " window(s)");
     layoutRows(); redraw();
   }
 
