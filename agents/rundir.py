@@ -2,7 +2,10 @@
 
     predictions.jsonl   one Prediction per window, appended as windows finish (the runner)
     failures.jsonl      what did not finish in the latest session
-    timeline.json/.csv  per video, consecutive windows with the same label merged into events
+    timeline.json/.csv  per video, consecutive windows with the same label merged into events,
+                        smoothed as the strategy's ``timeline`` section says (recorded as
+                        ``smoothing`` in timeline.json; vara/smoothing.py), with each
+                        video's window sequence (``windows``: clip ids in time order)
     run.json            run_info (fingerprint, status, counts, every session) + meta_info
 
 A session served over HTTP also records ``endpoints``: per role, each replica's chat requests,
@@ -200,13 +203,18 @@ class RunDir:
         """Write timelines, failures.jsonl and run.json from predictions.jsonl as it is now;
         ``endpoints``: the replicas' stats where other processes made the requests."""
         preds = {r["clip_id"]: WindowLabels.from_record(r) for r in iter_jsonl(self.predictions)}
+        smoothing = ctx.strategy.timeline
         timelines = [
-            run_timeline(p.path, p.info.duration_s, [c.clip_id for c in p.clips], preds)
+            run_timeline(p.path, p.info.duration_s, [c.clip_id for c in p.clips], preds, smoothing)
             for p in plans
         ]
-        write_json_atomic(
-            self.out / "timeline.json", {"timelines": [t.to_dict() for t in timelines]}
-        )
+        doc = {
+            "smoothing": smoothing.to_dict(),
+            "timelines": [t.to_dict() for t in timelines],
+            # Each video's window sequence, so `vara timeline` can smooth again exactly.
+            "windows": [[c.clip_id for c in p.clips] for p in plans],
+        }
+        write_json_atomic(self.out / "timeline.json", doc)
         with open(self.out / "timeline.csv", "w", newline="") as fh:
             csv.writer(fh).writerows(timeline_csv_rows(timelines))
         write_jsonl_atomic(self.out / "failures.jsonl", (f.to_dict() for f in summary.failures))

@@ -134,9 +134,11 @@ def results_for(
     }
     got = [preds.get(c.clip_id) for c in dataset.clips]
     metrics = _metrics(labelset, strategy, dataset.clips, got, failures)
-    timelines = events_from_windows(dataset.clips, preds)  # None for trimmed clips
+    # None for trimmed clips; the predicted side smoothed as the run's timeline.json is.
+    timelines = events_from_windows(dataset.clips, preds, strategy.timeline)
     if timelines is not None:
-        metrics["events"] = event_metrics(*timelines, labelset.names).to_dict()
+        events = event_metrics(*timelines, labelset.names).to_dict()
+        metrics["events"] = {**events, "smoothing": strategy.timeline.to_dict()}
     info = json.loads((out / "run.json").read_text())["run_info"]
     run_info = _run_info(info, dataset, labelset, strategy, got, failures)
     return {"run_info": run_info, "metrics": metrics, "meta_info": meta_info()}

@@ -1,17 +1,20 @@
-"""Timeline exports (vara/timeline_export.py, ``vara timeline``): ELAN parses with the right
-tiers and times, WebVTT parses back, the CSV is an interval manifest ``vara eval`` reads."""
+"""Timeline exports (vara/timeline_export.py, ``vara timeline``): ELAN opens in pympi-ling
+with the right tiers and times, WebVTT parses with webvtt-py, the CSV is an interval manifest
+``vara eval`` reads."""
 
 from __future__ import annotations
 
 import json
-import re
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
+import pympi
 import pytest
+import webvtt
 
 from vara.cli import main
 from vara.prompts.loader import load_labelset
+from vara.smoothing import Smoothing
 from vara.testing.synth_video import write_test_video
 from vara.timeline_export import vtt_time
 from vara.tools.datasets import load_dataset
@@ -38,52 +41,40 @@ def run_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return d
 
 
-def test_elan_has_a_tier_per_label_with_the_events_in_ms(run_dir, tmp_path):
+def test_elan_opens_in_pympi_with_a_tier_per_label_and_the_events_in_ms(run_dir, tmp_path):
     assert main(["timeline", str(run_dir), "--format", "elan", "--out", str(tmp_path)]) == 0
-    root = ET.parse(tmp_path / "a.eaf").getroot()
-    assert root.tag == "ANNOTATION_DOCUMENT" and root.get("FORMAT") == "3.0"
-    assert [child.tag for child in root][:2] == ["HEADER", "TIME_ORDER"]
-    assert root.find("HEADER").get("TIME_UNITS") == "milliseconds"
-    slots = {s.get("TIME_SLOT_ID"): int(s.get("TIME_VALUE")) for s in root.iter("TIME_SLOT")}
-    tiers = {}
-    for tier in root.iter("TIER"):
-        tiers[tier.get("TIER_ID")] = [
-            (slots[a.get("TIME_SLOT_REF1")], slots[a.get("TIME_SLOT_REF2")], a[0].text)
-            for a in tier.iter("ALIGNABLE_ANNOTATION")
-        ]
-    assert list(tiers) == ["Ventilation", "Stimulation", "Suction"]  # label-set order
+    eaf = pympi.Elan.Eaf(str(tmp_path / "a.eaf"))  # the parser ELAN users script with
+    assert list(eaf.get_tier_names()) == ["Ventilation", "Stimulation", "Suction"]  # set order
+    tiers = {t: sorted(eaf.get_annotation_data_for_tier(t)) for t in eaf.get_tier_names()}
     assert tiers["Ventilation"] == [(0, 3000, "Ventilation"), (4000, 6000, "Ventilation")]
     assert tiers["Stimulation"] == [(1500, 4500, "Stimulation")] and tiers["Suction"] == []
+    assert eaf.media_descriptors[0]["MEDIA_URL"].endswith("a.mp4")
+    assert dict(eaf.properties)["vara:smoothing"] == json.dumps(
+        Smoothing().to_dict(), separators=(",", ":")
+    )
+    empty = pympi.Elan.Eaf(str(tmp_path / "b.eaf"))
+    assert all(empty.get_annotation_data_for_tier(t) == [] for t in empty.get_tier_names())
+    # The XML as written also holds what pympi does not check: unique ids, declared types.
+    root = ET.parse(tmp_path / "a.eaf").getroot()
+    assert root.get("FORMAT") == "3.0" and root.find("HEADER").get("TIME_UNITS") == "milliseconds"
     types = {t.get("LINGUISTIC_TYPE_ID") for t in root.iter("LINGUISTIC_TYPE")}
     assert {t.get("LINGUISTIC_TYPE_REF") for t in root.iter("TIER")} <= types
     ids = [a.get("ANNOTATION_ID") for a in root.iter("ALIGNABLE_ANNOTATION")]
     assert len(ids) == len(set(ids)) == 3
-    assert not list(ET.parse(tmp_path / "b.eaf").getroot().iter("ALIGNABLE_ANNOTATION"))
 
 
-_CUE = re.compile(r"^(\d\d):(\d\d):(\d\d)\.(\d{3}) --> (\d\d):(\d\d):(\d\d)\.(\d{3})$")
+def _cue_s(ts) -> float:
+    return ts.hours * 3600 + ts.minutes * 60 + ts.seconds + ts.milliseconds / 1000
 
 
-def _parse_vtt(text: str) -> list[tuple[float, float, str]]:
-    """A small WebVTT reader: header, then blocks of [id], timing line, text lines."""
-    blocks = text.split("\n\n")
-    assert blocks[0].splitlines()[0] == "WEBVTT"
-    cues = []
-    for block in filter(str.strip, blocks[1:]):
-        lines = block.splitlines()
-        timing = next(i for i, line in enumerate(lines) if "-->" in line)
-        h1, m1, s1, ms1, h2, m2, s2, ms2 = map(int, _CUE.match(lines[timing]).groups())
-        start = h1 * 3600 + m1 * 60 + s1 + ms1 / 1000
-        end = h2 * 3600 + m2 * 60 + s2 + ms2 / 1000
-        cues.append((start, end, "\n".join(lines[timing + 1 :])))
-    return cues
-
-
-def test_webvtt_parses_back_to_the_events(run_dir, tmp_path):
+def test_webvtt_parses_with_webvtt_py_back_to_the_events(run_dir, tmp_path):
     assert main(["timeline", str(run_dir), "--format", "vtt", "--out", str(tmp_path)]) == 0
-    cues = _parse_vtt((tmp_path / "a.vtt").read_text())
-    assert sorted((lab, s, e) for s, e, lab in cues) == sorted(EVENTS)
-    assert _parse_vtt((tmp_path / "b.vtt").read_text()) == []
+    cues = webvtt.read(str(tmp_path / "a.vtt"))  # raises on a malformed file
+    got = [(c.text, _cue_s(c.start_time), _cue_s(c.end_time)) for c in cues]
+    assert got == sorted(EVENTS, key=lambda e: e[1])  # one cue per event, in time order
+    assert [c.start for c in cues] == ["00:00:00.000", "00:00:01.500", "00:00:04.000"]
+    assert len(webvtt.read(str(tmp_path / "b.vtt"))) == 0
+    assert "NOTE vara smoothing" in (tmp_path / "a.vtt").read_text()  # not a cue: see above
     assert vtt_time(3725.5) == "01:02:05.500" and vtt_time(0.0004) == "00:00:00.000"
 
 

@@ -20,6 +20,7 @@ import yaml
 
 from vara import schemas
 from vara.errors import ConfigError
+from vara.smoothing import Smoothing
 from vara.types import SamplerSpec
 
 log = logging.getLogger(__name__)
@@ -172,6 +173,7 @@ class StrategyConfig:
     evidence: EvidenceSpec = field(default_factory=EvidenceSpec)
     agent: AgentSpec = field(default_factory=AgentSpec)
     tokens: TokensSpec = field(default_factory=TokensSpec)
+    timeline: Smoothing = field(default_factory=Smoothing)  # how its timelines are smoothed
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -225,6 +227,8 @@ def parse_strategy(
             fields["llm"] = Endpoint(**fields["llm"]) if fields["llm"] else None
         if "pixels" in fields:
             fields["pixels"] = PixelConfig(tuple(fields["pixels"].get("perturb", ())))
+        if "timeline" in fields:
+            fields["timeline"] = Smoothing.from_dict(fields["timeline"])
         return StrategyConfig(**fields)
     except ValueError as exc:  # __post_init__ checks, e.g. SamplerSpec
         raise ConfigError(f"strategy {source}: {exc}") from None

@@ -30,6 +30,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from vara.smoothing import Smoothing
 from vara.timeline import WindowLabels, run_timeline
 from vara.types import Clip, Prediction, Timeline
 
@@ -225,12 +226,15 @@ def _window_ids(clips: Sequence[Clip]) -> list[str]:
 
 
 def events_from_windows(
-    clips: Sequence[Clip], predictions: Mapping[str, Prediction]
+    clips: Sequence[Clip],
+    predictions: Mapping[str, Prediction],
+    smoothing: Smoothing | None = None,
 ) -> tuple[list[Timeline], list[Timeline]] | None:
     """(truth, predicted) timelines of an evaluated set whose clips are windows of longer
     videos, merged as a run's timeline.json is; None when no video has two clips (trimmed
     clips: one event each, nothing to localise). A window without a prediction (it failed)
-    ends every predicted event, as in the run's timeline."""
+    ends every predicted event, as in the run's timeline. ``smoothing`` applies to the
+    predicted side only (the truth is what the annotation says)."""
     by_video: dict[str, list[Clip]] = {}
     for c in clips:
         by_video.setdefault(c.video, []).append(c)
@@ -242,5 +246,5 @@ def events_from_windows(
         ids, duration = _window_ids(mine), max(c.end_s for c in mine)
         windows = {c.clip_id: WindowLabels(c.start_s, c.end_s, c.labels or ()) for c in mine}
         truth.append(run_timeline(video, duration, ids, windows))
-        predicted.append(run_timeline(video, duration, ids, predictions))
+        predicted.append(run_timeline(video, duration, ids, predictions, smoothing))
     return truth, predicted

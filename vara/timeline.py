@@ -4,6 +4,7 @@ Consecutive windows (in time order) that carry the same label merge into one eve
 from the first window's start to the last window's end. Windows are consecutive when they
 are neighbours in the video's window sequence, so one negative window splits an event even
 though, with 50% overlap, its neighbours touch; so does a window that failed (no prediction).
+A ``Smoothing`` (vara/smoothing.py) may then clean the events up; by default none does.
 """
 
 from __future__ import annotations
@@ -12,9 +13,10 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from vara.smoothing import Smoothing, drop_short, hysteresis, merge_gaps
 from vara.types import ClassScores, Prediction, Timeline, TimelineEvent
 
-__all__ = ["WindowLabels", "build_timeline", "run_timeline", "timeline_csv_rows"]
+__all__ = ["WindowLabels", "build_timeline", "run_timeline", "smoothed", "timeline_csv_rows"]
 
 
 @dataclass(frozen=True)
@@ -60,15 +62,24 @@ def run_timeline(
     duration_s: float,
     windows: Sequence[str],
     predictions: Mapping[str, Window],
+    smoothing: Smoothing | None = None,
 ) -> Timeline:
     """The timeline of a run's video: ``windows`` are its clip ids in time order and
     ``predictions`` a run's, by clip id (found wherever the video was read from). A window
-    without a prediction (it failed) ends every event, as a negative window does."""
-    return Timeline(
-        video=video,
-        duration_s=duration_s,
-        events=_events([predictions.get(clip_id) for clip_id in windows]),
-    )
+    without a prediction (it failed) ends every event, as a negative window does.
+    ``smoothing``, when given, is applied as vara/smoothing.py says."""
+    sequence = [predictions.get(clip_id) for clip_id in windows]
+    return Timeline(video=video, duration_s=duration_s, events=smoothed(sequence, smoothing))
+
+
+def smoothed(
+    sequence: Sequence[Window | None], smoothing: Smoothing | None
+) -> tuple[TimelineEvent, ...]:
+    """The events of a window sequence (None: a failed window), smoothed as asked."""
+    s = smoothing or Smoothing()
+    if s.hysteresis is not None:
+        sequence = hysteresis(sequence, *s.hysteresis)
+    return drop_short(merge_gaps(_events(sequence), s.merge_gap_s), s.min_event_s)
 
 
 def _events(sequence: Sequence[Window | None]) -> tuple[TimelineEvent, ...]:

@@ -10,18 +10,23 @@
   video without events is one row with empty label and times, so it keeps its windows.
 
 The writers are pure: they return text, the caller names the files (``vara timeline``).
+What made the events (the smoothing, vara/smoothing.py) goes into each file that can hold
+it: an EAF header ``PROPERTY``, a WebVTT ``NOTE``. ``read_intervals`` reads such a CSV (or
+any interval manifest) back as events per video, e.g. for the truth lane of a Gantt chart.
 """
 
 from __future__ import annotations
 
+import csv
 import mimetypes
 import xml.etree.ElementTree as ET
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 
-from vara.types import Timeline
+from vara.errors import InputError
+from vara.types import Timeline, TimelineEvent
 
-__all__ = ["eaf_text", "interval_rows", "vtt_text", "vtt_time"]
+__all__ = ["eaf_text", "interval_rows", "read_intervals", "vtt_text", "vtt_time"]
 
 INTERVAL_HEADER = ["video", "label", "start_s", "end_s"]
 _XSI = "http://www.w3.org/2001/XMLSchema-instance"
@@ -33,8 +38,15 @@ def _tier_labels(timeline: Timeline, labels: Sequence[str]) -> list[str]:
     return [*labels, *extra]
 
 
-def eaf_text(timeline: Timeline, *, date: str, labels: Sequence[str] = ()) -> str:
-    """The EAF 3.0 XML of one video's timeline; ``date`` is xsd:dateTime (when exported)."""
+def eaf_text(
+    timeline: Timeline,
+    *,
+    date: str,
+    labels: Sequence[str] = (),
+    properties: Mapping[str, str] | None = None,
+) -> str:
+    """The EAF 3.0 XML of one video's timeline; ``date`` is xsd:dateTime (when exported);
+    ``properties`` become header ``PROPERTY`` elements (name -> text)."""
     ET.register_namespace("xsi", _XSI)
     root = ET.Element(
         "ANNOTATION_DOCUMENT",
@@ -51,6 +63,8 @@ def eaf_text(timeline: Timeline, *, date: str, labels: Sequence[str] = ()) -> st
     media = {"MEDIA_URL": video.as_uri() if video.is_absolute() else timeline.video}
     media["MIME_TYPE"] = mimetypes.guess_type(video.name)[0] or "unknown"
     ET.SubElement(header, "MEDIA_DESCRIPTOR", media)
+    for name, value in (properties or {}).items():
+        ET.SubElement(header, "PROPERTY", {"NAME": name}).text = value
     order = ET.SubElement(root, "TIME_ORDER")
     events = sorted(timeline.events, key=lambda e: (e.start_s, e.end_s, e.label))
     times = sorted(
@@ -86,9 +100,12 @@ def vtt_time(seconds: float) -> str:
     return f"{ms // 3_600_000:02d}:{ms // 60_000 % 60:02d}:{ms // 1000 % 60:02d}.{ms % 1000:03d}"
 
 
-def vtt_text(timeline: Timeline) -> str:
-    """The WebVTT of one video's timeline: a cue per event, in time order."""
+def vtt_text(timeline: Timeline, note: str = "") -> str:
+    """The WebVTT of one video's timeline: a cue per event, in time order; ``note`` (one
+    line) a NOTE block before the cues, which players do not show."""
     lines = ["WEBVTT", ""]
+    if note:
+        lines += ["NOTE " + note.replace("-->", "->").replace("\n", " "), ""]
     events = sorted(timeline.events, key=lambda e: (e.start_s, e.label))
     for n, e in enumerate(events, start=1):
         # A cue's text may not hold "-->" nor a blank line; labels are single-line names.
@@ -106,3 +123,34 @@ def interval_rows(timelines: Iterable[Timeline]) -> list[list[str]]:
         for e in sorted(tl.events, key=lambda e: (e.start_s, e.label)):
             rows.append([tl.video, e.label, f"{e.start_s:.3f}", f"{e.end_s:.3f}"])
     return rows
+
+
+def read_intervals(path: str | Path) -> dict[str, list[TimelineEvent]]:
+    """An interval CSV (``video,label,start_s,end_s``, e.g. ``intervals.csv``) as events per
+    video, the video as written in the file; rows without a label (a video with no events)
+    give an empty list."""
+    src = Path(path)
+    try:
+        with open(src, newline="", encoding="utf-8") as fh:
+            reader = csv.DictReader(fh)
+            missing = set(INTERVAL_HEADER) - set(reader.fieldnames or ())
+            if missing:
+                raise InputError(
+                    f"{src}: not an interval CSV, missing column(s) {', '.join(sorted(missing))}"
+                    f"; expected {','.join(INTERVAL_HEADER)} (what `vara timeline --format csv` "
+                    "writes)"
+                )
+            out: dict[str, list[TimelineEvent]] = {}
+            for n, row in enumerate(reader, start=2):
+                events = out.setdefault(row["video"], [])
+                if not row["label"]:
+                    continue
+                try:
+                    events.append(
+                        TimelineEvent(row["label"], float(row["start_s"]), float(row["end_s"]))
+                    )
+                except ValueError:
+                    raise InputError(f"{src}:{n}: start_s/end_s must be numbers") from None
+    except OSError as exc:
+        raise InputError(f"interval CSV {str(src)!r} cannot be read ({exc.strerror})") from None
+    return out

@@ -15,6 +15,7 @@ __all__ = [
     "EXIT_OK",
     "MAX_FAILURES_SHOWN",
     "add_model_flags",
+    "add_smoothing_flags",
     "endpoints_file",
     "log_to",
     "open_cache",
@@ -77,9 +78,47 @@ def run_overrides(args: argparse.Namespace) -> list[str]:
         "concurrency": args.concurrency,
     }
     o += [f"{k}={v}" for k, v in flags.items() if v is not None]
+    smoothing = {
+        "timeline.min_event_s": args.min_event_s,
+        "timeline.merge_gap_s": args.merge_gap_s,
+        "timeline.hysteresis": None if args.hysteresis is None else list(args.hysteresis),
+    }
+    o += [f"{k}={v}" for k, v in smoothing.items() if v is not None]
     if args.perturb:  # JSON is YAML: the specs' ':' ',' '=' stay inside their strings
         o.append(f"pixels.perturb={json.dumps(args.perturb)}")
     return o + list(args.set)
+
+
+def _hysteresis(text: str) -> tuple[float, float]:
+    from vara.smoothing import parse_hysteresis
+
+    try:
+        return parse_hysteresis(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def add_smoothing_flags(s: argparse.ArgumentParser) -> None:
+    """How timelines are smoothed (vara/smoothing.py; default: not at all)."""
+    s.add_argument(
+        "--min-event-s",
+        type=float,
+        metavar="S",
+        help="timeline: drop events shorter than S seconds (default 0: keep all)",
+    )
+    s.add_argument(
+        "--merge-gap-s",
+        type=float,
+        metavar="G",
+        help="timeline: merge events of one label less than G seconds apart (default 0: none)",
+    )
+    s.add_argument(
+        "--hysteresis",
+        type=_hysteresis,
+        metavar="ENTER,EXIT",
+        help="timeline: a label turns on at a window scoring >= ENTER and stays on while >= "
+        "EXIT, e.g. 0.6,0.4 (strategies with scores; windows without keep their labels)",
+    )
 
 
 def open_cache(args: argparse.Namespace):
@@ -150,6 +189,7 @@ def add_model_flags(s: argparse.ArgumentParser) -> None:
         "order): mask:frac=0.3,shape=rect|ellipse|patches,place=center|random, "
         "mask-regions:FILE, isolate:FILE, blur:SIGMA, noise:SIGMA, drop-frames:FRAC",
     )
+    add_smoothing_flags(s)
     s.add_argument("--prompts-dir", help="directory of prompt files shadowing the packaged ones")
     s.add_argument(
         "--set",
