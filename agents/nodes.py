@@ -30,7 +30,7 @@ from vara.tools.reason import (
 )
 from vara.tools.turns import chat_turns
 from vara.tools.vocab import narrative_items, tags_text
-from vara.types import Prediction
+from vara.types import Clip, Prediction
 
 T = TypeVar("T")
 
@@ -55,8 +55,12 @@ __all__ = [
 
 
 def sample(state: WindowState, runtime: Runtime[Context]) -> dict:
-    plan = runtime.context.frames.plan(state["clip"])
-    return {"frame_idx": plan.frame_idx, "timestamps_s": plan.timestamps_s}
+    clip = state["clip"]
+    update = {}
+    if isinstance(clip, dict):  # JSON input (LangGraph Studio, the HTTP API): a Clip from now on
+        clip = update["clip"] = Clip.from_dict(clip)
+    plan = runtime.context.frames.plan(clip)
+    return {**update, "frame_idx": plan.frame_idx, "timestamps_s": plan.timestamps_s}
 
 
 def with_reasks(
