@@ -135,3 +135,27 @@ def test_the_gantt_png_has_a_lane_per_label_and_truth_with_bars_where_events_are
     assert main(["timeline", str(run_dir), "--format", "png", "--out", str(tmp_path / "p")]) == 0
     alone = Image.open(tmp_path / "p" / "v.timeline.png")
     assert alone.size == GanttGeometry(9.0, 1).size == (1200, 108)
+
+
+def test_a_finished_run_rerun_with_other_smoothing_labels_nothing_and_records_it(tmp_path, capsys):
+    """Smoothing is not in the fingerprint: the re-run resumes every window and only the
+    timeline changes (a tiny CLIP labels a synthetic video, no server)."""
+    from vara.testing import build_tiny_clip, write_test_video
+
+    model = build_tiny_clip(tmp_path / "clip")
+    video = write_test_video(tmp_path / "v.mp4", n_frames=125, fps=25.0)  # 5 s: 9 windows
+    out = tmp_path / "out"
+    args = ["run", str(video), "--labels", "kinetics-sample", "--strategy", "clip"]
+    args += ["--set", f"scorer.model={model}", "--frames", "2", "--max-side", "64"]
+    args += ["--window-s", "1", "--overlap", "0.5", "--out", str(out), "--no-progress"]
+    assert main([*args, "--no-cache"]) == 0
+    first = json.loads((out / "timeline.json").read_text())
+    assert first["smoothing"] == Smoothing().to_dict() and first["timelines"][0]["events"]
+    assert len(first["windows"][0]) == 9
+    capsys.readouterr()
+    assert main([*args, "--no-cache", "--min-event-s", "60"]) == 0
+    assert "0 predicted now, 9 resumed" in capsys.readouterr().out
+    again = json.loads((out / "timeline.json").read_text())
+    assert again["smoothing"]["min_event_s"] == 60.0
+    assert again["timelines"][0]["events"] == []  # nothing lasts 60 s in a 5 s video
+    assert again["windows"] == first["windows"]
