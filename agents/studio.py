@@ -36,8 +36,8 @@ from langgraph.runtime import Runtime
 from vara.agents.context import Context
 from vara.agents.models import ModelPool
 from vara.agents.registry import build_graph, graph_spec
-from vara.agents.runner import _context as run_context
 from vara.agents.strategies import load_strategy
+from vara.agents.window_loop import build_context
 from vara.errors import VaraError
 from vara.prompts.loader import load_labelset
 
@@ -67,7 +67,7 @@ def default_context(key: str, overrides: list[str] | None = None, labels: str | 
         overrides = [o.strip() for o in os.environ.get(ENV_SET, "").split(";") if o.strip()]
     strategy = load_strategy(key, overrides)
     labelset = load_labelset(labels or os.environ.get(ENV_LABELS) or DEFAULT_LABELS)
-    return run_context(strategy, graph_spec(strategy.graph), labelset, None, ModelPool(), None)
+    return build_context(strategy, graph_spec(strategy.graph), labelset, None, ModelPool(), None)
 
 
 @functools.lru_cache(maxsize=16)

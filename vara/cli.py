@@ -6,7 +6,7 @@
              [--window-s 2 --overlap 0.5 --frames 8] [--set key.sub=value ...]
     vara eval MANIFEST --labels SET --strategy S [--strategy S2 ...] --out DIR [same flags]
     vara compare RUN_DIR... --out DIR
-    vara timeline RUN_DIR --format elan|vtt|csv [--out DIR]
+    vara timeline RUN_DIR --format elan|vtt|csv|png [--out DIR] [--truth MANIFEST]
     vara review RUN_DIR [RUN_DIR2 ...] [--truth MANIFEST] --out DIR
     vara prompts list | show ID | render ID [--labels SET] | diff ID1 ID2
     vara finetune [--quiet] CONFIG [key.sub=value ...]   (CONFIG: lora_classifier, timesformer)
