@@ -69,8 +69,11 @@ def site(tmp_path_factory):
     failure = {"item": FAILED, "stage": "answer", "error": "no valid JSON", "raw": "<i>raw</i>"}
     write_jsonl_atomic(root / "mean" / "failures.jsonl", [failure])
     # The tiny model says one thing everywhere: make the runs disagree on one window.
+    # (A named window: the file's order is the order windows finished in.)
+    mean = {r["clip_id"]: r["labels"] for r in read_jsonl(root / "mean" / "predictions.jsonl")}
     votes = read_jsonl(root / "vote" / "predictions.jsonl")
-    votes[0]["labels"] = ["juggling balls" if votes[0]["labels"] != ["juggling balls"] else "yoga"]
+    [vote] = [r for r in votes if r["clip_id"] == "a.mp4:0.00-2.00"]
+    vote["labels"] = [next(n for n in ("juggling balls", "yoga") if [n] != mean[vote["clip_id"]])]
     write_jsonl_atomic(root / "vote" / "predictions.jsonl", votes)
     # The truth agrees with the first run's first window and differs elsewhere.
     first = next(r for r in read_jsonl(root / "mean" / "predictions.jsonl") if r["start_s"] == 0)
