@@ -9,6 +9,7 @@ not against what OpenCV reports.
 from __future__ import annotations
 
 import dataclasses
+import json
 
 import numpy as np
 import pytest
@@ -150,3 +151,15 @@ def test_windows_of_vfr_video_end_at_its_last_frame():
     spans = [(c.start_s, c.end_s) for c in make_windows(info, 2.0, 0.5)]
     # Regular windows end at 4.0 s, before the frame at 4.1 s: a tail window covers it.
     assert spans == [(0, 2), (1, 3), (2, 4), pytest.approx((2.15, 4.15))]
+
+
+def test_vara_probe_says_a_video_is_vfr_without_listing_every_frame_time(phone, capsys):
+    from vara.cli import main
+
+    path, times = phone
+    assert main(["probe", path]) == 0
+    line = json.loads(capsys.readouterr().out)
+    assert line["variable_frame_rate"] is True and "frame_times_s" not in line
+    assert line["frame_count"] == len(times)
+    gaps = np.diff(times)
+    assert line["frame_interval_s"] == pytest.approx([gaps.min(), gaps.max()], abs=2e-3)

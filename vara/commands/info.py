@@ -14,13 +14,25 @@ from vara.errors import InputError, VaraError
 __all__ = ["add_compare", "add_lists", "add_probe"]
 
 
+def _probe_line(info) -> dict:
+    """A probe as one JSON line: a variable-frame-rate video says so and gives its frame
+    times' range, not the thousands of times themselves (``VideoInfo.frame_times_s``)."""
+    out = info.to_dict()
+    times = out.pop("frame_times_s", None)
+    if times is not None:
+        gaps = [b - a for a, b in zip(times, times[1:], strict=False)]
+        out["variable_frame_rate"] = True
+        out["frame_interval_s"] = [round(min(gaps), 4), round(max(gaps), 4)] if gaps else None
+    return out
+
+
 def _cmd_probe(args: argparse.Namespace) -> int:
     from vara.tools.video import probe
 
     status = EXIT_OK
     for path in args.videos:
         try:
-            print(json.dumps(probe(path).to_dict()))
+            print(json.dumps(_probe_line(probe(path))))
         except VaraError as exc:
             print(f"error: {exc}", file=sys.stderr)
             status = EXIT_FAILURES
