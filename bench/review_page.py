@@ -176,7 +176,9 @@ def main() -> None:
         for seed, s in enumerate(("caption-reason", "direct"))
     ]
     t = time.perf_counter()
-    summary = build_review([work / "caption-reason", work / "direct"], work / "review")
+    summary = build_review(
+        [work / "caption-reason", work / "direct"], work / "review", progress=False
+    )
     build_s = time.perf_counter() - t
     size, n_files = _size(work / "review")
     html_size = (work / "review" / "index.html").stat().st_size

@@ -30,6 +30,8 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
+from tqdm import tqdm
+
 from vara.errors import InputError
 from vara.eval.report_html import escape
 from vara.eval.review_media import frame_strips, make_proxy, playable
@@ -127,7 +129,7 @@ def _strips(run: ReviewRun, path: Path, clips: list[Clip], out: Path, cache: dic
     return {c.clip_id: cache[(key, c.start_s, c.end_s)] for c in clips}
 
 
-def _page_data(runs, names, labelset, out, truth, notes) -> tuple[dict, int, int]:
+def _page_data(runs, names, labelset, out, truth, notes, bar) -> tuple[dict, int, int]:
     by_video: dict[Path, list[tuple[int, Clip]]] = {}
     for r, run in enumerate(runs):
         for clip in run.windows:
@@ -147,6 +149,7 @@ def _page_data(runs, names, labelset, out, truth, notes) -> tuple[dict, int, int
                 window_record(run, c, strips.get(c.clip_id), true.get(c.clip_id)) for c in clips
             ]
             lanes.append({"windows": windows, "events": _events(run, path, clips, duration)})
+            bar.update(len(clips))
         entry["runs"] = lanes
         entry["truth"] = truth.lane(path, labelset.names) if truth else None
         videos.append(entry)
@@ -172,10 +175,15 @@ def page_html(title: str, data: dict) -> str:
 
 
 def build_review(
-    run_dirs: Sequence[str | Path], out: str | Path, *, truth: str | Path | None = None
+    run_dirs: Sequence[str | Path],
+    out: str | Path,
+    *,
+    truth: str | Path | None = None,
+    progress: bool = True,
 ) -> ReviewSummary:
     """Write the review folder of ``run_dirs`` into ``out`` (module docstring); a page there
-    before is replaced (its strips too; its proxies are reused while their videos are)."""
+    before is replaced (its strips too; its proxies are reused while their videos are).
+    ``progress``: a bar over the runs' windows (decoding their frame strips is the work)."""
     runs = find_review_runs(run_dirs)
     labelset = _labels(runs)
     out = Path(out)
@@ -189,7 +197,9 @@ def build_review(
         for f in r.video_failures
     ]
     known = Truth.load(truth, labelset, runs) if truth else Truth.from_runs(runs)
-    data, n_strips, n_proxies = _page_data(runs, names, labelset, out, known, notes)
+    total = sum(len(r.windows) for r in runs)
+    with tqdm(total=total, unit="win", desc="vara review", disable=not progress) as bar:
+        data, n_strips, n_proxies = _page_data(runs, names, labelset, out, known, notes, bar)
     data["truth_source"] = str(truth) if truth else ("clips.jsonl" if known else None)
     title = "vara review: " + ", ".join(names)
     (out / "index.html").write_text(page_html(title, data), encoding="utf-8")

@@ -19,7 +19,7 @@ __all__ = ["add"]
 def _cmd(args: argparse.Namespace) -> int:
     from vara.eval.review import build_review
 
-    s = build_review(args.run_dirs, args.out, truth=args.truth)
+    s = build_review(args.run_dirs, args.out, truth=args.truth, progress=not args.no_progress)
     print(
         f"wrote {s.out_dir / 'index.html'}: {s.n_videos} video(s), {s.n_windows} window(s), "
         f"{s.n_strips} frame strip(s), {s.n_proxies} H.264 prox{'y' if s.n_proxies == 1 else 'ies'}"
@@ -47,4 +47,5 @@ def add(sub: argparse._SubParsersAction) -> None:
         "true labels of vara eval dirs, if any",
     )
     s.add_argument("--out", required=True, metavar="DIR", help="folder to write the page into")
+    s.add_argument("--no-progress", action="store_true", help="no progress bar")
     s.set_defaults(func=_cmd)
