@@ -1,7 +1,7 @@
 """The frames of the windows in flight: the agents' one way to pixels.
 
 Every frame a graph node, a tool or the runner uses comes through the run's ``FrameStore``,
-which decodes with ``tools.video`` under the run's sampler and pixel steps (``PixelSpec``):
+which decodes with ``tools.frame_batches`` under the run's sampler and pixel steps (``PixelSpec``):
 so every strategy sees the same pixels, and every cache key, plan and prediction names them.
 
 The runner decodes a video in one pass (``stream``) and each window's batch waits in the
@@ -26,7 +26,7 @@ import threading
 from collections.abc import Callable, Iterator, Sequence
 
 from vara.errors import VideoError
-from vara.tools import video
+from vara.tools import frame_batches
 from vara.tools.pixels import perturb
 from vara.types import Clip, FrameBatch, FramePlan, PixelSpec, SamplerSpec
 
@@ -109,7 +109,7 @@ class FrameStore:
     ) -> Iterator[FrameBatch]:
         """One decoding pass over ``path`` for ``clips`` (sorted by start); a window whose
         frames do not decode goes to ``on_error`` and the others follow."""
-        return video.iter_frame_batches(
+        return frame_batches.iter_frame_batches(
             path, clips, self.sampler, pixels=self.pixels, on_error=on_error
         )
 
@@ -118,8 +118,10 @@ class FrameStore:
             self._items.pop(clip_id, None)
 
     def _plan(self, clip: Clip, sampler: SamplerSpec) -> FramePlan | None:
-        return video.frame_plan(clip.video, clip, sampler, self.pixels)
+        return frame_batches.frame_plan(clip.video, clip, sampler, self.pixels)
 
     @staticmethod
     def _decode(clip: Clip, sampler: SamplerSpec, pixels: PixelSpec) -> FrameBatch:
-        return next(iter(video.iter_frame_batches(clip.video, [clip], sampler, pixels=pixels)))
+        return next(
+            iter(frame_batches.iter_frame_batches(clip.video, [clip], sampler, pixels=pixels))
+        )

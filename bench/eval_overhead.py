@@ -35,8 +35,8 @@ from vara.eval.runner import evaluate
 from vara.prompts.loader import load_labelset, load_prompt
 from vara.records import read_jsonl
 from vara.tools.chat import Message
+from vara.tools.frame_batches import iter_frame_batches
 from vara.tools.reason import answer_schema, time_ref
-from vara.tools.video import iter_frame_batches
 from vara.tools.vllm_server import VLLMServer
 from vara.tools.vlm import chat_body
 

@@ -45,8 +45,8 @@ from vara.eval.runner import evaluate
 from vara.prompts.loader import load_labelset
 from vara.testing import build_tiny_clip
 from vara.tools.clip_zero_shot import ClipScorer
+from vara.tools.frame_batches import iter_frame_batches
 from vara.tools.pixels import pixel_spec
-from vara.tools.video import iter_frame_batches
 
 LEVELS = "perturb=none,mask:frac=0.1,mask:frac=0.3,mask:frac=0.5"
 

@@ -8,7 +8,8 @@ Quick sanity run (1-min comparison, 6-min RSS):
 Workload: 16 frames per 2-s window, windows overlapping by 50 %, frames resized so the
 longer side is 448 (SamplerSpec's default), over a 1280x720 25 fps H.264 video with a
 250-frame GOP and B-frames (vara.testing.synth_video.write_long_video). In ONE run it times:
-  vara   vara.tools.video.iter_frame_batches (one pass; grab through gaps, seek over big ones)
+  vara   vara.tools.frame_batches.iter_frame_batches (one pass; grab through gaps, seek over
+         big ones)
   naive  OpenCV, window by window, CAP_PROP_POS_FRAMES seek before every sampled frame,
          cv2.resize INTER_AREA (--naive-windows N times an even subset and scales it)
   pyav   PyAV decoding the stream once, converting only the sampled frames with swscale
@@ -38,7 +39,8 @@ from pathlib import Path
 import numpy as np
 
 from vara.testing.synth_video import frame_number, write_long_video
-from vara.tools.video import iter_frame_batches, probe
+from vara.tools.frame_batches import iter_frame_batches
+from vara.tools.video import probe
 from vara.tools.windows import make_windows, plan_frames
 from vara.types import SamplerSpec
 

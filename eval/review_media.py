@@ -7,7 +7,7 @@ others, and each window's frame strip (the frames the model saw).
   at its source presentation time, so a time on the page is a time in the original.
 - **Frame strips**: one JPEG per window and sampling (sampler + pixel steps): the frames the
   run's sampler takes from the window, decoded in one pass over the video and put through the
-  run's recorded pixel steps (``tools.video.iter_frame_batches``, as the runner reads them),
+  run's recorded pixel steps (``tools.frame_batches.iter_frame_batches``, as the runner reads them),
   then shrunk to ``THUMB_SIDE`` px and laid side by side. Runs that sample alike share them.
 """
 
@@ -22,7 +22,7 @@ from PIL import Image
 
 from vara.errors import InputError, VaraError
 from vara.eval.report_html import jpeg_bytes
-from vara.tools.video import iter_frame_batches
+from vara.tools.frame_batches import iter_frame_batches
 from vara.types import Clip, PixelSpec, SamplerSpec, VideoInfo
 
 __all__ = ["PROXY_MAX_SIDE", "THUMB_SIDE", "frame_strips", "make_proxy", "playable"]

@@ -5,8 +5,9 @@ Windows come from the same manifests and windowing rule as ``vara eval``
 windows. The split is by video: every window of one video lands on the same side, so the
 validation score is never inflated by near-duplicate neighbouring windows; the videos of one
 group (``Clip.group``: UCF-101's gXX, one actor and scene) land on one side too. Frames are
-decoded once, exactly as the classifier tool will see them at inference (``tools.video`` with the
-same sampler), into one ``.npy`` per window under ``<out>/frames``; a re-run re-uses them.
+decoded once, exactly as the classifier tool will see them at inference
+(``tools.frame_batches`` with the same sampler), into one ``.npy`` per window under
+``<out>/frames``; a re-run re-uses them.
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ from tqdm import tqdm
 
 from vara.errors import InputError, VideoError
 from vara.records import write_json_atomic, write_jsonl_atomic
-from vara.tools import video
+from vara.tools import frame_batches
 from vara.tools.datasets import Dataset
 from vara.types import Clip, LabelSet, SamplerSpec
 
@@ -143,7 +144,7 @@ def cache_frames(
             items.sort(key=lambda cp: (cp[0].start_s, cp[0].end_s))
             where = {c.clip_id: p for c, p in items}
             try:
-                for batch in video.iter_frame_batches(src, [c for c, _ in items], sampler):
+                for batch in frame_batches.iter_frame_batches(src, [c for c, _ in items], sampler):
                     tmp = where[batch.clip.clip_id].with_suffix(".tmp.npy")
                     np.save(tmp, batch.frames)
                     tmp.replace(where[batch.clip.clip_id])

@@ -54,10 +54,10 @@ from vara.finetune.sft_targets import (
 from vara.prompts.loader import PromptTemplate, load_prompt
 from vara.records import write_json_atomic
 from vara.tools.classifier_model import own_memory
+from vara.tools.frame_batches import frame_plan, iter_frame_batches
 from vara.tools.local_engine import conversation, model_source, not_loadable
 from vara.tools.reason import AnswerInvalid, parse_tokens, time_ref, tokens_schema
 from vara.tools.turns import chat_turns
-from vara.tools.video import frame_plan, iter_frame_batches
 from vara.tools.vocab import narrative_items, span_text, tags_text
 from vara.types import Clip, LabelSet, SamplerSpec
 

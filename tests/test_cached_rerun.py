@@ -22,7 +22,7 @@ from vara.records import read_jsonl
 from vara.testing import SEMANTIC_TAG as TAG
 from vara.testing import ScriptedChatModel, write_test_video
 from vara.testing.synth_video import write_vfr_video
-from vara.tools import video
+from vara.tools import frame_batches, video
 from vara.tools.cache import CaptionCache
 from vara.tools.reason import time_ref
 from vara.tools.windows import make_windows
@@ -47,7 +47,7 @@ def _answer(strategy, plan) -> str:
 
 def _run(strategy, path, clips, out, cache, n_vlm):
     config = load_strategy(strategy, ["sampler.n_frames=4", "concurrency=1"])
-    plans = [video.frame_plan(path, c, config.sampler) for c in clips]
+    plans = [frame_batches.frame_plan(path, c, config.sampler) for c in clips]
     vlm = ScriptedChatModel([_vlm_reply(strategy)] * n_vlm, "vlm-x")
     llm = ScriptedChatModel([_answer(strategy, p) for p in plans], "llm-y")
     summary = run_clips(
@@ -72,14 +72,14 @@ def test_cached_windows_are_not_decoded_and_new_ones_are(strategy, tmp_path, mon
     assert first.stats["caption_requests"] == 2 and not first.stats.get("windows_not_decoded")
 
     decoded: list[str] = []
-    real = video.iter_frame_batches
+    real = frame_batches.iter_frame_batches
 
     def spy(path, clips, spec, **kwargs):
         clips = list(clips)
         decoded.extend(c.clip_id for c in clips)
         return real(path, clips, spec, **kwargs)
 
-    monkeypatch.setattr(video, "iter_frame_batches", spy)
+    monkeypatch.setattr(frame_batches, "iter_frame_batches", spy)
     second, vlm = _run(strategy, path, clips, tmp_path / "b", cache, n_vlm=1)
     assert second.stats["windows_not_decoded"] == 2
     assert second.stats["caption_requests"] == 1 and second.stats["caption_cache_hits"] == 2
@@ -104,8 +104,8 @@ def test_frame_plan_gives_the_decoded_indices_and_times_also_for_vfr(tmp_path):
     vfr = write_vfr_video(tmp_path / "vfr.mp4", timestamps_s=times - times[0], size=(64, 48))
     for p in (path, vfr):  # VFR: the probe's frame times are what decoding reports
         clips = make_windows(video.probe(p), 1.0, 0.5)
-        for batch in video.iter_frame_batches(p, clips, config.sampler):
-            assert video.frame_plan(p, batch.clip, config.sampler) == batch.plan
+        for batch in frame_batches.iter_frame_batches(p, clips, config.sampler):
+            assert frame_batches.frame_plan(p, batch.clip, config.sampler) == batch.plan
 
 
 def _resume(path, clips, config, out, **kwargs) -> None:
@@ -149,7 +149,7 @@ def test_overlapping_windows_caption_their_shared_frames_once(tmp_path):
     config = load_strategy(
         "caption-reason", ["sampler.n_frames=4", "frames_per_caption=2", "concurrency=3"]
     )
-    plans = [video.frame_plan(path, c, config.sampler) for c in clips]
+    plans = [frame_batches.frame_plan(path, c, config.sampler) for c in clips]
     groups = {p.frame_idx[i : i + 2] for p in plans for i in (0, 2)}
     assert len(groups) == 4  # of 6 groups, 2 are shared with the next window
     vlm = ScriptedChatModel(["A mask."] * 4, "vlm-x")  # raises if asked a 5th time

@@ -204,9 +204,9 @@ def test_a_crash_in_epoch_2_resumes_to_the_same_model(
     monkeypatch.undo()
     assert any((tmp_path / "run" / "frames").iterdir())  # kept for the resume
     decoded = []
-    real_decode = data_module.video.iter_frame_batches
+    real_decode = data_module.frame_batches.iter_frame_batches
     monkeypatch.setattr(
-        data_module.video,
+        data_module.frame_batches,
         "iter_frame_batches",
         lambda *a, **k: decoded.append(1) or real_decode(*a, **k),
     )
@@ -514,9 +514,9 @@ def test_a_named_frames_dir_is_shared_by_runs(shared_videos, tmp_path, monkeypat
     """Two runs on the same windows and sampler decode each video once between them."""
     manifest = write_interval_manifest(tmp_path / "m.csv", shared_videos)
     decoded = []
-    real_decode = data_module.video.iter_frame_batches
+    real_decode = data_module.frame_batches.iter_frame_batches
     monkeypatch.setattr(
-        data_module.video,
+        data_module.frame_batches,
         "iter_frame_batches",
         lambda src, *a, **k: decoded.append(src) or real_decode(src, *a, **k),
     )

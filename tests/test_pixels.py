@@ -21,8 +21,9 @@ from vara.records import read_jsonl
 from vara.testing import write_test_video
 from vara.tools import pixels
 from vara.tools.cache import CaptionCache
+from vara.tools.frame_batches import iter_frame_batches
 from vara.tools.pixels import STEPS, StepKind, parse_step, pixel_spec, register_step
-from vara.tools.video import iter_frame_batches, probe
+from vara.tools.video import probe
 from vara.tools.vlm import OpenAIServer
 from vara.tools.windows import make_windows
 from vara.types import PixelSpec, PixelStep, SamplerSpec

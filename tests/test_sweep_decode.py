@@ -17,7 +17,7 @@ from vara.cli import main
 from vara.eval.runner import evaluate
 from vara.prompts.loader import load_labelset
 from vara.testing import build_tiny_clip, write_test_video
-from vara.tools import video
+from vara.tools import frame_batches
 from vara.tools.datasets import load_dataset
 from vara.tools.pixel_steps import StepKind
 from vara.tools.pixels import STEPS, pixel_spec
@@ -138,7 +138,7 @@ def test_a_step_writing_into_shared_frames_fails_loudly(setup, monkeypatch):
 
     monkeypatch.setitem(STEPS, "zero-in-place", StepKind("zero-in-place", in_place))
     path, sampler = str(d / "a.mp4"), SamplerSpec(n_frames=2, max_side=128)
-    [batch] = video.iter_frame_batches(path, [_clip(d / "a.mp4")], sampler)
+    [batch] = frame_batches.iter_frame_batches(path, [_clip(d / "a.mp4")], sampler)
     variant = FrameStore(sampler, pixel_spec(128, ["zero-in-place"]))
     with pytest.raises(ValueError, match="read-only"):
         variant.adopt(batch, path)

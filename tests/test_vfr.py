@@ -17,7 +17,8 @@ import pytest
 from vara.agents.frames import FrameStore
 from vara.testing.synth_video import frame_number, write_vfr_video
 from vara.tools import video, video_times
-from vara.tools.video import iter_frame_batches, probe
+from vara.tools.frame_batches import iter_frame_batches
+from vara.tools.video import probe
 from vara.tools.windows import frame_at, frame_time, make_windows, plan_frames
 from vara.types import Clip, SamplerSpec, VideoInfo
 

@@ -26,8 +26,9 @@ from vara.testing.synth_video import (
     write_vfr_video,
 )
 from vara.tools import video
+from vara.tools.frame_batches import iter_frame_batches
 from vara.tools.pixels import resize
-from vara.tools.video import SEEK_GAP, iter_frame_batches, probe, read_frames
+from vara.tools.video import SEEK_GAP, probe, read_frames
 from vara.tools.windows import make_windows, plan_frames
 from vara.types import Clip, PixelSpec, SamplerSpec, VideoInfo
 

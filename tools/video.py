@@ -20,7 +20,8 @@ decoding, not the whole file before it. GIFs are decoded in order only. A VFR fi
 both ends can pass as CFR: every seek re-checks the time it landed on and falls back to
 sequential decoding when that is off the grid.
 
-Many windows: one pass in index order, grab() (decode without colour conversion) through
+Many windows (``tools.frame_batches``, which plans clips and decodes them through the reader
+here): one pass in index order, grab() (decode without colour conversion) through
 gaps of up to SEEK_GAP frames, a CAP_PROP_POS_FRAMES seek over longer ones. OpenCV's seek
 jumps to a keyframe at or before target-16 and decodes forward, so it costs >= 17 grabs
 even for intra-only codecs. Measured here (2 cores) a random seek costs as much as 17 grabs
@@ -35,22 +36,20 @@ import functools
 import logging
 import math
 import os
-from collections import Counter, deque
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 import cv2
 import numpy as np
 
-from vara.errors import InputError, VideoError
+from vara.errors import VideoError
 from vara.tools import video_times
 from vara.tools.pixel_steps import Where, out_size
 from vara.tools.pixels import process as process_pixels
-from vara.tools.windows import frame_at, plan_frames
-from vara.types import Clip, FrameBatch, FramePlan, PixelSpec, SamplerSpec, VideoInfo
+from vara.types import PixelSpec, VideoInfo
 
-__all__ = ["SEEK_GAP", "frame_plan", "iter_frame_batches", "probe", "read_frames"]
+__all__ = ["SEEK_GAP", "probe", "read_frames"]
 
 SEEK_GAP = 64  # frames; see the module docstring for how it was chosen
 _HEAD_FRAMES = 32  # frames decoded at probe time to check the frame-rate grid
@@ -368,113 +367,3 @@ def read_frames(
         w, h = out_size(info.width, info.height, spec.max_side)
         return np.empty((0, h, w, 3), np.uint8), ()
     return np.stack([got[i][0] for i in wanted]), tuple(got[i][1] for i in wanted)
-
-
-def frame_plan(
-    path: str | Path, clip: Clip, spec: SamplerSpec, pixels: PixelSpec | None = None
-) -> FramePlan | None:
-    """The frames ``clip`` samples and their times, without decoding any; None where only
-    decoding tells the times (frame times that do not increase): ``iter_frame_batches``
-    gives them there.
-
-    The times are exactly what decoding the frames reports: ``i / fps`` for CFR video, the
-    probe's table of frame times for VFR video and GIF.
-    ``pixels`` (None: the sampler's resize) rides along for whoever decodes the plan.
-    """
-    src = _inspect(path)
-    info = src.info
-    if not src.exact_seek and info.frame_times_s is None:
-        return None
-    idx = plan_frames(info, clip, spec)
-    table = info.frame_times_s
-    times = tuple(i / info.fps for i in idx) if table is None else tuple(table[i] for i in idx)
-    return FramePlan(clip, idx, times, spec, pixels)
-
-
-def _check_order(prev: Clip | None, clip: Clip) -> None:
-    if prev is not None and clip.start_s < prev.start_s:
-        raise InputError(
-            f"iter_frame_batches needs clips sorted by start_s; {clip.clip_id!r} "
-            f"({clip.start_s:.2f} s) comes after {prev.clip_id!r} ({prev.start_s:.2f} s): "
-            "sort them, e.g. sorted(clips, key=lambda c: c.start_s)"
-        )
-
-
-def iter_frame_batches(
-    path: str | Path,
-    clips: Iterable[Clip],
-    spec: SamplerSpec,
-    *,
-    pixels: PixelSpec | None = None,
-    on_error: Callable[[Clip, VideoError], None] | None = None,
-) -> Iterator[FrameBatch]:
-    """One FrameBatch per clip, in the given order, from one pass over the video, its frames
-    through the pixel steps ``pixels`` (None: the sampler's resize only).
-
-    Clips must be sorted by start_s (make_windows gives them so); a list is checked (order
-    and plans) before decoding starts, any other iterable as it is consumed. Clips are
-    planned just ahead of the decoder, frames shared by overlapping clips are decoded once
-    and dropped after the last clip using them, so memory holds the frames of the clips
-    being assembled, whatever the video's length. Batches before a damaged region are
-    yielded before its VideoError is raised; with ``on_error``, a clip whose frames do not
-    decode goes to ``on_error(clip, error)`` instead, and the clips after the damage follow.
-    """
-    src = _inspect(path)
-    if isinstance(clips, Sequence):  # fail before a long decode, not in the middle of it
-        for prev, clip in zip([None, *clips], clips, strict=False):
-            _check_order(prev, clip)
-            plan_frames(src.info, clip, spec)
-    upcoming = iter(clips)
-    pending: deque[tuple[Clip, tuple[int, ...]]] = deque()  # planned, not yet yielded
-    refs: Counter[int] = Counter()  # how many pending clips want each frame
-    cache: dict[int, tuple[np.ndarray, float]] = {}
-    bad: dict[int, VideoError] = {}  # wanted frames that did not decode (with on_error)
-    last: Clip | None = None  # the last clip planned
-    done = -1  # every wanted frame <= done has been read
-
-    def plan_next() -> bool:
-        nonlocal last
-        clip = next(upcoming, None)
-        if clip is None:
-            return False
-        _check_order(last, clip)
-        plan = plan_frames(src.info, clip, spec)
-        pending.append((clip, plan))
-        refs.update(set(plan))
-        last = clip
-        return True
-
-    steps = pixels or PixelSpec.resize_only(spec.max_side)
-    reader = _Reader(src, steps)
-    try:
-        while pending or plan_next():
-            clip, plan = pending[0]
-            # Before decoding up to this clip's last frame, plan every clip that may want a
-            # frame in that range (starts are sorted): the decoder never comes back.
-            while frame_at(src.info, last.start_s) - 1 <= plan[-1] and plan_next():
-                pass
-            pending.popleft()
-            for i in sorted(i for i in refs if done < i <= plan[-1]):
-                try:
-                    cache[i] = reader.read(i)
-                except VideoError as exc:
-                    if on_error is None:
-                        raise
-                    bad[i] = exc
-            done = max(done, plan[-1])
-            error = next((bad[i] for i in plan if i in bad), None)
-            if error is None:
-                frames = np.stack([cache[i][0] for i in plan])
-                times = tuple(cache[i][1] for i in plan)
-            for i in set(plan):
-                refs[i] -= 1
-                if refs[i] == 0:
-                    del refs[i]
-                    cache.pop(i, None)
-                    bad.pop(i, None)
-            if error is not None:
-                on_error(clip, error)
-                continue
-            yield FrameBatch(clip, frames, plan, times, spec, steps)
-    finally:
-        reader.close()
