@@ -11,7 +11,7 @@ import httpx
 
 from vara.testing import build_tiny_vlm, write_test_video
 from vara.tools.datasets import Dataset, load_dataset
-from vara.tools.vllm_server import ServerOptions
+from vara.tools.server_options import ServerOptions
 from vara.types import LabelSet
 
 

@@ -21,7 +21,8 @@ from vara.cli import main as vara_main
 from vara.prompts.loader import load_labelset
 from vara.records import read_jsonl
 from vara.testing import build_tiny_vlm
-from vara.tools.vllm_server import ServerOptions, VLLMServer
+from vara.tools.server_options import ServerOptions
+from vara.tools.vllm_server import VLLMServer
 
 SHARED = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "videos"
 

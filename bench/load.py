@@ -32,7 +32,8 @@ from vara.provenance import meta_info
 from vara.records import read_jsonl
 from vara.testing import build_tiny_vlm
 from vara.testing.synth_video import write_long_video
-from vara.tools.vllm_server import ServerOptions, VLLMServer
+from vara.tools.server_options import ServerOptions
+from vara.tools.vllm_server import VLLMServer
 
 FPS = 2.0  # one frame per 1-s window is all a request takes; decoding stays cheap
 SIZE = (96, 64)

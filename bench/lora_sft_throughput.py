@@ -402,7 +402,7 @@ async def send(url: str, body: dict, n: int, concurrency: int) -> dict[str, Any]
 def server_options(prep: Prepared, adapter: Path, device: str):
     """What `vara serve MODEL [--cpu] --lora tuned=ADAPTER` starts (--cpu off CUDA)."""
     from vara.tools.lora import server_fields
-    from vara.tools.vllm_server import ServerOptions
+    from vara.tools.server_options import ServerOptions
 
     fields = server_fields([f"tuned={adapter}"], str(prep.model_dir))
     fields["max_images"] = prep.n_frames

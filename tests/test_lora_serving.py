@@ -27,7 +27,7 @@ from vara.tools.chat import Message
 from vara.tools.local_engine import LocalEngine
 from vara.tools.lora import read_adapter, server_fields, vllm_max_lora_rank
 from vara.tools.reason import answer_schema, time_ref
-from vara.tools.vllm_server import ServerOptions
+from vara.tools.server_options import ServerOptions
 from vara.tools.vlm import OpenAIServer, encode_jpeg
 
 TEXT_QV = r".*text_model.*\.(q_proj|v_proj)"

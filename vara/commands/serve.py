@@ -23,7 +23,8 @@ from vara.commands.common import EXIT_ERROR, EXIT_OK
 from vara.errors import InputError
 
 if TYPE_CHECKING:
-    from vara.tools.vllm_server import ServerOptions, VLLMServer
+    from vara.tools.server_options import ServerOptions
+    from vara.tools.vllm_server import VLLMServer
 
 __all__ = ["add", "add_export"]
 
@@ -32,7 +33,7 @@ def _options(args: argparse.Namespace) -> ServerOptions:
     import dataclasses
 
     from vara.tools.lora import server_fields
-    from vara.tools.vllm_server import ServerOptions
+    from vara.tools.server_options import ServerOptions
 
     fields = {"host": args.host, "port": args.port, "max_images": args.max_images}
     if args.max_model_len:
@@ -53,7 +54,7 @@ def _gpus(args: argparse.Namespace) -> tuple[str, ...]:
 
     import torch
 
-    from vara.tools.vllm_server import visible_gpus
+    from vara.tools.server_options import visible_gpus
 
     return visible_gpus(os.environ, torch.cuda.device_count())
 
@@ -68,7 +69,8 @@ def replica_logs(log: str, n: int) -> list[Path]:
 
 def build_servers(args: argparse.Namespace) -> list[VLLMServer]:
     """One VLLMServer per replica: consecutive ports, a GPU each where several are visible."""
-    from vara.tools.vllm_server import VLLMServer, replica_options
+    from vara.tools.server_options import replica_options
+    from vara.tools.vllm_server import VLLMServer
 
     try:
         options = replica_options(_options(args), args.replicas, _gpus(args))
