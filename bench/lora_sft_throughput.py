@@ -92,8 +92,9 @@ from finetune_throughput import (
 
 from vara.finetune import common, loop, lvlm_sft
 from vara.finetune.config import load_config
-from vara.finetune.lvlm_sft import SftCollate, SftConfig
+from vara.finetune.lvlm_sft import SftConfig
 from vara.finetune.recipes import resolve_config
+from vara.finetune.sft_collate import SftCollate
 from vara.prompts.loader import load_labelset, load_prompt
 from vara.testing import build_tiny_vlm
 from vara.testing.synth_classes import write_class_set

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from vara.cli import main as cli
-from vara.finetune.lvlm_sft import Example, SftCollate
+from vara.finetune.sft_collate import Example, SftCollate
 from vara.finetune.sft_targets import from_teacher
 from vara.prompts.loader import load_labelset, load_prompt
 from vara.records import read_jsonl
