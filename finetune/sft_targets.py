@@ -28,7 +28,7 @@ from typing import Any
 from vara.errors import ConfigError, InputError
 from vara.prompts.loader import load_prompt
 from vara.records import read_jsonl, write_jsonl_atomic
-from vara.tools.datasets import _read_records
+from vara.tools.manifest_file import read_records
 from vara.tools.reason import AnswerInvalid, answer_schema, parse_answer, validate_json
 from vara.tools.turns import chat_turns
 from vara.types import Clip, LabelSet
@@ -75,7 +75,7 @@ def _runs(text: str) -> str:
 
 def _read_column(manifest: Path, name: str) -> dict[tuple[str, float | None, float | None], Any]:
     """(resolved video, start, end) -> the row's ``name`` value; {} without that column."""
-    columns, records = _read_records(manifest, manifest.read_bytes())
+    columns, records = read_records(manifest, manifest.read_bytes())
     if name not in columns:
         return {}
     base = manifest.resolve().parent

@@ -35,7 +35,8 @@ ignored, except one that looks like a misspelt missing column (``strat_s``), an 
 
 Videos are relative to the manifest's folder (or ``root``) unless absolute; every video is
 probed once up front. Every problem raises ``InputError`` naming the file, the line and the
-fix; no row is ever dropped. Times past a video's end are cut to it (a warning when they
+fix (the file's rows and columns are read and checked by ``tools.manifest_file``); no row is
+ever dropped. Times past a video's end are cut to it (a warning when they
 overshoot by more than one frame; annotation exports often round up); a start at or after
 the end is an error. Single-label sets need exactly one label per clip or window.
 
@@ -47,12 +48,9 @@ Example::
 
 from __future__ import annotations
 
-import csv
 import dataclasses
 import difflib
 import hashlib
-import io
-import json
 import logging
 import math
 from collections.abc import Mapping, Sequence
@@ -61,6 +59,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from vara.errors import InputError, VideoError
+from vara.tools.manifest_file import check_columns, read_records, row_error
 from vara.tools.video import probe
 from vara.tools.window_rule import single_window_label, window_labels
 from vara.tools.windows import make_windows
@@ -69,7 +68,6 @@ from vara.types import Clip, LabelSet, VideoInfo
 __all__ = ["Dataset", "detect_format", "load_dataset"]
 
 Format = Literal["auto", "clips", "intervals"]
-_KNOWN = ("video", "path", "label", "labels", "start_s", "end_s")
 
 log = logging.getLogger(__name__)
 
@@ -127,12 +125,12 @@ def load_dataset(
             f"min_overlap must be in [0, 1) (0.5 = more than half), got {min_overlap!r}"
         )
     raw = src.read_bytes()
-    columns, records = _read_records(src, raw)
+    columns, records = read_records(src, raw)
     fmt = detect_format(columns) if format == "auto" else format
     base = Path(root).resolve() if root is not None else src.resolve().parent
     if not base.is_dir():
         raise InputError(f"root {str(base)!r} is not a directory")
-    reader = _Reader(src, labelset, base, _check_columns(src, columns, fmt), fmt)
+    reader = _Reader(src, labelset, base, check_columns(src, columns, fmt), fmt)
     rows = [reader.parse(line, rec) for line, rec in records]
     infos = _probe_all(src, rows)
     if fmt == "clips":
@@ -153,93 +151,6 @@ def load_dataset(
     )
 
 
-def _err(src: Path, line: int, msg: str) -> InputError:
-    return InputError(f"{src} line {line}: {msg}")
-
-
-def _read_records(src: Path, raw: bytes) -> tuple[list[str], list[tuple[int, dict[str, Any]]]]:
-    try:
-        text = raw.decode("utf-8-sig")
-    except UnicodeDecodeError as exc:
-        line = raw[: exc.start].count(b"\n") + 1
-        bad = raw[exc.start : exc.start + 4]
-        raise InputError(
-            f"{src} line {line}: not UTF-8 text (byte {bad[:1]!r} in {bad!r}: {exc.reason}); "
-            "save the file as UTF-8"
-        ) from None
-    columns, records = (
-        _read_csv(src, text) if src.suffix.lower() == ".csv" else _read_jsonl(src, text)
-    )
-    if not records:
-        raise InputError(f"{src}: no rows; a manifest needs at least one clip or video")
-    return columns, records
-
-
-def _read_csv(src: Path, text: str) -> tuple[list[str], list[tuple[int, dict[str, Any]]]]:
-    reader = csv.DictReader(io.StringIO(text, newline=""))
-    columns = [c.strip() for c in reader.fieldnames or ()]
-    dupes = sorted({c for c in columns if columns.count(c) > 1})
-    if dupes:
-        raise _err(src, 1, f"header repeats columns {dupes}; name each column once")
-    reader.fieldnames = columns
-    records = []
-    for rec in reader:
-        if None in rec:
-            raise _err(src, reader.line_num, "more fields than header columns (quote commas)")
-        if any(v is None for v in rec.values()):
-            raise _err(src, reader.line_num, f"fewer fields than the header's {len(columns)}")
-        records.append((reader.line_num, {k: v.strip() for k, v in rec.items()}))
-    return columns, records
-
-
-def _read_jsonl(src: Path, text: str) -> tuple[list[str], list[tuple[int, dict[str, Any]]]]:
-    columns: dict[str, None] = {}
-    records = []
-    for line, item in enumerate(text.splitlines(), 1):
-        if not item.strip():
-            continue
-        try:
-            rec = json.loads(item)
-        except json.JSONDecodeError as exc:
-            raise _err(src, line, f"invalid JSON ({exc.msg}); one JSON object per line") from None
-        if not isinstance(rec, dict):
-            raise _err(src, line, f"expected a JSON object, got {type(rec).__name__}")
-        columns.update(dict.fromkeys(rec))
-        records.append((line, rec))
-    return list(columns), records
-
-
-def _check_columns(src: Path, columns: Sequence[str], fmt: str) -> tuple[str, str]:
-    """The (video column, label column) to use; raises on missing or ambiguous columns."""
-    cols = set(columns)
-    unknown = [c for c in columns if c not in _KNOWN]
-
-    def missing(what: str, wanted: Sequence[str]) -> InputError:
-        close = [u for u in unknown if difflib.get_close_matches(u, wanted, 1, 0.7)]
-        hint = f"; rename {close[0]!r}" if close else ""
-        return InputError(f"{src}: no {what} column (found {list(columns)}){hint}")
-
-    for a, b in (("video", "path"), ("label", "labels")):
-        if a in cols and b in cols:
-            raise InputError(f"{src}: has both {a!r} and {b!r} columns; keep one")
-    if not cols & {"video", "path"}:
-        raise missing("'video' (or 'path')", ("video", "path"))
-    if not cols & {"label", "labels"}:
-        raise missing("'labels' (or 'label')", ("label", "labels"))
-    for t in ("start_s", "end_s"):
-        if t not in cols and (fmt == "intervals" or cols & {"start_s", "end_s"}):
-            raise missing(f"{t!r} (seconds)", (t,))
-    absent = [k for k in ("start_s", "end_s") if k not in cols]
-    for u in unknown:
-        near = difflib.get_close_matches(u, absent, 1, 0.7)
-        if near:
-            raise InputError(f"{src}: column {u!r} looks like {near[0]!r}; rename it")
-    if fmt == "intervals" and "label" not in cols:
-        raise InputError(f"{src}: interval annotations need a 'label' column (one label a row)")
-    video_col = "video" if "video" in cols else "path"
-    return video_col, "label" if "label" in cols else "labels"
-
-
 @dataclass(frozen=True)
 class _Reader:
     """Parses and validates one manifest row at a time (everything that needs no video)."""
@@ -251,7 +162,7 @@ class _Reader:
     fmt: str
 
     def err(self, line: int, msg: str) -> InputError:
-        return _err(self.src, line, msg)
+        return row_error(self.src, line, msg)
 
     def parse(self, line: int, rec: dict[str, Any]) -> _Row:
         video = rec.get(self.cols[0])

@@ -26,7 +26,8 @@ from pathlib import Path
 from typing import Any
 
 from vara.errors import InputError
-from vara.tools.datasets import Dataset, _read_records  # the manifest reader: same errors
+from vara.tools.datasets import Dataset
+from vara.tools.manifest_file import read_records  # the manifest reader: same errors
 from vara.tools.whole_videos import VideoRow, missing_videos_error, whole_video_dataset
 from vara.types import LabelSet
 
@@ -98,7 +99,7 @@ def _read(csv_path: str | Path) -> tuple[Path, bytes, list[tuple[int, dict[str, 
             "(label,youtube_id,time_start,time_end,split)"
         )
     raw = src.read_bytes()
-    columns, records = _read_records(src, raw)
+    columns, records = read_records(src, raw)
     absent = [c for c in _COLUMNS if c not in columns]
     if absent:
         hint = (
