@@ -21,6 +21,7 @@ from vara.errors import StructuredOutputError
 from vara.prompts.loader import PromptTemplate
 from vara.tools.chat import ChatModel, Message
 from vara.tools.evidence import check_evidence, sources_of
+from vara.tools.narrative import narrative_items, tags_text
 from vara.tools.reason import (
     AnswerInvalid,
     answer_schema,
@@ -29,7 +30,6 @@ from vara.tools.reason import (
     time_ref,
 )
 from vara.tools.turns import chat_turns
-from vara.tools.vocab import narrative_items, tags_text
 from vara.types import Clip, Prediction
 
 T = TypeVar("T")

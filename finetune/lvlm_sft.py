@@ -57,8 +57,8 @@ from vara.records import write_json_atomic
 from vara.tools.classifier_model import own_memory
 from vara.tools.frame_batches import frame_plan, iter_frame_batches
 from vara.tools.local_engine import model_source, not_loadable
+from vara.tools.narrative import narrative_items, span_text, tags_text
 from vara.tools.reason import AnswerInvalid, parse_tokens, time_ref, tokens_schema
-from vara.tools.vocab import narrative_items, span_text, tags_text
 from vara.types import Clip, LabelSet, SamplerSpec
 
 __all__ = ["ModelSpec", "SftConfig", "TeacherSpec", "run"]

@@ -19,8 +19,8 @@ import torch
 
 from vara.prompts.loader import PromptTemplate
 from vara.tools.local_engine import conversation
+from vara.tools.narrative import narrative_items
 from vara.tools.turns import chat_turns
-from vara.tools.vocab import narrative_items
 from vara.types import Clip, LabelSet
 
 __all__ = ["Example", "SftCollate"]

@@ -19,14 +19,13 @@ from vara.errors import InputError
 from vara.prompts.loader import load_labelset, load_prompt
 from vara.records import read_jsonl
 from vara.testing import ScriptedChatModel, write_test_video
+from vara.tools.narrative import merge_spans, span_text
 from vara.tools.reason import TAG_FIELDS, AnswerInvalid, parse_tokens, tokens_schema
 from vara.tools.vocab import (
     OTHER,
     build_vocabulary,
     load_vocabulary,
-    merge_spans,
     normalise,
-    span_text,
     vocab_schema,
     with_vocabulary,
     write_vocabulary,

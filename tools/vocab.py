@@ -21,8 +21,7 @@ constrained decoding on the server can only emit vocabulary tokens. The file is 
 (``format``/``version``) and its ``sha256`` covers everything but where it was built from,
 so the same tags with the same settings give the same hash anywhere.
 
-``merge_spans`` merges consecutive frames with identical tags into one span with its times,
-the shape of the narrative ("0.00-1.50 s: adult | squeeze bag | bag-valve mask | ...").
+The narrative a window's tags are shown as (spans, their text) is ``tools.narrative``'s.
 """
 
 from __future__ import annotations
@@ -45,22 +44,19 @@ from typing import Any
 from vara.errors import InputError
 from vara.prompts.loader import PromptTemplate
 from vara.records import write_json_atomic
-from vara.tools.reason import TAG_FIELDS, time_ref
+from vara.tools.reason import TAG_FIELDS
 from vara.types import LabelSet
 
 __all__ = [
     "FORMAT",
     "OTHER",
     "FieldVocab",
-    "Span",
     "TokenMapping",
     "Vocabulary",
     "build_vocabulary",
     "load_vocabulary",
-    "merge_spans",
     "normalise",
     "similarity",
-    "span_text",
     "synonym_map",
     "vocab_schema",
     "with_vocabulary",
@@ -353,71 +349,3 @@ def with_vocabulary(prompt: PromptTemplate, vocab: Vocabulary) -> PromptTemplate
     names the vocabulary too. For the strategy loader, where prompts are loaded."""
     combined = hashlib.sha256(f"{prompt.sha256}:{vocab.sha256}".encode()).hexdigest()
     return dataclasses.replace(prompt, schema=vocab_schema(prompt.schema, vocab), sha256=combined)
-
-
-@dataclass(frozen=True)
-class Span:
-    """Consecutive frames ``first_idx..last_idx`` (positions in the window) with equal tags."""
-
-    start_s: float
-    end_s: float
-    first_idx: int
-    last_idx: int
-    tags: dict[str, Any]
-
-
-def merge_spans(timestamps_s: Sequence[float], tags: Sequence[Mapping[str, Any]]) -> list[Span]:
-    """Frames in time order -> spans: a frame whose tags equal the previous one's extends its
-    span (its end time becomes this frame's time)."""
-    if len(timestamps_s) != len(tags):
-        raise ValueError(f"merge_spans: {len(timestamps_s)} times for {len(tags)} tag sets")
-    spans: list[Span] = []
-    for i, (t, frame) in enumerate(zip(timestamps_s, tags, strict=True)):
-        if spans and spans[-1].tags == dict(frame):
-            last = spans[-1]
-            spans[-1] = Span(last.start_s, float(t), last.first_idx, i, last.tags)
-        else:
-            spans.append(Span(float(t), float(t), i, i, dict(frame)))
-    return spans
-
-
-def span_text(tags: Mapping[str, Any]) -> str:
-    """A span's tags in TAG_FIELDS order, ``|``-separated, ``-`` for an empty field."""
-    parts = []
-    for field in TAG_FIELDS:
-        value = tags.get(field) or ""
-        text = ", ".join(value) if isinstance(value, list | tuple) else str(value)
-        parts.append(text or "-")
-    return " | ".join(parts)
-
-
-def tags_text(tags: Mapping[str, Any]) -> str:
-    """One frame's semantic tokens as the narrative prompt shows them (what a quote cites)."""
-    parts = []
-    for field in TAG_FIELDS:
-        value = tags.get(field) or ""
-        parts.append(f"{field}: {', '.join(value) if isinstance(value, list) else value}")
-    return "; ".join(parts)
-
-
-def narrative_items(
-    timestamps_s: Sequence[float], tags: Sequence[Mapping[str, Any]]
-) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
-    """What an answer prompt reads of a window's tags: ``frames`` (narrative.v1: one item per
-    frame, ``{ref, tags}``) and ``spans`` (narrative.v2: equal consecutive frames merged,
-    cited by their first frame's ref). The semantic-tokens graph and the tokens mode of
-    ``vara finetune lvlm_sft`` both render from these, so training reads what inference sends."""
-    frames = [
-        {"ref": time_ref(t), "tags": dict(g)} for t, g in zip(timestamps_s, tags, strict=True)
-    ]
-    spans = [
-        {
-            "ref": time_ref(s.start_s),
-            "start_s": s.start_s,
-            "end_s": s.end_s,
-            "tags": s.tags,
-            "text": span_text(s.tags),
-        }
-        for s in merge_spans(timestamps_s, tags)
-    ]
-    return frames, spans
