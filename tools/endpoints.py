@@ -4,7 +4,7 @@ A graph sees one client, as with one server: ``EndpointPool.complete`` builds th
 once (the model, or LoRA adapter, is addressed by name on every replica) and sends it to the
 replica with the fewest requests in flight (ties: the one asked least), so a slow replica
 gets less work without any tuning. A try that fails in a way another try may fix
-(``tools.vlm.RetryableError``) moves to another replica at once; a replica that looks gone
+(``tools.transport.RetryableError``) moves to another replica at once; a replica that looks gone
 or broken (refused, reset, 5xx) is taken out of rotation, and a watcher thread, alive only
 while some replica is out, checks it every ``health_interval_s`` (GET /models, listing the
 model) and puts it back. Backoff (``backoff_s``, doubling) applies only when every replica
@@ -34,15 +34,8 @@ from typing import Any
 from vara.config import Endpoint
 from vara.errors import ConfigError, EndpointError, EndpointUnreachable, InputError
 from vara.tools.chat import ChatModel, Completion, Message
-from vara.tools.vlm import (
-    RetryableError,
-    Transport,
-    chat_body,
-    gave_up,
-    only_served_model,
-    parse_completion,
-    served_identity,
-)
+from vara.tools.transport import RetryableError, Transport, gave_up
+from vara.tools.vlm import chat_completion, only_served_model, served_identity
 
 __all__ = ["EndpointPool", "EndpointStats", "connect", "endpoint_report", "merge_endpoint_reports"]
 
@@ -156,7 +149,8 @@ class EndpointPool:
         tools: list[dict[str, Any]] | None = None,
         tool_choice: str | None = None,
     ) -> Completion:
-        body = chat_body(
+        return chat_completion(
+            self._post,
             self.model_id,
             messages,
             json_schema=json_schema,
@@ -165,12 +159,9 @@ class EndpointPool:
             tools=tools,
             tool_choice=tool_choice,
         )
-        n_images = sum(len(m.images) for m in messages)
-        start = time.perf_counter()
-        reply, url = self._send(
-            "POST", "/chat/completions", json=body, n_images=n_images, record=True
-        )
-        return parse_completion(url, reply, self.model_id, time.perf_counter() - start)
+
+    def _post(self, body: dict[str, Any], n_images: int) -> tuple[dict[str, Any], str]:
+        return self._send("POST", "/chat/completions", json=body, n_images=n_images, record=True)
 
     def stats(self) -> tuple[EndpointStats, ...]:
         with self._lock:

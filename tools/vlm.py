@@ -10,9 +10,10 @@ not JSON) and 5xx are retried with exponential backoff within ``max_retries``; e
 else maps to an ``EndpointError`` that says which URL failed and which flag or option fixes
 it. Only a server that cannot be connected to at all is ``EndpointUnreachable`` (the run
 stops: nothing can finish); any other failure fails its window alone.
-``Transport`` makes ONE try of one request against one server and says whether another try
-may help (``RetryableError``); ``OpenAIServer`` retries on its one server, and
-``vara.tools.endpoints.EndpointPool`` on the next of several replicas.
+``vara.tools.transport.Transport`` makes ONE try of one request against one server and says
+whether another try may help (``RetryableError``); ``OpenAIServer`` retries on its one
+server, and ``vara.tools.endpoints.EndpointPool`` on the next of several replicas. Both
+build, send and parse a completion through ``chat_completion``.
 """
 
 from __future__ import annotations
@@ -20,13 +21,10 @@ from __future__ import annotations
 import base64
 import io
 import json
-import re
-import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
-import httpx
 import numpy as np
 from PIL import Image
 
@@ -38,16 +36,15 @@ from vara.tools.chat import (
     ToolCall,
     weights_fingerprint,
 )
+from vara.tools.transport import RetryableError, Transport, gave_up
 
 __all__ = [
     "OpenAIServer",
     "EndpointUnreachable",
-    "RetryableError",
-    "Transport",
     "chat_body",
+    "chat_completion",
     "decoding_schema",
     "encode_jpeg",
-    "gave_up",
     "only_served_model",
     "parse_completion",
     "parse_tool_calls",
@@ -56,12 +53,10 @@ __all__ = [
     "tool_request",
 ]
 
-_RETRY_STATUS = {500, 502, 503, 504}
 # Keywords vLLM's xgrammar backend refuses (HTTP 400) rather than ignores. They are dropped
 # from the schema sent for decoding only; tools.reason still validates the answer against
 # the full schema, so e.g. a repeated label is caught and re-asked, never accepted.
 _UNDECODABLE = ("uniqueItems", "contains", "minContains", "maxContains")
-_IMAGE_LIMIT = re.compile(r"at most (\d+) image", re.IGNORECASE)
 
 
 def encode_jpeg(frame: np.ndarray, quality: int = 90) -> str:
@@ -186,73 +181,6 @@ def _arguments(text: Any) -> tuple[dict[str, Any], str | None]:
     return args, None
 
 
-class RetryableError(EndpointError):
-    """One try failed in a way another try may fix: no connection, a timeout, a connection
-    broken mid-reply, 5xx, or a 200 whose body is not JSON. ``cause`` is what failed (the
-    httpx exception, or an EndpointError describing the reply); ``server_down`` says the
-    server looks gone or broken (refused, reset, 5xx) rather than slow or cut short by a
-    proxy, so a pool takes that replica out until it answers again."""
-
-    def __init__(self, cause: Exception, *, server_down: bool):
-        super().__init__(str(cause))
-        self.cause = cause
-        self.server_down = server_down
-
-    @property
-    def refused(self) -> bool:
-        """Nothing accepted the connection: the server is not running (or the URL is wrong)."""
-        return isinstance(self.cause, httpx.ConnectError)
-
-
-class Transport:
-    """One server's connections and in-flight cap; ``send`` makes ONE try of one request."""
-
-    def __init__(self, url: str, *, api_key: str, timeout_s: float, max_concurrency: int):
-        self.url = url.rstrip("/")
-        self._client = httpx.Client(
-            base_url=self.url,
-            timeout=httpx.Timeout(timeout_s, connect=min(10.0, timeout_s)),
-            headers={"Authorization": f"Bearer {api_key}"},
-            limits=httpx.Limits(max_connections=max_concurrency),
-        )
-        self._slots = threading.BoundedSemaphore(max_concurrency)
-
-    def send(self, method: str, path: str, *, n_images: int = 0, **kw: Any) -> dict[str, Any]:
-        """The JSON reply; ``RetryableError`` for what a retry can fix, ``EndpointError`` for
-        any other error reply."""
-        with self._slots:
-            try:
-                resp = self._client.request(method, path, **kw)
-            except httpx.TransportError as exc:  # refused, reset, timed out: worth a retry
-                slow = isinstance(exc, httpx.TimeoutException)
-                raise RetryableError(exc, server_down=not slow) from None
-        if resp.status_code in _RETRY_STATUS:
-            error = EndpointError(_describe(self.url, resp, n_images))
-            raise RetryableError(error, server_down=True)
-        if resp.status_code >= 400:
-            raise EndpointError(_describe(self.url, resp, n_images))
-        try:
-            return resp.json()
-        except ValueError:
-            error = EndpointError(
-                f"server {self.url}{path} replied with non-JSON (cut short?): {resp.text[:120]!r}"
-            )
-            raise RetryableError(error, server_down=False) from None
-
-    def serves(self, model_id: str | None, timeout_s: float) -> bool:
-        """A health check: GET /models answers and lists ``model_id`` (a LoRA adapter is
-        listed by its name), so a replica restarted without the adapter stays out."""
-        try:
-            resp = self._client.get("/models", timeout=timeout_s)
-            ids = [card.get("id") for card in resp.json().get("data", [])]
-        except (httpx.HTTPError, RuntimeError, ValueError, AttributeError):
-            return False  # RuntimeError: the pool closed this client meanwhile
-        return resp.status_code == 200 and (model_id is None or model_id in ids)
-
-    def close(self) -> None:
-        self._client.close()
-
-
 class OpenAIServer:
     """A ChatModel backed by one OpenAI-compatible server (vLLM)."""
 
@@ -296,7 +224,8 @@ class OpenAIServer:
         tools: list[dict[str, Any]] | None = None,
         tool_choice: str | None = None,
     ) -> Completion:
-        body = chat_body(
+        return chat_completion(
+            self._post,
             self.model_id,
             messages,
             json_schema=json_schema,
@@ -305,10 +234,10 @@ class OpenAIServer:
             tools=tools,
             tool_choice=tool_choice,
         )
-        n_images = sum(len(m.images) for m in messages)
-        start = time.perf_counter()
+
+    def _post(self, body: dict[str, Any], n_images: int) -> tuple[dict[str, Any], str]:
         reply = self._request("POST", "/chat/completions", json=body, n_images=n_images)
-        return parse_completion(self.url, reply, self.model_id, time.perf_counter() - start)
+        return reply, self.url
 
     def _request(self, method: str, path: str, *, n_images: int = 0, **kw: Any) -> dict[str, Any]:
         """One request, retried with backoff on what a retry can fix (``RetryableError``);
@@ -347,6 +276,22 @@ def served_identity(models: dict[str, Any], model_id: str) -> str:
     return "vllm:" + json.dumps(parts, sort_keys=True)
 
 
+def chat_completion(
+    send: Callable[[dict[str, Any], int], tuple[dict[str, Any], str]],
+    model_id: str,
+    messages: Sequence[Message],
+    **options: Any,
+) -> Completion:
+    """One chat completion: the body built from ``messages`` and ``options`` (``chat_body``),
+    sent by ``send(body, n_images)`` (one server's retries, or a pool's failover) which gives
+    back the reply and the URL that answered, timed and parsed."""
+    body = chat_body(model_id, messages, **options)
+    n_images = sum(len(m.images) for m in messages)
+    start = time.perf_counter()
+    reply, url = send(body, n_images)
+    return parse_completion(url, reply, model_id, time.perf_counter() - start)
+
+
 def parse_completion(url: str, reply: dict[str, Any], model_id: str, latency_s: float):
     """A /chat/completions reply as a ``Completion``; a reply without a message is an error."""
     try:
@@ -367,54 +312,3 @@ def parse_completion(url: str, reply: dict[str, Any], model_id: str, latency_s: 
         completion_tokens=usage.get("completion_tokens"),
         tool_calls=parse_tool_calls(message),
     )
-
-
-def gave_up(url: str, last: Exception | None, tries: int) -> EndpointError:
-    """The error for a request whose every try failed: a run stops only when no server
-    answers at all (nothing else can finish); otherwise the window fails alone."""
-    retries = "raise vlm.max_retries / llm.max_retries (e.g. --set vlm.max_retries=6)"
-    if isinstance(last, httpx.TimeoutException):
-        return EndpointError(
-            f"server {url} did not answer within the timeout ({tries} tries); raise "
-            f"timeout_s (e.g. vlm.timeout_s=600) or lower frames/concurrency"
-        )
-    if isinstance(last, EndpointError):
-        return EndpointError(f"{last} (after {tries} tries; {retries})")
-    if isinstance(last, httpx.ConnectError):
-        return EndpointUnreachable(
-            f"cannot reach a model server at {url} ({type(last).__name__}); start "
-            f"one (`vara serve MODEL`, or `vllm serve MODEL`) or fix --vlm-url/--llm-url"
-        )
-    return EndpointError(
-        f"server {url}: the connection broke before the reply was complete "
-        f"({type(last).__name__}: {last}) in all {tries} tries; check the server and any "
-        f"proxy in between, or {retries}"
-    )
-
-
-def _describe(url: str, resp: httpx.Response, n_images: int) -> str:
-    """One line for an HTTP error reply, with the fix where the cause is known."""
-    try:
-        detail = resp.json()
-        msg = detail.get("error", {}).get("message") or detail.get("message") or str(detail)
-    except ValueError:
-        msg = resp.text
-    msg = " ".join(str(msg).split())[:300]
-    m = _IMAGE_LIMIT.search(msg)
-    if m:
-        return (
-            f"server {url} accepts at most {m.group(1)} images per prompt but the request had "
-            f"{n_images}; restart vLLM with --limit-mm-per-prompt '{{\"image\": {n_images}}}' "
-            f"or send fewer frames (sampler.n_frames / frames_per_caption)"
-        )
-    if "maximum context length" in msg or "max_model_len" in msg or "too long" in msg:
-        return (
-            f"server {url}: the prompt ({n_images} images) does not fit the model's context "
-            f"({msg}); restart vLLM with a larger --max-model-len, or send fewer/smaller "
-            f"frames (--frames / --max-side, i.e. sampler.n_frames / sampler.max_side) or, for "
-            f"a reasoning prompt, fewer or shorter captions (frames_per_caption, "
-            f"generation.caption_max_tokens)"
-        )
-    if resp.status_code == 404 and "model" in msg.lower():
-        return f"server {url}: {msg}; check --vlm-model/--llm-model against GET {url}/models"
-    return f"server {url} answered HTTP {resp.status_code}: {msg}"
