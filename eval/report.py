@@ -31,7 +31,7 @@ from vara.eval.report_cards import add_thumbnails, select_cards
 from vara.eval.report_html import Plot, Report, Table, render_html
 from vara.eval.report_md import render_markdown
 from vara.eval.robustness import robustness_png, robustness_table
-from vara.records import read_jsonl
+from vara.records import read_records
 from vara.types import Clip, Failure, Prediction
 
 __all__ = ["RunResult", "build_report", "find_runs", "load_run", "metrics_table", "write_report"]
@@ -80,20 +80,6 @@ class RunResult:
         return str(self.run_info.get("strategy") or self.path.name)
 
 
-def _read_records(path: Path, cls: type) -> list[Any]:
-    """Records of a JSONL file as ``cls``; an unreadable record is an InputError naming it."""
-    rows = read_jsonl(path)
-    out = []
-    for n, row in enumerate(rows, start=1):
-        try:
-            out.append(cls.from_dict(row))
-        except (ValueError, TypeError, KeyError, AttributeError) as exc:
-            raise InputError(
-                f"{path}: record {n} is not a {cls.__name__} ({exc}); {_FIX}"
-            ) from None
-    return out
-
-
 def _read_results(run_dir: Path) -> dict[str, Any]:
     path = run_dir / "results.json"
     if not path.is_file():
@@ -118,9 +104,9 @@ def load_run(run_dir: str | Path) -> RunResult:
     results = _read_results(run_dir)
     if not (run_dir / "clips.jsonl").is_file():
         raise InputError(f"{run_dir} has no clips.jsonl: {_FIX}")
-    clips = _read_records(run_dir / "clips.jsonl", Clip)
-    preds = _read_records(run_dir / "predictions.jsonl", Prediction)
-    failures = _read_records(run_dir / "failures.jsonl", Failure)
+    clips = read_records(run_dir / "clips.jsonl", Clip, _FIX)
+    preds = read_records(run_dir / "predictions.jsonl", Prediction, _FIX)
+    failures = read_records(run_dir / "failures.jsonl", Failure, _FIX)
     if not (run_dir / "failures.jsonl").exists():  # older runs: only results.json lists them
         failures = [Failure.from_dict(f) for f in (results["run_info"] or {}).get("failures", [])]
     return RunResult(

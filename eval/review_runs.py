@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from vara.errors import InputError
-from vara.records import read_jsonl
+from vara.records import read_records
 from vara.types import Clip, Failure, LabelSet, PixelSpec, Prediction, SamplerSpec, Timeline
 
 __all__ = ["ReviewRun", "find_review_runs", "load_review_run", "locate_video", "run_names"]
@@ -61,18 +61,6 @@ def locate_video(video: str, run: ReviewRun) -> Path:
         if base is not None and (base / path).exists():
             return (base / path).resolve()
     return path.resolve()
-
-
-def _read(path: Path, cls: type) -> list[Any]:
-    out = []
-    for n, row in enumerate(read_jsonl(path), start=1):
-        try:
-            out.append(cls.from_dict(row))
-        except (ValueError, TypeError, KeyError, AttributeError) as exc:
-            raise InputError(
-                f"{path}: record {n} is not a {cls.__name__} ({exc}); {_FIX}"
-            ) from None
-    return out
 
 
 def _json(path: Path) -> dict[str, Any]:
@@ -128,7 +116,7 @@ def _video_keys(run_dir: Path, preds: Iterable[Prediction]) -> dict[str, str]:
 
 def _windows(run_dir: Path, preds: dict[str, Prediction], fails: dict[str, Failure]) -> list:
     if (run_dir / "clips.jsonl").is_file():
-        return _read(run_dir / "clips.jsonl", Clip)
+        return read_records(run_dir / "clips.jsonl", Clip, _FIX)
     clips = {p.clip_id: Clip(p.clip_id, p.video, p.start_s, p.end_s) for p in preds.values()}
     keys = _video_keys(run_dir, preds.values())
     for item in fails:
@@ -147,8 +135,8 @@ def load_review_run(run_dir: str | Path) -> ReviewRun:
     labelset = LabelSet.from_dict(info["labelset"])
     config = info.get("config") or {}
     sampler = SamplerSpec.from_dict(config["sampler"]) if config.get("sampler") else None
-    preds = {p.clip_id: p for p in _read(run_dir / "predictions.jsonl", Prediction)}
-    fails = {f.item: f for f in _read(run_dir / "failures.jsonl", Failure)}
+    preds = {p.clip_id: p for p in read_records(run_dir / "predictions.jsonl", Prediction, _FIX)}
+    fails = {f.item: f for f in read_records(run_dir / "failures.jsonl", Failure, _FIX)}
     windows = _windows(run_dir, preds, fails)
     timelines: list[Timeline] = []
     if (run_dir / "timeline.json").is_file():

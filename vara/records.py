@@ -21,6 +21,7 @@ __all__ = [
     "JsonlWriter",
     "iter_jsonl",
     "read_jsonl",
+    "read_records",
     "repair_jsonl",
     "write_json_atomic",
     "write_jsonl_atomic",
@@ -56,6 +57,18 @@ class JsonlWriter:
 def read_jsonl(path: str | Path) -> list[dict[str, Any]]:
     """Complete records of a JSONL file; a torn last line (no newline) is ignored."""
     return list(iter_jsonl(path))
+
+
+def read_records(path: str | Path, cls: type, fix: str) -> list[Any]:
+    """The records of a JSONL file as ``cls`` (``cls.from_dict``); one that does not read is
+    an InputError naming the file, the record's number and ``fix``."""
+    out = []
+    for n, row in enumerate(read_jsonl(path), start=1):
+        try:
+            out.append(cls.from_dict(row))
+        except (ValueError, TypeError, KeyError, AttributeError) as exc:
+            raise InputError(f"{path}: record {n} is not a {cls.__name__} ({exc}); {fix}") from None
+    return out
 
 
 def iter_jsonl(path: str | Path) -> Iterator[dict[str, Any]]:
