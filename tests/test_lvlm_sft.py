@@ -259,8 +259,12 @@ class ColourTagger:
 
 
 def _colour(frame: np.ndarray) -> str:
-    bright = frame.reshape(-1, 3)[frame.max(-1).reshape(-1) > 150]
-    return ("red bars", "green squares", "blue bars")[int(bright.mean(0).argmax())]
+    """The class colour of the frame's bright pixels (of all pixels in a frame with none: a
+    dark frame was read as "red bars" by the argmax of an empty mean's NaNs)."""
+    pixels = frame.reshape(-1, 3)
+    bright = pixels[pixels.max(-1) > 150]
+    colour = (bright if len(bright) else pixels).mean(0)
+    return ("red bars", "green squares", "blue bars")[int(colour.argmax())]
 
 
 @pytest.fixture(scope="module")
