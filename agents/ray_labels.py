@@ -21,7 +21,8 @@ Resume is the local run's: the driver sends only windows not in predictions.json
 Workers reach the models the strategy names (``vlm.url`` replicas: give each node's
 servers, or a load balancer's URL); a video path that is relative is read from the driver's
 working directory, so across machines give absolute paths on a shared file system.
-run.json's stats count ``ray_tasks``, ``ray_tasks_lost`` and ``ray_duplicates_dropped``, and
+run.json's stats count ``ray_tasks``, ``ray_tasks_lost`` and ``ray_duplicates_dropped`` (the
+last two where any happened), and
 its ``endpoints`` merge the workers' per-replica counters (``merge_endpoint_reports``).
 """
 
@@ -50,7 +51,7 @@ from vara.tools.cache import CaptionCache
 from vara.tools.endpoints import endpoint_report, merge_endpoint_reports
 from vara.types import Failure, LabelSet
 
-__all__ = ["RunSpec", "label_on_ray"]
+__all__ = ["RunSpec", "label_on_ray", "ray_cluster"]
 
 ATTEMPTS = 3  # tasks per video before its remaining windows are failures
 
@@ -149,9 +150,10 @@ def _roles(ctx: Any) -> dict[str, Any]:
 
 
 @contextmanager
-def _cluster(address: str | None):
+def ray_cluster(address: str | None):
     """Ray, connected: to ``address`` ("auto": the running cluster; ray://HOST:PORT), else to
-    $RAY_ADDRESS or a new local cluster; a cluster started here is shut down after."""
+    $RAY_ADDRESS or a new local cluster; a cluster started here is shut down after. A cluster
+    that cannot be reached is a ``ConfigError`` naming the address and the fix."""
     try:
         import ray
     except ImportError:
@@ -160,7 +162,16 @@ def _cluster(address: str | None):
         ) from None
     started = not ray.is_initialized()
     if started:
-        ray.init(address=address, log_to_driver=False, configure_logging=False)
+        try:
+            ray.init(address=address, configure_logging=False)
+        except (ConnectionError, ValueError, RuntimeError, TimeoutError) as exc:
+            where = f"at {address!r}" if address else "($RAY_ADDRESS or a new local one)"
+            first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+            raise ConfigError(
+                f"--ray: no Ray cluster {where} ({type(exc).__name__}: {first[:200]}); start "
+                "one with `ray start --head` and pass --ray auto, or give --ray alone for a "
+                "local cluster (docs/scale.md)"
+            ) from None
     try:
         yield ray
     finally:
@@ -189,59 +200,60 @@ def label_on_ray(
     loops: Sequence[WindowLoop],
     specs: Sequence[RunSpec],
     plans: Sequence[VideoPlan],
-    address: str | None,
     *,
     parallel: int | None = None,
     attempts: int = ATTEMPTS,
 ) -> None:
-    """Label ``plans`` for each run (``loops[i]`` with ``specs[i]``) on Ray; each loop's sink,
-    failures, stats, abort and bar are updated here as if it had run locally."""
-    with _cluster(address) as ray:
-        remote = ray.remote(num_cpus=1, max_retries=0)(label_video)
-        width = parallel or max(1, int(ray.cluster_resources().get("CPU", 1)))
-        written = [set(loop.done) for loop in loops]
-        reports: list[dict[int, dict]] = [{} for _ in loops]  # per run: worker pid -> latest
-        results: queue.Queue = queue.Queue()
-        todo = [
-            VideoJob(i, specs[i], replace(p, clips=clips), os.getcwd())
-            for p in plans
-            for i, loop in enumerate(loops)
-            if (clips := tuple(c for c in p.clips if c.clip_id not in loop.done))
-        ]
-        with ThreadPoolExecutor(max_workers=width, thread_name_prefix="vara-ray") as pool:
-            running = 0
-            while todo or running:
-                while todo and running < width:
-                    job = todo.pop(0)
-                    if loops[job.run].abort is None:
-                        pool.submit(_stream, ray, remote, _Task(job), results)
-                        loops[job.run].ctx.stats.add(ray_tasks=1)
-                        running += 1
-                if not running:
-                    break
-                task, (kind, value) = results.get()
-                loop = loops[task.job.run]
-                if kind == "prediction":
-                    task.received.add(value["clip_id"])
-                    _write(loop, written[task.job.run], value)
-                elif kind == "failure":
-                    task.received.add(value["item"])
-                    loop.failures.append(Failure.from_dict(value))
-                    loop.bar.update(1)
-                elif kind == "abort":
-                    loop.abort = loop.abort or EndpointUnreachable(value)
-                elif kind == "endpoints":
-                    reports[task.job.run][value["pid"]] = value["report"]
-                elif kind == "stats":
-                    loop.ctx.stats.add(**value)
-                elif kind == "lost":
-                    running -= 1
-                    loop.ctx.stats.add(ray_tasks_lost=1)
-                    todo.extend(_redo(task, value, loop, attempts))
-                elif kind == "done":
-                    running -= 1
-        for loop, by_pid in zip(loops, reports, strict=True):
-            loop.endpoints = merge_endpoint_reports(list(by_pid.values()))
+    """Label ``plans`` for each run (``loops[i]`` with ``specs[i]``) on the Ray cluster this
+    process is connected to (``ray_cluster``); each loop's sink, failures, stats, abort and bar
+    are updated here as if it had run locally."""
+    import ray
+
+    remote = ray.remote(num_cpus=1, max_retries=0)(label_video)
+    width = parallel or max(1, int(ray.cluster_resources().get("CPU", 1)))
+    written = [set(loop.done) for loop in loops]
+    reports: list[dict[int, dict]] = [{} for _ in loops]  # per run: worker pid -> latest
+    results: queue.Queue = queue.Queue()
+    todo = [
+        VideoJob(i, specs[i], replace(p, clips=clips), os.getcwd())
+        for p in plans
+        for i, loop in enumerate(loops)
+        if (clips := tuple(c for c in p.clips if c.clip_id not in loop.done))
+    ]
+    with ThreadPoolExecutor(max_workers=width, thread_name_prefix="vara-ray") as pool:
+        running = 0
+        while todo or running:
+            while todo and running < width:
+                job = todo.pop(0)
+                if loops[job.run].abort is None:
+                    pool.submit(_stream, ray, remote, _Task(job), results)
+                    loops[job.run].ctx.stats.add(ray_tasks=1)
+                    running += 1
+            if not running:
+                break
+            task, (kind, value) = results.get()
+            loop = loops[task.job.run]
+            if kind == "prediction":
+                task.received.add(value["clip_id"])
+                _write(loop, written[task.job.run], value)
+            elif kind == "failure":
+                task.received.add(value["item"])
+                loop.failures.append(Failure.from_dict(value))
+                loop.bar.update(1)
+            elif kind == "abort":
+                loop.abort = loop.abort or EndpointUnreachable(value)
+            elif kind == "endpoints":
+                reports[task.job.run][value["pid"]] = value["report"]
+            elif kind == "stats":
+                loop.ctx.stats.add(**value)
+            elif kind == "lost":
+                running -= 1
+                loop.ctx.stats.add(ray_tasks_lost=1)
+                todo.extend(_redo(task, value, loop, attempts))
+            elif kind == "done":
+                running -= 1
+    for loop, by_pid in zip(loops, reports, strict=True):
+        loop.endpoints = merge_endpoint_reports(list(by_pid.values()))
 
 
 def _write(loop: WindowLoop, written: set[str], record: dict[str, Any]) -> None:

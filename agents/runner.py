@@ -27,6 +27,7 @@ from __future__ import annotations
 import sys
 import time
 from collections.abc import Callable, Sequence
+from contextlib import ExitStack
 from pathlib import Path
 from typing import Any
 
@@ -224,28 +225,44 @@ def run_clips_together(
     if not all(stores[0].shares_decoding(other) for other in stores):
         names = ", ".join(s.ctx.strategy.name for s in sessions)
         raise ValueError(f"run_clips_together: {names} sample differently; run them apart")
-    started: list[_Session] = []
-    finished = False
-    try:
-        for i, session in enumerate(sessions):
-            where = None if len(sessions) == 1 else i  # one bar per run, stacked
-            session.start(on_start, progress, where, load=ray is None)
-            started.append(session)
-        if ray is None:
-            label_videos([s.run for s in sessions], sessions[0].plans)
-        else:
-            _label_on_ray(sessions, ray)
-        finished = True
-    finally:
-        summaries = [s.finish(s.run.status if finished else "interrupted") for s in started]
+    with ExitStack() as stack:
+        if ray is not None:  # connected once every out dir's checks passed, before any file
+            from vara.agents.ray_labels import ray_cluster  # Ray is an optional extra
+
+            stack.enter_context(ray_cluster(None if ray == "local" else ray))
+        summaries = _label_all(sessions, on_start, progress, ray is not None)
     for session, summary in zip(sessions, summaries, strict=True):
         if session.run.abort:
             raise RunAborted(session.run.abort, summary) from session.run.abort
     return summaries
 
 
-def _label_on_ray(sessions: Sequence[_Session], address: str) -> None:
-    from vara.agents.ray_labels import RunSpec, label_on_ray  # Ray is an optional extra
+def _label_all(
+    sessions: Sequence[_Session],
+    on_start: Callable[[Path], None] | None,
+    progress: bool,
+    on_ray: bool,
+) -> list[RunSummary]:
+    """Start every session, label the videos (here or on Ray), finish each session."""
+    started: list[_Session] = []
+    finished = False
+    try:
+        for i, session in enumerate(sessions):
+            where = None if len(sessions) == 1 else i  # one bar per run, stacked
+            session.start(on_start, progress, where, load=not on_ray)
+            started.append(session)
+        if on_ray:
+            _label_on_ray(sessions)
+        else:
+            label_videos([s.run for s in sessions], sessions[0].plans)
+        finished = True
+    finally:
+        summaries = [s.finish(s.run.status if finished else "interrupted") for s in started]
+    return summaries
+
+
+def _label_on_ray(sessions: Sequence[_Session]) -> None:
+    from vara.agents.ray_labels import RunSpec, label_on_ray
 
     specs = [
         RunSpec(
@@ -256,8 +273,7 @@ def _label_on_ray(sessions: Sequence[_Session], address: str) -> None:
         )
         for s in sessions
     ]
-    where = None if address == "local" else address
-    label_on_ray([s.run for s in sessions], specs, sessions[0].plans, where)
+    label_on_ray([s.run for s in sessions], specs, sessions[0].plans)
 
 
 def _bar(name: str, total: int, todo: int, progress: bool, position: int | None) -> tqdm:

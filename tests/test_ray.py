@@ -123,3 +123,14 @@ def test_a_ray_worker_killed_mid_run_has_its_windows_redone_once(
     assert stats["ray_tasks_lost"] >= 1  # the kill hit a task mid-video...
     assert stats["ray_tasks"] == 7 + stats["ray_tasks_lost"]  # ...whose rest ran as a new task
     assert "60 predicted now, 0 resumed, 0 failed" in stdout
+
+
+def test_a_ray_address_that_answers_nothing_is_one_line_and_leaves_no_out_dir(
+    vllm_server, shared_videos, tmp_path
+):
+    out = tmp_path / "never"
+    r = vara(*_args(shared_videos / "tai_chi.mp4", vllm_server.url, out, "--ray", "foo"))
+    assert r.returncode == 2, r.stderr[-2000:]
+    [line] = [x for x in r.stderr.splitlines() if x.startswith("error:")]
+    assert "--ray: no Ray cluster at 'foo'" in line and "ray start --head" in line
+    assert "Traceback" not in r.stderr and not out.exists()
