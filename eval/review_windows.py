@@ -4,7 +4,9 @@
 true labels) into the page's compact JSON record. ``Truth`` is the ground truth per window:
 from ``--truth MANIFEST`` (read by ``tools.datasets.load_dataset`` with each run's own
 window length and overlap, so a window's truth is what ``vara eval`` would score it against)
-or from the clips.jsonl of ``vara eval`` dirs; the truth lane merges a label's true windows.
+or from the clips.jsonl of ``vara eval`` dirs; a run's window takes the truth of the window
+with its bounds, or of the one true clip that holds it (a manifest of trimmed clips); the
+truth lane merges a label's true windows.
 """
 
 from __future__ import annotations
@@ -58,6 +60,17 @@ class Truth:
                     windows[_key(locate_video(clip.video, run), clip)] = run.truth[clip.clip_id]
         return cls(windows)
 
+    def of_window(self, video: Path, clip: Clip) -> tuple[str, ...] | None:
+        """The true labels of a run's window: the truth's window with the same bounds, else
+        the one true clip of the video that holds it (a clip manifest of trimmed videos: each
+        video one labelled clip, the run's windows inside it); None when neither is known."""
+        exact = self.windows.get(_key(video, clip))
+        if exact is not None:
+            return exact
+        a, b, where = round(clip.start_s, 2), round(clip.end_s, 2), str(video)
+        holding = [v for (p, s, e), v in self.windows.items() if p == where and s <= a and b <= e]
+        return holding[0] if len(holding) == 1 else None
+
     def lane(self, video: Path, labels: Sequence[str]) -> dict[str, list[list[float]]] | None:
         """Per label, its true windows of ``video`` merged where they overlap or touch; None
         when the truth does not cover the video (no lane rather than an empty one)."""
@@ -81,7 +94,7 @@ def truth_windows(
     """clip_id -> true labels, for the clips the truth knows."""
     if not truth:
         return {}
-    got = {c.clip_id: truth.windows.get(_key(video, c)) for c in clips}
+    got = {c.clip_id: truth.of_window(video, c) for c in clips}
     return {k: v for k, v in got.items() if v is not None}
 
 

@@ -321,3 +321,19 @@ def test_the_page_in_chromium_seeks_shows_escapes_and_exports(site, tmp_path):
     assert data["truth_source"] == "clips.jsonl" and data["runs"][0]["name"] == "clip"
     (lane,) = data["videos"][0]["runs"]
     assert {w["id"].split(":", 1)[1]: w["truth"] for w in lane["windows"]}["3.00-5.00"] == [new]
+
+
+def test_a_window_takes_the_truth_of_the_trimmed_clip_that_holds_it():
+    """A clip manifest of trimmed videos (the shared clips') labels each whole video: a run's
+    2-s windows inside it take its labels; an exact window still wins; two holders, none."""
+    from vara.eval.review_windows import Truth
+    from vara.types import Clip
+
+    video = Path("/v/a.mp4")
+    truth = Truth({(str(video), 0.0, 10.01): ("tai chi",), (str(video), 2.0, 4.0): ("yoga",)})
+    assert truth.of_window(video, Clip("a:6.00-8.00", str(video), 6.0, 8.0)) == ("tai chi",)
+    assert truth.of_window(video, Clip("a:2.00-4.00", str(video), 2.0, 4.0)) == ("yoga",)
+    assert truth.of_window(video, Clip("a:3.00-5.00", str(video), 3.0, 5.0)) == ("tai chi",)
+    both = Truth({(str(video), 0.0, 10.0): ("tai chi",), (str(video), 0.0, 6.0): ("yoga",)})
+    assert both.of_window(video, Clip("a:1.00-3.00", str(video), 1.0, 3.0)) is None
+    assert truth.of_window(Path("/v/b.mp4"), Clip("b:0.00-2.00", "/v/b.mp4", 0.0, 2.0)) is None
