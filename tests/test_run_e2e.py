@@ -490,3 +490,23 @@ def test_sigkill_mid_run_then_rerun_gives_one_prediction_per_window(vllm_server,
     assert f"{n_windows - n_before} predicted now, {n_before} resumed" in r.stdout
     ids = [row["clip_id"] for row in read_jsonl(preds)]
     assert len(ids) == len(set(ids)) == n_windows
+
+
+@pytest.mark.parametrize(
+    "command",
+    [
+        ["run", "{v}", "--labels", "kinetics-sample"],
+        ["eval", "{v}", "--labels", "kinetics-sample"],
+        ["compare", "{d}"],
+        ["review", "{d}"],
+        ["timeline", "{d}", "--format", "vtt"],
+    ],
+)
+def test_an_out_folder_that_is_a_file_is_a_usage_error_naming_it(command, tmp_path):
+    taken = tmp_path / "taken.txt"
+    taken.write_text("not a folder\n")
+    args = [a.format(v=tmp_path / "x.mp4", d=tmp_path) for a in command]
+    r = vara(*args, "--out", str(taken))
+    assert r.returncode == 2, r.stderr
+    assert f"argument --out: '{taken}' is a file, not a folder" in r.stderr
+    assert "Traceback" not in r.stderr and taken.read_text() == "not a folder\n"

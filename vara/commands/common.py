@@ -17,6 +17,7 @@ __all__ = [
     "add_model_flags",
     "add_smoothing_flags",
     "endpoints_file",
+    "folder",
     "log_to",
     "open_cache",
     "run_overrides",
@@ -26,6 +27,14 @@ __all__ = [
 # a model server became unreachable (restart it, re-run the same command: it resumes).
 EXIT_OK, EXIT_FAILURES, EXIT_ERROR, EXIT_ABORTED = 0, 1, 2, 3
 MAX_FAILURES_SHOWN = 20  # the rest are in failures.jsonl
+
+
+def folder(value: str) -> str:
+    """An ``--out`` folder (argparse ``type``): made later if missing; a file there is a usage
+    error naming it, before any work."""
+    if Path(value).exists() and not Path(value).is_dir():
+        raise argparse.ArgumentTypeError(f"{value!r} is a file, not a folder: give a folder path")
+    return value
 
 
 def endpoints_file(path: str) -> list[str]:

@@ -8,7 +8,7 @@ import json
 import sys
 from pathlib import Path
 
-from vara.commands.common import EXIT_FAILURES, EXIT_OK
+from vara.commands.common import EXIT_FAILURES, EXIT_OK, folder
 from vara.errors import InputError, VaraError
 
 __all__ = ["add_compare", "add_lists", "add_probe"]
@@ -118,7 +118,7 @@ def add_probe(sub: argparse._SubParsersAction) -> None:
 def add_compare(sub: argparse._SubParsersAction) -> None:
     s = sub.add_parser("compare", help="Markdown + single-file HTML report comparing eval runs")
     s.add_argument("runs", nargs="+", help="vara eval output dirs (or single strategy dirs)")
-    s.add_argument("--out", required=True, help="report directory")
+    s.add_argument("--out", required=True, type=folder, help="report directory")
     s.add_argument(
         "--max-cards", type=int, default=24, help="per-window cards to show (%(default)s)"
     )

@@ -12,6 +12,7 @@ from vara.commands.common import (
     EXIT_OK,
     MAX_FAILURES_SHOWN,
     add_model_flags,
+    folder,
     log_to,
     open_cache,
     run_overrides,
@@ -142,7 +143,9 @@ def add(sub: argparse._SubParsersAction) -> None:
     s.add_argument(
         "--strategy", default="caption-reason", help="strategy name or .yaml path (%(default)s)"
     )
-    s.add_argument("--out", required=True, help="output directory (a re-run resumes it)")
+    s.add_argument(
+        "--out", required=True, type=folder, help="output directory (a re-run resumes it)"
+    )
     add_model_flags(s)
     s.set_defaults(func=_cmd_run)
 
@@ -178,7 +181,9 @@ def add(sub: argparse._SubParsersAction) -> None:
         action="append",
         help="strategy name or .yaml (repeatable; default: caption-reason)",
     )
-    s.add_argument("--out", required=True, help="output directory: one folder per strategy")
+    s.add_argument(
+        "--out", required=True, type=folder, help="output directory: one folder per strategy"
+    )
     s.add_argument(
         "--min-overlap",
         type=float,

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import argparse
 
-from vara.commands.common import EXIT_OK
+from vara.commands.common import EXIT_OK, folder
 
 __all__ = ["add"]
 
@@ -46,6 +46,8 @@ def add(sub: argparse._SubParsersAction) -> None:
         help="clip or interval manifest (as vara eval reads) for truth lanes; default: the "
         "true labels of vara eval dirs, if any",
     )
-    s.add_argument("--out", required=True, metavar="DIR", help="folder to write the page into")
+    s.add_argument(
+        "--out", required=True, metavar="DIR", type=folder, help="folder to write the page into"
+    )
     s.add_argument("--no-progress", action="store_true", help="no progress bar")
     s.set_defaults(func=_cmd)

@@ -25,7 +25,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from vara.commands.common import EXIT_OK, add_smoothing_flags
+from vara.commands.common import EXIT_OK, add_smoothing_flags, folder
 from vara.errors import InputError
 
 __all__ = ["add", "export_timelines"]
@@ -182,7 +182,9 @@ def add(sub: argparse._SubParsersAction) -> None:
         help="elan: .eaf per video; vtt: .vtt per video; csv: intervals.csv (an eval "
         "manifest); png: <stem>.timeline.png per video (a lane per label)",
     )
-    s.add_argument("--out", metavar="DIR", help="folder to write into (default: RUN_DIR)")
+    s.add_argument(
+        "--out", metavar="DIR", type=folder, help="folder to write into (default: RUN_DIR)"
+    )
     s.add_argument(
         "--truth",
         metavar="MANIFEST",
