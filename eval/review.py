@@ -91,7 +91,7 @@ def _video_entry(path: Path, out: Path, notes: list[str]) -> tuple[dict, VideoIn
     proxy = out / "media" / f"{path.stem}-{tag}.mp4"
     entry["src"], entry["proxy"] = f"media/{quote(proxy.name)}", True
     if not proxy.is_file():
-        make_proxy(path, proxy)
+        make_proxy(path, proxy, info=info)
     return entry, info
 
 

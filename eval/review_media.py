@@ -23,6 +23,8 @@ from PIL import Image
 from vara.errors import InputError, VaraError
 from vara.eval.report_html import jpeg_bytes
 from vara.tools.frame_batches import iter_frame_batches
+from vara.tools.video import probe
+from vara.tools.windows import frame_time
 from vara.types import Clip, PixelSpec, SamplerSpec, VideoInfo
 
 __all__ = ["PROXY_MAX_SIDE", "THUMB_SIDE", "frame_strips", "make_proxy", "playable"]
@@ -44,9 +46,21 @@ def _even(n: float) -> int:
     return max(2, int(round(n / 2)) * 2)
 
 
-def make_proxy(src: str | Path, dst: str | Path, *, max_side: int = PROXY_MAX_SIDE) -> Path:
-    """An H.264 MP4 of ``src`` with its frames at their own times (VFR stays VFR)."""
+def make_proxy(
+    src: str | Path,
+    dst: str | Path,
+    *,
+    max_side: int = PROXY_MAX_SIDE,
+    info: VideoInfo | None = None,
+) -> Path:
+    """An H.264 MP4 of ``src`` with its frames at their own times (VFR stays VFR): the times
+    vara windows by (``info``, its probe: ``i / fps``, or the probed frame times), so the
+    player and the lanes agree. A container's own stamps can be out of order (an AVI with
+    packed B-frames decodes 0, 1, 3, 2, ...), which forced into order made every third frame
+    late."""
     import av
+
+    info = info or probe(src)
 
     dst = Path(dst)
     dst.parent.mkdir(parents=True, exist_ok=True)
@@ -59,11 +73,10 @@ def make_proxy(src: str | Path, dst: str | Path, *, max_side: int = PROXY_MAX_SI
             vout.width, vout.height, vout.pix_fmt = w, h, "yuv420p"
             vout.codec_context.time_base = vout.time_base = _MS  # any source's times fit
             vout.options = {"preset": "veryfast", "crf": "28"}
-            start, last = None, -1
-            for frame in inp.decode(vin):
-                t = frame.time if frame.time is not None else 0.0
-                start = t if start is None else start
-                pts = max(last + 1, int(round((t - start) * 1000)))  # strictly increasing
+            last = -1
+            for i, frame in enumerate(inp.decode(vin)):
+                t = frame_time(info, i) if i < info.frame_count else i / info.fps
+                pts = max(last + 1, int(round(t * 1000)))  # strictly increasing
                 img = frame.reformat(width=w, height=h, format="yuv420p")
                 img.pts, img.time_base, last = pts, _MS, pts
                 for packet in vout.encode(img):

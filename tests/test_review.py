@@ -337,3 +337,12 @@ def test_a_window_takes_the_truth_of_the_trimmed_clip_that_holds_it():
     both = Truth({(str(video), 0.0, 10.0): ("tai chi",), (str(video), 0.0, 6.0): ("yoga",)})
     assert both.of_window(video, Clip("a:1.00-3.00", str(video), 1.0, 3.0)) is None
     assert truth.of_window(Path("/v/b.mp4"), Clip("b:0.00-2.00", "/v/b.mp4", 0.0, 2.0)) is None
+
+
+def test_the_proxy_of_an_avi_with_packed_b_frames_keeps_its_constant_rate(shared_videos, tmp_path):
+    """The shared UCF-101 AVI decodes with out-of-order stamps; its proxy's frames are at
+    i / 25 s, as vara windows it, not every third one late (a VFR proxy)."""
+    src = shared_videos / "ApplyEyeMakeup.avi"
+    got, want = probe(make_proxy(src, tmp_path / "p.mp4")), probe(src)
+    assert got.frame_times_s is None and got.fps == pytest.approx(want.fps)
+    assert got.frame_count == want.frame_count and got.duration_s == pytest.approx(want.duration_s)
