@@ -64,8 +64,8 @@ def default_context(key: str, overrides: list[str] | None = None, labels: str | 
     """The Context a ``vara run`` of the packaged strategy ``key`` would build (strategy
     overrides and label set from the arguments, else from the environment)."""
     if overrides is None:
-        overrides = [o.strip() for o in os.environ.get(ENV_SET, "").split(";") if o.strip()]
-    strategy = load_strategy(key, overrides)
+        overrides = _env_overrides()
+    strategy = load_strategy(key, _served(overrides))
     labelset = load_labelset(labels or os.environ.get(ENV_LABELS) or DEFAULT_LABELS)
     return build_context(strategy, graph_spec(strategy.graph), labelset, None, ModelPool(), None)
 
@@ -95,6 +95,14 @@ class StudioSettings:
         if name.startswith("__"):
             raise AttributeError(name)
         return getattr(self.context(), name)
+
+
+def _served(overrides: list[str]) -> list[str]:
+    """As with `--vlm-url`: a server URL given without a model name uses the server's one
+    model (the packaged strategy's hub id would not be what it serves)."""
+    keys = {o.split("=", 1)[0].strip() for o in overrides}
+    roles = [r for r in ("vlm", "llm") if f"{r}.url" in keys and f"{r}.model" not in keys]
+    return [*overrides, *(f"{r}.model=null" for r in roles)]
 
 
 def _env_overrides() -> list[str]:

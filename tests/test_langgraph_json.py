@@ -164,3 +164,14 @@ def test_tracing_is_off_by_default_and_on_with_the_langsmith_variables(
         monkeypatch.delenv("LANGSMITH_TRACING")
         utils.get_env_var.cache_clear()
     assert not utils.tracing_is_enabled()
+
+
+@pytest.mark.server
+def test_a_server_url_alone_uses_the_servers_model_as_vlm_url_does(vllm_server, monkeypatch):
+    from vara.agents.studio import default_context
+
+    monkeypatch.setenv("VARA_STUDIO_SET", f"vlm.url={vllm_server.url}")
+    ctx = default_context("direct")
+    assert ctx.vlm.model_id == "tiny-vlm"  # not the packaged strategy's hub id
+    named = default_context("direct", [f"vlm.url={vllm_server.url}", "vlm.model=other"])
+    assert named.strategy.vlm.model == "other"
