@@ -248,7 +248,8 @@ def test_bad_inputs_are_listed_and_the_good_video_finishes(vllm_server, tmp_path
 def test_each_bad_input_gives_one_line_naming_it(kind, tmp_path):
     path = _bad_inputs(tmp_path)[kind]
     r = vara("probe", str(path))
-    assert r.returncode == 1
+    # As with `vara run`: no input at all exists is a usage error (2); a bad file is one (1).
+    assert r.returncode == (2 if kind == "missing" else 1)
     lines = r.stderr.strip().splitlines()
     assert len(lines) == 1 and path.name in lines[0], r.stderr
 
@@ -510,3 +511,10 @@ def test_an_out_folder_that_is_a_file_is_a_usage_error_naming_it(command, tmp_pa
     assert r.returncode == 2, r.stderr
     assert f"argument --out: '{taken}' is a file, not a folder" in r.stderr
     assert "Traceback" not in r.stderr and taken.read_text() == "not a folder\n"
+
+
+def test_probe_takes_a_folder_as_run_does(shared_videos):
+    r = vara("probe", str(shared_videos))
+    assert r.returncode == 0, r.stderr
+    probed = {Path(json.loads(line)["path"]).name for line in r.stdout.splitlines()}
+    assert probed == {p.name for p in shared_videos.iterdir() if p.suffix in (".mp4", ".avi")}

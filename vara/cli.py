@@ -1,6 +1,6 @@
 """The ``vara`` command line: probe videos, run strategies, serve models, build a tiny test VLM.
 
-    vara probe VIDEO...
+    vara probe VIDEO|DIR...
     vara run VIDEO|DIR... --labels SET [--strategy NAME|YAML] --out DIR
              [--vlm-url URL --vlm-model M] [--llm-url URL --llm-model M]
              [--window-s 2 --overlap 0.5 --frames 8] [--set key.sub=value ...]

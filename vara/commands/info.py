@@ -27,10 +27,11 @@ def _probe_line(info) -> dict:
 
 
 def _cmd_probe(args: argparse.Namespace) -> int:
+    from vara.agents.inputs import expand_inputs
     from vara.tools.video import probe
 
     status = EXIT_OK
-    for path in args.videos:
+    for path in expand_inputs(args.videos):  # folders: their videos, as `vara run` takes them
         try:
             print(json.dumps(_probe_line(probe(path))))
         except VaraError as exc:
@@ -111,7 +112,7 @@ def _cmd_strategies(args: argparse.Namespace) -> int:
 
 def add_probe(sub: argparse._SubParsersAction) -> None:
     s = sub.add_parser("probe", help="print fps, frame count, duration, size, rotation of videos")
-    s.add_argument("videos", nargs="+", help="video files")
+    s.add_argument("videos", nargs="+", help="video files and/or directories (searched recursively)")
     s.set_defaults(func=_cmd_probe)
 
 
