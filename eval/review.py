@@ -186,6 +186,7 @@ def build_review(
     ``progress``: a bar over the runs' windows (decoding their frame strips is the work)."""
     runs = find_review_runs(run_dirs)
     labelset = _labels(runs)
+    known = Truth.load(truth, labelset, runs) if truth else Truth.from_runs(runs)  # before files
     out = Path(out)
     if (out / "index.html").is_file() and (out / "review.js").is_file():
         shutil.rmtree(out / "strips", ignore_errors=True)  # an earlier page's, maybe more
@@ -196,7 +197,6 @@ def build_review(
         for n, r in zip(names, runs, strict=True)
         for f in r.video_failures
     ]
-    known = Truth.load(truth, labelset, runs) if truth else Truth.from_runs(runs)
     total = sum(len(r.windows) for r in runs)
     with tqdm(total=total, unit="win", desc="vara review", disable=not progress) as bar:
         data, n_strips, n_proxies = _page_data(runs, names, labelset, out, known, notes, bar)
