@@ -185,6 +185,12 @@ def build_review(
     before is replaced (its strips too; its proxies are reused while their videos are).
     ``progress``: a bar over the runs' windows (decoding their frame strips is the work)."""
     runs = find_review_runs(run_dirs)
+    if not any(r.windows for r in runs):
+        names = ", ".join(str(r.path) for r in runs)
+        raise InputError(
+            f"{names}: no window predicted or failed yet, nothing to review; finish the run "
+            "(re-running its command resumes it), then review"
+        )
     labelset = _labels(runs)
     known = Truth.load(truth, labelset, runs) if truth else Truth.from_runs(runs)  # before files
     out = Path(out)

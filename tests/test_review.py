@@ -14,7 +14,8 @@ from pathlib import Path
 import pytest
 
 from vara.cli import main
-from vara.eval.review import _json_for_script
+from vara.errors import InputError
+from vara.eval.review import _json_for_script, build_review
 from vara.eval.review_media import make_proxy
 from vara.prompts.loader import load_labelset
 from vara.records import read_jsonl, write_jsonl_atomic
@@ -346,3 +347,13 @@ def test_the_proxy_of_an_avi_with_packed_b_frames_keeps_its_constant_rate(shared
     got, want = probe(make_proxy(src, tmp_path / "p.mp4")), probe(src)
     assert got.frame_times_s is None and got.fps == pytest.approx(want.fps)
     assert got.frame_count == want.frame_count and got.duration_s == pytest.approx(want.duration_s)
+
+
+def test_a_run_with_nothing_predicted_yet_is_refused_naming_it(site, tmp_path):
+    run = tmp_path / "started"
+    run.mkdir()
+    shutil.copy(site["root"] / "mean" / "run.json", run / "run.json")
+    (run / "predictions.jsonl").write_text("")
+    with pytest.raises(InputError, match="no window predicted or failed yet"):
+        build_review([run], tmp_path / "page")
+    assert not (tmp_path / "page").exists()
