@@ -112,7 +112,9 @@ def _cmd_strategies(args: argparse.Namespace) -> int:
 
 def add_probe(sub: argparse._SubParsersAction) -> None:
     s = sub.add_parser("probe", help="print fps, frame count, duration, size, rotation of videos")
-    s.add_argument("videos", nargs="+", help="video files and/or directories (searched recursively)")
+    s.add_argument(
+        "videos", nargs="+", help="video files and/or directories (searched recursively)"
+    )
     s.set_defaults(func=_cmd_probe)
 
 

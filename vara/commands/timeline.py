@@ -37,9 +37,11 @@ def _read(run_dir: Path) -> tuple[dict[str, Any], list[str]]:
     """The run's timeline.json and its label names in label-set order ([] when not recorded)."""
     path = run_dir / "timeline.json"
     if not path.is_file():
+        inside = sorted(d.name for d in run_dir.glob("*/") if (d / "timeline.json").is_file())
+        hint = f"; this folder's strategy dirs have one: {', '.join(inside)}" if inside else ""
         raise InputError(
             f"{str(path)!r} not found: pass a `vara run` out dir or one strategy dir of a "
-            "`vara eval` out dir (it is written when the run ends)"
+            f"`vara eval` out dir (it is written when the run ends){hint}"
         )
     doc = json.loads(path.read_text())
     run = run_dir / "run.json"
