@@ -89,6 +89,15 @@ def test_an_endpoints_file_names_each_roles_replicas_and_flags_win_over_it(tmp_p
         assert says in str(err.value)
     with pytest.raises(ConfigError, match="cannot be read"):
         run_overrides(parser.parse_args(["--endpoints", str(tmp_path / "missing.yaml")]))
+    path.write_text("vlm: {urls: [http://a:1/v1]}\n")  # a misspelt key is named
+    with pytest.raises(ConfigError, match=r"`vlm` must be .* \(unknown: urls\)"):
+        run_overrides(parser.parse_args(["--endpoints", str(path)]))
+    # What `vara serve --replicas N --url-file F` writes: one URL a line, the VLM's replicas.
+    path.write_text("http://a:1/v1\nhttp://b:1/v1\n")
+    s = load_strategy(
+        "caption-reason", run_overrides(parser.parse_args(["--endpoints", str(path)]))
+    )
+    assert s.vlm.urls == ("http://a:1/v1", "http://b:1/v1") and s.vlm.model is None
 
 
 def test_workers_replica_stats_merge_per_url():

@@ -38,19 +38,30 @@ def folder(value: str) -> str:
 
 
 def endpoints_file(path: str) -> list[str]:
-    """An endpoints file (YAML or JSON) as strategy overrides: per role (``vlm``, ``llm``) a
-    URL, a list of replica URLs, or ``{url: URL|[URL, ...], model: NAME}``."""
+    """An endpoints file as strategy overrides: YAML or JSON giving per role (``vlm``,
+    ``llm``) a URL, a list of replica URLs, or ``{url: URL|[URL, ...], model: NAME}``; or a
+    plain list of URLs, one a line (what ``vara serve --url-file`` writes), for the VLM."""
     import yaml
 
     from vara.errors import ConfigError
 
     role_shape = "a URL, a list of URLs, or {url: URL|[URL, ...], model: NAME}"
     try:
-        data = yaml.safe_load(Path(path).read_text())
+        text = Path(path).read_text()
+        lines = [x.strip() for x in text.splitlines() if x.strip() and not x.startswith("#")]
+        if lines and all(x.startswith(("http://", "https://")) for x in lines):
+            data = {"vlm": lines}  # a --url-file
+        else:
+            data = yaml.safe_load(text)
     except (OSError, yaml.YAMLError) as exc:
         raise ConfigError(f"--endpoints {path}: cannot be read ({exc})") from None
     if not isinstance(data, dict) or not data or set(data) - {"vlm", "llm"}:
-        raise ConfigError(f"--endpoints {path}: expected `vlm:` and/or `llm:`, each {role_shape}")
+        other = sorted(set(data) - {"vlm", "llm"}) if isinstance(data, dict) else []
+        unknown = f" (unknown: {', '.join(map(str, other))})" if other else ""
+        raise ConfigError(
+            f"--endpoints {path}: expected `vlm:` and/or `llm:`{unknown}, each {role_shape}; "
+            "or one URL a line"
+        )
     o: list[str] = []
     for role, value in data.items():
         entry = value if isinstance(value, dict) else {"url": value}
@@ -58,7 +69,9 @@ def endpoints_file(path: str) -> list[str]:
         urls = [urls] if isinstance(urls, str) else urls
         valid = isinstance(urls, list) and urls and all(isinstance(u, str) and u for u in urls)
         if not valid or set(entry) - {"url", "model"}:
-            raise ConfigError(f"--endpoints {path}: `{role}` must be {role_shape}")
+            extra = sorted(set(entry) - {"url", "model"})
+            unknown = f" (unknown: {', '.join(map(str, extra))})" if extra else ""
+            raise ConfigError(f"--endpoints {path}: `{role}` must be {role_shape}{unknown}")
         o.append(f"{role}.url={urls[0] if len(urls) == 1 else json.dumps(urls)}")
         o.append(f"{role}.model={entry['model']}" if entry.get("model") else f"{role}.model=null")
     return o
