@@ -33,9 +33,9 @@ from typing import Any
 
 from vara.config import Endpoint
 from vara.errors import ConfigError, EndpointError, EndpointUnreachable, InputError
-from vara.tools.chat import ChatModel, Completion, Message
+from vara.tools.chat import ChatModel
 from vara.tools.transport import RetryableError, Transport, gave_up
-from vara.tools.vlm import chat_completion, only_served_model, served_identity
+from vara.tools.vlm import ServedChat, only_served_model
 
 __all__ = ["EndpointPool", "EndpointStats", "connect", "endpoint_report", "merge_endpoint_reports"]
 
@@ -87,10 +87,8 @@ class _Replica:
         )
 
 
-class EndpointPool:
+class EndpointPool(ServedChat):
     """A ChatModel over replicas of one model (see the module docstring)."""
-
-    supports_tools = True
 
     def __init__(
         self,
@@ -132,33 +130,8 @@ class EndpointPool:
     def urls(self) -> tuple[str, ...]:
         return tuple(r.transport.url for r in self._replicas)
 
-    @property
-    def cache_identity(self) -> str:
-        """The identity of the first replica to answer (replicas serve the same weights)."""
-        if self._identity is None:
-            self._identity = served_identity(self._send("GET", "/models")[0], self.model_id)
-        return self._identity
-
-    def complete(
-        self,
-        messages: Sequence[Message],
-        *,
-        json_schema: dict[str, Any] | None = None,
-        max_tokens: int = 256,
-        temperature: float = 0.0,
-        tools: list[dict[str, Any]] | None = None,
-        tool_choice: str | None = None,
-    ) -> Completion:
-        return chat_completion(
-            self._post,
-            self.model_id,
-            messages,
-            json_schema=json_schema,
-            max_tokens=max_tokens,
-            temperature=temperature,
-            tools=tools,
-            tool_choice=tool_choice,
-        )
+    def _models(self) -> dict[str, Any]:
+        return self._send("GET", "/models")[0]
 
     def _post(self, body: dict[str, Any], n_images: int) -> tuple[dict[str, Any], str]:
         return self._send("POST", "/chat/completions", json=body, n_images=n_images, record=True)

@@ -12,8 +12,9 @@ it. Only a server that cannot be connected to at all is ``EndpointUnreachable`` 
 stops: nothing can finish); any other failure fails its window alone.
 ``vara.tools.transport.Transport`` makes ONE try of one request against one server and says
 whether another try may help (``RetryableError``); ``OpenAIServer`` retries on its one
-server, and ``vara.tools.endpoints.EndpointPool`` on the next of several replicas. Both
-build, send and parse a completion through ``chat_completion``.
+server, and ``vara.tools.endpoints.EndpointPool`` on the next of several replicas. Both are
+``ServedChat``s: ``complete`` and ``cache_identity`` are written once there, over each one's
+way of reaching a server, and a completion is built, sent and parsed by ``chat_completion``.
 """
 
 from __future__ import annotations
@@ -40,6 +41,7 @@ from vara.tools.transport import RetryableError, Transport, gave_up
 
 __all__ = [
     "OpenAIServer",
+    "ServedChat",
     "EndpointUnreachable",
     "chat_body",
     "chat_completion",
@@ -181,37 +183,22 @@ def _arguments(text: Any) -> tuple[dict[str, Any], str | None]:
     return args, None
 
 
-class OpenAIServer:
-    """A ChatModel backed by one OpenAI-compatible server (vLLM)."""
+class ServedChat:
+    """What both HTTP clients share (``OpenAIServer``, one server; ``EndpointPool``, replicas):
+    the ``ChatModel`` methods, over two a subclass gives: ``_models()``, a server's
+    GET /models reply, and ``_post(body, n_images)``, a /chat/completions reply with the URL
+    that gave it. Subclasses set ``model_id`` and ``_identity = None`` in ``__init__``."""
 
     supports_tools = True
-
-    def __init__(
-        self,
-        url: str,
-        model: str | None = None,
-        *,
-        api_key: str = "EMPTY",
-        timeout_s: float = 120.0,
-        max_concurrency: int = 8,
-        max_retries: int = 3,
-        backoff_s: float = 0.5,
-    ):
-        self._transport = Transport(
-            url, api_key=api_key, timeout_s=timeout_s, max_concurrency=max_concurrency
-        )
-        self.url = self._transport.url
-        self._max_retries = max_retries
-        self._backoff_s = backoff_s
-        self.model_id = model or only_served_model(self.url, self._request("GET", "/models"))
-        self._identity: str | None = None
+    model_id: str
+    _identity: str | None
 
     @property
     def cache_identity(self) -> str:
-        """See ``served_identity``."""
+        """See ``served_identity`` (a pool: of the first replica to answer; replicas serve the
+        same weights). An unreachable server raises here, as its first request would."""
         if self._identity is None:
-            # An unreachable server raises here, as its first request would.
-            self._identity = served_identity(self._request("GET", "/models"), self.model_id)
+            self._identity = served_identity(self._models(), self.model_id)
         return self._identity
 
     def complete(
@@ -234,6 +221,39 @@ class OpenAIServer:
             tools=tools,
             tool_choice=tool_choice,
         )
+
+    def _models(self) -> dict[str, Any]:
+        raise NotImplementedError
+
+    def _post(self, body: dict[str, Any], n_images: int) -> tuple[dict[str, Any], str]:
+        raise NotImplementedError
+
+
+class OpenAIServer(ServedChat):
+    """A ChatModel backed by one OpenAI-compatible server (vLLM)."""
+
+    def __init__(
+        self,
+        url: str,
+        model: str | None = None,
+        *,
+        api_key: str = "EMPTY",
+        timeout_s: float = 120.0,
+        max_concurrency: int = 8,
+        max_retries: int = 3,
+        backoff_s: float = 0.5,
+    ):
+        self._transport = Transport(
+            url, api_key=api_key, timeout_s=timeout_s, max_concurrency=max_concurrency
+        )
+        self.url = self._transport.url
+        self._max_retries = max_retries
+        self._backoff_s = backoff_s
+        self.model_id = model or only_served_model(self.url, self._models())
+        self._identity: str | None = None
+
+    def _models(self) -> dict[str, Any]:
+        return self._request("GET", "/models")
 
     def _post(self, body: dict[str, Any], n_images: int) -> tuple[dict[str, Any], str]:
         reply = self._request("POST", "/chat/completions", json=body, n_images=n_images)
