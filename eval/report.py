@@ -31,6 +31,7 @@ from vara.eval.report_cards import add_thumbnails, select_cards
 from vara.eval.report_html import Plot, Report, Table, render_html
 from vara.eval.report_md import render_markdown
 from vara.eval.robustness import robustness_png, robustness_table
+from vara.eval.run_dirs import run_dirs
 from vara.records import read_records
 from vara.types import Clip, Failure, Prediction
 
@@ -120,24 +121,15 @@ def load_run(run_dir: str | Path) -> RunResult:
 
 def find_runs(paths: Iterable[str | Path]) -> list[RunResult]:
     """Runs under ``paths``: each a strategy dir (has results.json) or a parent of several."""
-    runs: list[RunResult] = []
-    seen: set[Path] = set()
-    for path in map(Path, paths):
-        if not path.is_dir():
-            raise InputError(f"{path} is not a directory: {_FIX}")
-        if (path / "results.json").exists():
-            dirs = [path]
-        else:
-            dirs = sorted(d for d in path.iterdir() if (d / "results.json").is_file())
-            if not dirs:
-                raise InputError(f"{path} has no results.json and no subdirectory with one: {_FIX}")
-        for d in dirs:
-            if d.resolve() not in seen:
-                seen.add(d.resolve())
-                runs.append(load_run(d))
+    none_found = "has no results.json and no subdirectory with one"
+    runs = [load_run(d) for d in run_dirs(paths, _has_results, none_found, _FIX)]
     if not runs:
         raise InputError(f"no run directories given: {_FIX}")
     return runs
+
+
+def _has_results(path: Path) -> bool:
+    return (path / "results.json").is_file()
 
 
 def _run_names(runs: Sequence[RunResult]) -> list[str]:

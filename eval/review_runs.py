@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from vara.errors import InputError
+from vara.eval.run_dirs import run_dirs
 from vara.records import read_records
 from vara.types import Clip, Failure, LabelSet, PixelSpec, Prediction, SamplerSpec, Timeline
 
@@ -174,18 +175,8 @@ def _is_run(path: Path) -> bool:
 
 def find_review_runs(paths: Sequence[str | Path]) -> list[ReviewRun]:
     """The runs under ``paths``: each a run dir or a folder of them (a ``vara eval`` out dir)."""
-    runs, seen = [], set()
-    for path in map(Path, paths):
-        if not path.is_dir():
-            raise InputError(f"{path} is not a directory: {_FIX}")
-        dirs = [path] if _is_run(path) else sorted(d for d in path.iterdir() if _is_run(d))
-        if not dirs:
-            raise InputError(f"{path} holds no predictions.jsonl with a run.json: {_FIX}")
-        for d in dirs:
-            if d.resolve() not in seen:
-                seen.add(d.resolve())
-                runs.append(load_review_run(d))
-    return runs
+    none_found = "holds no predictions.jsonl with a run.json"
+    return [load_review_run(d) for d in run_dirs(paths, _is_run, none_found, _FIX)]
 
 
 def run_names(runs: Sequence[ReviewRun]) -> list[str]:
